@@ -1,0 +1,3 @@
+from fargate_worker.worker import main
+
+raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Analyze: runs short analyze tasks from the analyze queue, with partial batch responses."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from mistersmith import wiring
+from mistersmith.models import TaskMessage
+from mistersmith.observability import logger, metrics, tracer
+from mistersmith.processing import Disposition, TaskProcessor
+from mistersmith.settings import AnalyzeSettings, load
+
+_batch = BatchProcessor(event_type=EventType.SQS)
+
+
+class RetryLater(Exception):
+    """Marks the record failed in the batch response, so SQS redelivers it."""
+
+
+@cache
+def get_processor() -> TaskProcessor:
+    return wiring.processor(load(AnalyzeSettings))
+
+
+def process_record(record: SQSRecord) -> None:
+    message = TaskMessage.model_validate_json(record.body)
+    attempt = int(record.attributes.approximate_receive_count)
+    if get_processor().process(message, attempt=attempt) is Disposition.RETRY:
+        raise RetryLater(message.id)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=process_record, processor=_batch, context=context)

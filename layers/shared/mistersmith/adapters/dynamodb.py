@@ -1,0 +1,189 @@
+"""The task store on a DynamoDB table: key `id`, index `by-status` (status, created_at)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from mistersmith.adapters.aws import client
+from mistersmith.clock import iso_from_epoch
+from mistersmith.errors import InvalidRequest, TransitionRejected
+from mistersmith.models import StoredTask, TaskStatus, canonical_json
+
+STATUS_INDEX = "by-status"
+# Nested documents are kept as JSON text: DynamoDB maps reject floats and empty keys.
+_JSON_FIELDS = frozenset({"payload", "payload_ref", "result"})
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _encode(name: str, value: Any) -> dict[str, Any]:
+    if name in _JSON_FIELDS:
+        value = canonical_json(value)
+    elif isinstance(value, float):
+        value = Decimal(repr(value))
+    return _serializer.serialize(value)
+
+
+def _decode(item: dict[str, Any]) -> StoredTask:
+    data = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    for name in _JSON_FIELDS & data.keys():
+        data[name] = json.loads(data[name])
+    return StoredTask.model_validate(data)
+
+
+def _encode_token(key: dict[str, Any] | None) -> str | None:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
+
+
+def _decode_token(token: str | None) -> dict[str, Any] | None:
+    if not token:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError as error:
+        raise InvalidRequest("next_token is not a token this API issued") from error
+    if not isinstance(key, dict) or "id" not in key:
+        raise InvalidRequest("next_token is not a token this API issued")
+    return key
+
+
+class DynamoTaskStore:
+    """Implements `ports.TaskStore`: every status change is a conditional update."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = table_name
+        self._ddb = client("dynamodb")
+
+    def create(self, task: StoredTask) -> bool:
+        item = {
+            name: _encode(name, value)
+            for name, value in task.model_dump(mode="json", exclude_none=True).items()
+        }
+        try:
+            self._ddb.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)"
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get(self, task_id: str) -> StoredTask | None:
+        response = self._ddb.get_item(
+            TableName=self._table, Key={"id": {"S": task_id}}, ConsistentRead=True
+        )
+        return _decode(response["Item"]) if "Item" in response else None
+
+    def list(
+        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+    ) -> tuple[list[StoredTask], str | None]:
+        request: dict[str, Any] = {"TableName": self._table, "Limit": limit}
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if start := _decode_token(next_token):
+            request["ExclusiveStartKey"] = start
+        if task_type:
+            request["FilterExpression"] = "task_type = :task_type"
+            values[":task_type"] = {"S": task_type}
+        if status:
+            names["#status"] = "status"
+            values[":status"] = {"S": status.value}
+            request |= {
+                "IndexName": STATUS_INDEX,
+                "KeyConditionExpression": "#status = :status",
+                "ScanIndexForward": False,
+            }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if values:
+            request["ExpressionAttributeValues"] = values
+        response = self._ddb.query(**request) if status else self._ddb.scan(**request)
+        items = [_decode(item) for item in response.get("Items", [])]
+        return items, _encode_token(response.get("LastEvaluatedKey"))
+
+    def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        allowed_from: Collection[TaskStatus],
+        changes: dict[str, Any],
+        holder: str | None = None,
+    ) -> StoredTask:
+        fields = {"status": target.value, **changes}
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values: dict[str, Any] = {}
+        sets, removes = [], []
+        for placeholder, name in names.items():
+            value = fields[name]
+            if value is None:
+                removes.append(placeholder)
+            else:
+                values[f":v{placeholder[2:]}"] = _encode(name, value)
+                sets.append(f"{placeholder} = :v{placeholder[2:]}")
+        sources = sorted(status.value for status in allowed_from)
+        for i, source in enumerate(sources):
+            values[f":from{i}"] = {"S": source}
+        names["#status"] = "status"
+        condition = f"#status IN ({', '.join(f':from{i}' for i in range(len(sources)))})"
+        if holder is not None:
+            names["#worker"] = "worker_id"
+            values[":holder"] = {"S": holder}
+            condition += " AND #worker = :holder"
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        return self._update(task_id, target, expression, condition, names, values)
+
+    def claim(self, task_id: str, *, worker_id: str, lease_seconds: float, now: float) -> StoredTask:
+        return self._update(
+            task_id,
+            TaskStatus.RUNNING,
+            "SET #status = :running, worker_id = :worker, lease_expires_at = :lease, "
+            "attempts = if_not_exists(attempts, :zero) + :one, started_at = :now_iso, "
+            "updated_at = :now_iso",
+            "#status = :queued OR (#status = :running AND lease_expires_at < :now)",
+            {"#status": "status"},
+            {
+                ":running": {"S": TaskStatus.RUNNING.value},
+                ":queued": {"S": TaskStatus.QUEUED.value},
+                ":worker": {"S": worker_id},
+                ":lease": _encode("lease_expires_at", now + lease_seconds),
+                ":now": _encode("lease_expires_at", now),
+                ":now_iso": {"S": iso_from_epoch(now)},
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def _update(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        expression: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> StoredTask:
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": {"S": task_id}},
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(id) AND ({condition})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            current = self.get(task_id)
+            raise TransitionRejected(task_id, current.status if current else None, target) from error
+        return _decode(response["Attributes"])

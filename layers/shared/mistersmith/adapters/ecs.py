@@ -1,0 +1,32 @@
+"""The worker service on ECS."""
+
+from __future__ import annotations
+
+from mistersmith.adapters.aws import client
+from mistersmith.ports import ServiceCounts
+
+
+class EcsWorkerService:
+    """Implements `ports.WorkerService` for one service in one cluster."""
+
+    def __init__(self, cluster: str, service: str) -> None:
+        self.cluster = cluster
+        self.service = service
+        self._ecs = client("ecs")
+
+    def counts(self) -> ServiceCounts:
+        response = self._ecs.describe_services(cluster=self.cluster, services=[self.service])
+        if not response.get("services"):
+            raise LookupError(f"service {self.service!r} not found in cluster {self.cluster!r}")
+        service = response["services"][0]
+        deployments = service.get("deployments", [])
+        return ServiceCounts(
+            desired=service["desiredCount"],
+            running=service["runningCount"],
+            pending=service.get("pendingCount", 0),
+            deployment_in_progress=len(deployments) > 1
+            or any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments),
+        )
+
+    def set_desired(self, count: int) -> None:
+        self._ecs.update_service(cluster=self.cluster, service=self.service, desiredCount=count)

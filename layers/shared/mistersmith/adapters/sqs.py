@@ -1,0 +1,58 @@
+"""A work queue on SQS."""
+
+from __future__ import annotations
+
+from mistersmith.adapters.aws import client
+from mistersmith.ports import QueueDepth, QueueMessage
+
+
+class SqsWorkQueue:
+    """Implements `ports.WorkQueue` for one queue URL."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.url = queue_url
+        self._sqs = client("sqs")
+
+    def send(self, body: str) -> str:
+        return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+
+    def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+        response = self._sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "AWSTraceHeader"],
+        )
+        return [
+            QueueMessage(
+                message_id=message["MessageId"],
+                body=message["Body"],
+                receipt_handle=message["ReceiptHandle"],
+                receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                attributes=message.get("Attributes", {}),
+            )
+            for message in response.get("Messages", [])
+        ]
+
+    def delete(self, receipt_handle: str) -> None:
+        self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self._sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )
+
+    def depth(self) -> QueueDepth:
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return QueueDepth(
+            visible=int(attributes["ApproximateNumberOfMessages"]),
+            in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+            delayed=int(attributes["ApproximateNumberOfMessagesDelayed"]),
+        )

@@ -1,0 +1,51 @@
+"""Domain errors: raised by logic and adapters, mapped to HTTP or task outcomes at the edges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MisterSmithError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class TaskNotFound(MisterSmithError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} does not exist")
+        self.task_id = task_id
+
+
+class TaskConflict(MisterSmithError):
+    """The id exists with a different body, or the task is already terminal."""
+
+
+class PayloadTooLarge(MisterSmithError):
+    pass
+
+
+class TransitionRejected(MisterSmithError):
+    """A conditional write found the task in a state that does not allow the change."""
+
+    def __init__(self, task_id: str, current: str | None, target: str) -> None:
+        super().__init__(f"task {task_id!r} cannot move from {current} to {target}")
+        self.task_id = task_id
+        self.current = current
+        self.target = target
+
+
+class TaskFailure(MisterSmithError):
+    """A deterministic failure of the task itself: recorded as FAILED and never retried."""
+
+    def __init__(self, error_type: str, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.result = result
+
+
+class InvalidRequest(MisterSmithError):
+    """A request that passed the schema but cannot be served (a bad page token, say)."""
+
+
+class PublishFailed(MisterSmithError):
+    """The bus did not take an event; the caller may retry with the same task id."""

@@ -1,0 +1,107 @@
+"""Intake logic: accept a task once, keep big payloads aside, hand the task to the bus."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from mistersmith.clock import now_iso
+from mistersmith.errors import PayloadTooLarge, TaskConflict, TaskNotFound
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import (
+    AnalyzeRequest,
+    CompileRequest,
+    ExecuteRequest,
+    PayloadRef,
+    StoredTask,
+    TaskPage,
+    TaskRecord,
+    TaskStatus,
+    canonical_json,
+    request_fingerprint,
+)
+from mistersmith.observability import logger
+from mistersmith.ports import BlobStore
+from mistersmith.settings import IntakeSettings
+
+INTAKE_SOURCE = "mistersmith.intake"
+WORKER_TASK = "Worker Task"
+TaskRequestModel = ExecuteRequest | CompileRequest | AnalyzeRequest
+
+
+class Intake:
+    """Submits, reads and lists tasks."""
+
+    def __init__(self, lifecycle: Lifecycle, blobs: BlobStore, settings: IntakeSettings) -> None:
+        self.lifecycle = lifecycle
+        self.store = lifecycle.store
+        self.blobs = blobs
+        self.settings = settings
+
+    def submit(self, request: TaskRequestModel, *, trace_id: str | None = None) -> tuple[TaskRecord, bool]:
+        """Records the task as QUEUED and publishes it; returns (record, created).
+
+        The same id with the same body returns the existing task (and publishes it again while it
+        is still QUEUED, so a client retrying after a failed publish gets its task delivered)."""
+        payload = request.payload.model_dump(mode="json", exclude_none=True)
+        fingerprint = request_fingerprint(request.task_type, payload)
+        task_id = request.id or uuid.uuid4().hex
+        body = canonical_json(payload).encode()
+        if len(body) > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"payload is {len(body)} bytes; the limit is {self.settings.max_payload_bytes}"
+            )
+        now = now_iso()
+        task = StoredTask(
+            id=task_id,
+            task_type=request.task_type,
+            status=TaskStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            fingerprint=fingerprint,
+            trace_id=trace_id,
+        )
+        if len(body) > self.settings.inline_payload_limit_bytes:
+            task.payload_ref = self._store_aside(task_id, body)
+        else:
+            task.payload = payload
+        created = self.store.create(task)
+        if not created:
+            task = self._existing_with_same_body(task_id, fingerprint)
+        if task.status is TaskStatus.QUEUED:
+            self.lifecycle.events.publish(
+                source=INTAKE_SOURCE,
+                detail_type=WORKER_TASK,
+                detail=task.message().model_dump(mode="json", exclude_none=True),
+            )
+        logger.info("task accepted", extra={"task_id": task_id, "task_type": task.task_type, "new_task": created})
+        return task.public(), created
+
+    def get(self, task_id: str) -> TaskRecord:
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task.public()
+
+    def list(
+        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+    ) -> TaskPage:
+        tasks, token = self.store.list(
+            status=status, task_type=task_type, limit=limit, next_token=next_token
+        )
+        return TaskPage(items=[task.public() for task in tasks], next_token=token)
+
+    def _existing_with_same_body(self, task_id: str, fingerprint: str) -> StoredTask:
+        existing = self.store.get(task_id)
+        if existing is None:
+            raise TaskConflict(f"task {task_id!r} was being created concurrently; retry")
+        if existing.fingerprint != fingerprint:
+            raise TaskConflict(f"task {task_id!r} already exists with a different body")
+        return existing
+
+    def _store_aside(self, task_id: str, body: bytes) -> PayloadRef:
+        digest = hashlib.sha256(body).hexdigest()
+        # The digest in the key keeps a conflicting resubmission from overwriting the original.
+        key = f"payloads/{task_id}/{digest}.json"
+        self.blobs.put(key, body, content_type="application/json")
+        return PayloadRef(bucket=self.blobs.bucket, key=key, sha256=digest, size=len(body))

@@ -1,0 +1,266 @@
+"""The WorkTask, its per-type payloads and results, the task record and its lifecycle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+TASK_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+
+
+def is_task_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(TASK_ID_PATTERN, value) is not None
+
+
+class TaskType(StrEnum):
+    COMPILE = "compile"
+    ANALYZE = "analyze"
+    EXECUTE = "execute"
+
+
+TASK_TYPES = frozenset(task_type.value for task_type in TaskType)
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    DEAD_LETTERED = "DEAD_LETTERED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.DEAD_LETTERED}
+)
+
+# QUEUED -> FAILED is the router rejecting a task it cannot route; RUNNING -> QUEUED is a release.
+ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset(
+        {TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.DEAD_LETTERED}
+    ),
+    TaskStatus.RUNNING: frozenset(
+        {
+            TaskStatus.QUEUED,
+            TaskStatus.SUCCEEDED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.DEAD_LETTERED,
+        }
+    ),
+    **{status: frozenset() for status in TERMINAL_STATUSES},
+}
+
+
+def sources_allowed_into(target: TaskStatus) -> frozenset[TaskStatus]:
+    """The statuses from which a task may move to `target`."""
+    return frozenset(source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _checked_relative_path(path: str) -> str:
+    normalised = posixpath.normpath(path)
+    if not path or path.startswith("/") or "\\" in path or normalised.startswith(".."):
+        raise ValueError(f"file path {path!r} must be relative and stay inside the work directory")
+    return normalised
+
+
+def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
+    return {_checked_relative_path(path): text for path, text in files.items()}
+
+
+RelativeFiles = Annotated[dict[str, str], AfterValidator(_checked_relative_paths)]
+SourceFiles = Annotated[RelativeFiles, Field(min_length=1, max_length=1000)]
+
+
+class FilesPayload(StrictModel):
+    files: SourceFiles
+
+
+class ExecutePayload(StrictModel):
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    stdin: str | None = None
+    env: dict[str, str] | None = None
+    files: RelativeFiles | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=43_200)] | None = None
+
+
+class CompilePayload(FilesPayload):
+    language: Annotated[str, Field(min_length=1, max_length=32)] = "python"
+
+
+class AnalyzePayload(FilesPayload):
+    pass
+
+
+PAYLOAD_MODELS: dict[TaskType, type[StrictModel]] = {
+    TaskType.EXECUTE: ExecutePayload,
+    TaskType.COMPILE: CompilePayload,
+    TaskType.ANALYZE: AnalyzePayload,
+}
+
+
+class PayloadRef(StrictModel):
+    """A claim check: the payload JSON stored aside in the artifacts bucket."""
+
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+
+
+class _TaskRequest(StrictModel):
+    id: TaskId | None = None
+
+
+class ExecuteRequest(_TaskRequest):
+    task_type: Literal["execute"]
+    payload: ExecutePayload
+
+
+class CompileRequest(_TaskRequest):
+    task_type: Literal["compile"]
+    payload: CompilePayload
+
+
+class AnalyzeRequest(_TaskRequest):
+    task_type: Literal["analyze"]
+    payload: AnalyzePayload
+
+
+TaskRequest = Annotated[
+    Union[ExecuteRequest, CompileRequest, AnalyzeRequest], Field(discriminator="task_type")
+]
+TASK_REQUEST_ADAPTER: TypeAdapter[ExecuteRequest | CompileRequest | AnalyzeRequest] = TypeAdapter(
+    TaskRequest
+)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
+    """Identifies a submission's body, so that a retried POST with the same id is recognised."""
+    return hashlib.sha256(canonical_json({"task_type": task_type, "payload": payload}).encode()).hexdigest()
+
+
+class TaskMessage(BaseModel):
+    """What travels on the bus (detail of `Worker Task`) and in the queues."""
+
+    id: TaskId
+    task_type: str
+    payload: dict[str, Any] | None = None
+    payload_ref: PayloadRef | None = None
+    trace_id: str | None = None
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+
+
+class Diagnostic(BaseModel):
+    file: str
+    line: int
+    message: str
+
+
+class ExecuteResult(BaseModel):
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool
+    duration_ms: int
+
+
+class CompileResult(BaseModel):
+    ok: bool
+    diagnostics: list[Diagnostic]
+    artifact_uri: str | None = None
+
+
+class AnalyzeResult(BaseModel):
+    files: int
+    lines: int
+    code_lines: int
+    functions: int
+    classes: int
+    max_complexity: int
+    findings: list[Diagnostic]
+
+
+class TaskRecord(BaseModel):
+    """The task as clients see it."""
+
+    id: TaskId
+    task_type: str
+    status: TaskStatus
+    created_at: str
+    updated_at: str
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    result: dict[str, Any] | None = None
+    error: TaskError | None = None
+    trace_id: str | None = None
+
+
+class StoredTask(TaskRecord):
+    """The task as the state table holds it: the record plus what workers and intake need."""
+
+    fingerprint: str | None = None
+    payload: dict[str, Any] | None = None
+    payload_ref: PayloadRef | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+
+    @classmethod
+    def queued(cls, message: TaskMessage, now: str) -> StoredTask:
+        """A new QUEUED record for a task that arrived as a message rather than through intake."""
+        fingerprint = None
+        if message.payload is not None and message.task_type in TASK_TYPES:
+            fingerprint = request_fingerprint(TaskType(message.task_type), message.payload)
+        return cls(
+            id=message.id,
+            task_type=message.task_type,
+            status=TaskStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            fingerprint=fingerprint,
+            payload=message.payload,
+            payload_ref=message.payload_ref,
+            trace_id=message.trace_id,
+        )
+
+    def public(self) -> TaskRecord:
+        return TaskRecord.model_validate(self.model_dump(include=set(TaskRecord.model_fields)))
+
+    def message(self) -> TaskMessage:
+        return TaskMessage(
+            id=self.id,
+            task_type=self.task_type,
+            payload=self.payload,
+            payload_ref=self.payload_ref,
+            trace_id=self.trace_id,
+        )
+
+
+class TaskPage(BaseModel):
+    items: list[TaskRecord]
+    next_token: str | None = None

@@ -1,0 +1,113 @@
+"""Ports: what the logic needs from the outside world. Adapters implement them; tests pass fakes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from mistersmith.models import StoredTask, TaskStatus
+
+
+class TaskStore(ABC):
+    """The state table. Every status change is a conditional write: terminal tasks never change."""
+
+    @abstractmethod
+    def create(self, task: StoredTask) -> bool:
+        """Writes `task` if its id is new; returns False (and writes nothing) when it exists."""
+
+    @abstractmethod
+    def get(self, task_id: str) -> StoredTask | None: ...
+
+    @abstractmethod
+    def list(
+        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+    ) -> tuple[list[StoredTask], str | None]: ...
+
+    @abstractmethod
+    def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        allowed_from: Collection[TaskStatus],
+        changes: dict[str, Any],
+        holder: str | None = None,
+    ) -> StoredTask:
+        """Moves the task to `target` if it is in one of `allowed_from` (and, when `holder` is given,
+        still leased by that worker), setting `changes`. Raises TransitionRejected otherwise."""
+
+    @abstractmethod
+    def claim(self, task_id: str, *, worker_id: str, lease_seconds: float, now: float) -> StoredTask:
+        """QUEUED -> RUNNING for `worker_id`, or takes over a RUNNING task whose lease expired.
+        Raises TransitionRejected when the task is terminal or another worker holds a live lease."""
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    message_id: str
+    body: str
+    receipt_handle: str
+    receive_count: int = 1
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+class WorkQueue(ABC):
+    @abstractmethod
+    def send(self, body: str) -> str: ...
+
+    @abstractmethod
+    def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]: ...
+
+    @abstractmethod
+    def delete(self, receipt_handle: str) -> None: ...
+
+    @abstractmethod
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None: ...
+
+    @abstractmethod
+    def depth(self) -> QueueDepth: ...
+
+
+class EventPublisher(ABC):
+    @abstractmethod
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+class BlobStore(ABC):
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, content_type: str) -> str:
+        """Stores `data` and returns its `s3://bucket/key` URI."""
+
+    @abstractmethod
+    def get(self, bucket: str, key: str) -> bytes: ...
+
+    @property
+    @abstractmethod
+    def bucket(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ServiceCounts:
+    desired: int
+    running: int
+    pending: int
+    deployment_in_progress: bool
+
+
+class WorkerService(ABC):
+    """The ECS service that runs the Fargate workers."""
+
+    @abstractmethod
+    def counts(self) -> ServiceCounts: ...
+
+    @abstractmethod
+    def set_desired(self, count: int) -> None: ...

@@ -1,0 +1,104 @@
+"""Routing logic: a `Worker Task` event becomes a message on the queue for its type."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from mistersmith.clock import now_iso
+from mistersmith.errors import TransitionRejected
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import (
+    PAYLOAD_MODELS,
+    StoredTask,
+    TaskError,
+    TaskMessage,
+    TaskStatus,
+    TaskType,
+    canonical_json,
+    is_task_id,
+)
+from mistersmith.observability import logger
+from mistersmith.ports import WorkQueue
+
+
+class UnknownTaskType(ValueError):
+    pass
+
+
+class RouteOutcome(StrEnum):
+    QUEUED = "queued"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+
+class Router:
+    """Sends compile and execute to the worker queue and analyze to the analyze queue."""
+
+    def __init__(self, lifecycle: Lifecycle, queues: dict[TaskType, WorkQueue]) -> None:
+        self.lifecycle = lifecycle
+        self.store = lifecycle.store
+        self.queues = queues
+
+    def route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
+        """Routes one event's detail; returns the task id and what happened to it."""
+        try:
+            message = TaskMessage.model_validate(detail)
+            task_type = self._checked_type(message)
+        except (ValidationError, ValueError) as error:
+            return self._reject(detail, error)
+        task = self._record_for(message)
+        if task.status is not TaskStatus.QUEUED:
+            logger.info("task not routed: already past QUEUED", extra={"task_id": task.id, "status": task.status})
+            return task.id, RouteOutcome.SKIPPED
+        self.queues[task_type].send(canonical_json(message.model_dump(mode="json", exclude_none=True)))
+        logger.info("task routed", extra={"task_id": task.id, "task_type": task_type.value})
+        return task.id, RouteOutcome.QUEUED
+
+    @staticmethod
+    def _checked_type(message: TaskMessage) -> TaskType:
+        try:
+            task_type = TaskType(message.task_type)
+        except ValueError:
+            valid = ", ".join(t.value for t in TaskType)
+            raise UnknownTaskType(f"unknown task_type {message.task_type!r}; expected one of {valid}") from None
+        if message.payload_ref is None:
+            PAYLOAD_MODELS[task_type].model_validate(message.payload or {})
+        return task_type
+
+    def _record_for(self, message: TaskMessage) -> StoredTask:
+        """The task's record; events from the orchestrator arrive with none, so one is created."""
+        task = StoredTask.queued(message, now_iso())
+        if self.store.create(task):
+            return task
+        return self.store.get(message.id) or task
+
+    def _reject(self, detail: dict[str, Any], error: Exception) -> tuple[str, RouteOutcome]:
+        """Records the task as FAILED with a readable error, so that nothing vanishes silently."""
+        error_type = "UnknownTaskType" if isinstance(error, UnknownTaskType) else "InvalidTask"
+        task_error = TaskError(type=error_type, message=str(error))
+        raw_id = detail.get("id")
+        task_id = raw_id if is_task_id(raw_id) else f"rejected-{uuid.uuid4().hex}"
+        now = now_iso()
+        rejected = StoredTask(
+            id=task_id,
+            task_type=str(detail.get("task_type", "unknown"))[:64],
+            status=TaskStatus.FAILED,
+            created_at=now,
+            updated_at=now,
+            finished_at=now,
+            error=task_error,
+        )
+        if self.store.create(rejected):
+            self.lifecycle.announce(rejected)
+        else:
+            try:
+                self.lifecycle.move(task_id, TaskStatus.FAILED, error=task_error, finished_at=now)
+            except TransitionRejected:
+                logger.info("rejected task already terminal", extra={"task_id": task_id})
+        logger.warning("task rejected", extra={"task_id": task_id, "error_type": error_type, "error": str(error)})
+        return task_id, RouteOutcome.REJECTED
+

@@ -1,0 +1,104 @@
+"""Configuration: one validated settings model per process, read from the environment once."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from functools import cache
+from typing import Annotated, TypeVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mistersmith.scaling import SEED_STEPS, ScalingPolicy, StepTable
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+
+class TableSettings(_Settings):
+    task_table_name: NonEmpty
+
+
+class BusSettings(_Settings):
+    event_bus_name: NonEmpty
+
+
+class BucketSettings(_Settings):
+    artifacts_bucket_name: NonEmpty
+
+
+class WorkQueueSettings(_Settings):
+    work_queue_url: NonEmpty
+
+
+class LifecycleSettings(TableSettings, BusSettings):
+    """What anything that changes a task's status needs: the table and the bus."""
+
+
+class IntakeSettings(LifecycleSettings, BucketSettings):
+    # Below SQS / EventBridge's 1 MiB and DynamoDB's 400 KB item: bigger payloads go to S3.
+    inline_payload_limit_bytes: Annotated[int, Field(gt=0, le=300_000)] = 64 * 1024
+    # Under API Gateway's 10 MB and a synchronous Lambda's 6 MB request.
+    max_payload_bytes: Annotated[int, Field(gt=0, le=6_000_000)] = 5_000_000
+
+
+class RouterSettings(LifecycleSettings, WorkQueueSettings):
+    analyze_queue_url: NonEmpty
+
+
+class WorkSettings(LifecycleSettings, BucketSettings):
+    """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
+
+    # Unique per process, so two workers on one host never share a lease.
+    worker_id: NonEmpty = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    # Matches the visibility timeout of the queue the process reads (template.yaml sets both).
+    lease_seconds: Annotated[int, Field(ge=1, le=43_200)] = 300
+    execute_timeout_seconds: Annotated[float, Field(gt=0)] = 600
+    output_limit_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+
+
+class AnalyzeSettings(WorkSettings):
+    pass
+
+
+class AutoscalerSettings(TableSettings, WorkQueueSettings):
+    cluster_name: NonEmpty
+    worker_service_name: NonEmpty
+    scaling_steps: Annotated[StepTable, NoDecode] = StepTable.parse(SEED_STEPS)
+    min_tasks: Annotated[int, Field(ge=0)] = 2
+    max_tasks: Annotated[int, Field(ge=1)] = 1000
+    cooldown_seconds: Annotated[int, Field(ge=0)] = 60
+
+    @field_validator("scaling_steps", mode="before")
+    @classmethod
+    def _parse_steps(cls, value: object) -> object:
+        return StepTable.parse(value) if isinstance(value, str) else value
+
+    @property
+    def policy(self) -> ScalingPolicy:
+        return ScalingPolicy(self.scaling_steps, self.min_tasks, self.max_tasks)
+
+    @field_validator("max_tasks")
+    @classmethod
+    def _max_not_below_min(cls, max_tasks: int, info) -> int:
+        if max_tasks < info.data.get("min_tasks", 0):
+            raise ValueError("max_tasks must be at least min_tasks")
+        return max_tasks
+
+
+class WorkerSettings(WorkSettings, WorkQueueSettings):
+    health_host: str = "0.0.0.0"  # noqa: S104 - the container's health check and load balancer reach it
+    health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    receive_batch_size: Annotated[int, Field(ge=1, le=10)] = 10
+    receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
+
+
+@cache
+def load(model: type[SettingsT]) -> SettingsT:
+    """Reads and validates `model` from the environment once per process."""
+    return model()

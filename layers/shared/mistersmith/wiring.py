@@ -1,0 +1,64 @@
+"""Builds the logic objects on their AWS adapters from a process's settings."""
+
+from __future__ import annotations
+
+from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.adapters.ecs import EcsWorkerService
+from mistersmith.adapters.eventbridge import EventBridgePublisher
+from mistersmith.adapters.s3 import S3BlobStore
+from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.intake import Intake
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import TaskType
+from mistersmith.processing import TaskProcessor
+from mistersmith.routing import Router
+from mistersmith.scaling import Autoscaler
+from mistersmith.settings import (
+    AutoscalerSettings,
+    IntakeSettings,
+    LifecycleSettings,
+    RouterSettings,
+    WorkSettings,
+)
+from mistersmith.work import WorkLimits
+
+
+def lifecycle(settings: LifecycleSettings) -> Lifecycle:
+    return Lifecycle(DynamoTaskStore(settings.task_table_name), EventBridgePublisher(settings.event_bus_name))
+
+
+def intake(settings: IntakeSettings) -> Intake:
+    return Intake(lifecycle(settings), S3BlobStore(settings.artifacts_bucket_name), settings)
+
+
+def router(settings: RouterSettings) -> Router:
+    work_queue = SqsWorkQueue(settings.work_queue_url)
+    return Router(
+        lifecycle(settings),
+        {
+            TaskType.COMPILE: work_queue,
+            TaskType.EXECUTE: work_queue,
+            TaskType.ANALYZE: SqsWorkQueue(settings.analyze_queue_url),
+        },
+    )
+
+
+def processor(settings: WorkSettings) -> TaskProcessor:
+    return TaskProcessor(
+        lifecycle(settings),
+        S3BlobStore(settings.artifacts_bucket_name),
+        worker_id=settings.worker_id,
+        lease_seconds=settings.lease_seconds,
+        limits=WorkLimits(
+            execute_timeout_seconds=settings.execute_timeout_seconds,
+            output_limit_bytes=settings.output_limit_bytes,
+        ),
+    )
+
+
+def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
+    return Autoscaler(
+        SqsWorkQueue(settings.work_queue_url),
+        EcsWorkerService(settings.cluster_name, settings.worker_service_name),
+        settings.policy,
+    )

@@ -1,0 +1,70 @@
+"""The work a worker performs: compile, analyze and execute tasks, from payload dict to result dict.
+
+`perform` is the single entry point; the `run_*` functions take validated payload models.
+Every deterministic failure is a `mistersmith.errors.TaskFailure` (never retried); anything
+else is an infrastructure error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mistersmith.errors import TaskFailure
+from mistersmith.models import PAYLOAD_MODELS, TaskType
+from mistersmith.work.analyze import run_analyze
+from mistersmith.work.compile import TOOLCHAINS, run_compile
+from mistersmith.work.execute import run_execute
+from mistersmith.work.limits import WorkLimits
+from mistersmith.work.sandbox import SandboxResult, run_sandboxed
+
+__all__ = [
+    "TOOLCHAINS",
+    "SandboxResult",
+    "WorkLimits",
+    "perform",
+    "run_analyze",
+    "run_compile",
+    "run_execute",
+    "run_sandboxed",
+]
+
+# The validation errors spelled out in an InvalidPayload message.
+_REPORTED_ERRORS = 10
+
+_RUNNERS: dict[TaskType, Callable[[Any, WorkLimits], BaseModel]] = {
+    TaskType.EXECUTE: run_execute,
+    TaskType.COMPILE: lambda payload, _limits: run_compile(payload),
+    TaskType.ANALYZE: lambda payload, _limits: run_analyze(payload),
+}
+
+
+def perform(task_type: str, payload: dict[str, Any], limits: WorkLimits) -> dict[str, Any]:
+    """Validates `payload` for `task_type`, performs the task and returns its result as a dict.
+
+    Raises TaskFailure: `UnknownTaskType`, `InvalidPayload`, or the task's own failure
+    (`CommandFailed`, `Timeout`, `CommandNotFound`, `CompileError`, `UnsupportedLanguage`, ...).
+    """
+    try:
+        kind = TaskType(task_type)
+    except (ValueError, TypeError):
+        valid = ", ".join(sorted(member.value for member in TaskType))
+        message = f"unknown task type {task_type!r}; valid types: {valid}"
+        raise TaskFailure("UnknownTaskType", message) from None
+    try:
+        parsed = PAYLOAD_MODELS[kind].model_validate(payload)
+    except ValidationError as exc:
+        raise TaskFailure("InvalidPayload", f"invalid {kind.value} payload: {_describe(exc)}") from None
+    return _RUNNERS[kind](parsed, limits).model_dump()
+
+
+def _describe(error: ValidationError) -> str:
+    # Locations and messages only: the offending input may be large or secret.
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or 'payload'}: {item['msg']}"
+        for item in error.errors()
+    ]
+    more = len(problems) - _REPORTED_ERRORS
+    return "; ".join(problems[:_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,55 @@
+"""The `execute` task: one command in the sandbox, its exit decides the task's outcome."""
+
+from __future__ import annotations
+
+import signal
+
+from mistersmith.errors import TaskFailure
+from mistersmith.models import ExecutePayload, ExecuteResult
+from mistersmith.work.limits import WorkLimits
+from mistersmith.work.sandbox import run_sandboxed
+
+
+def run_execute(payload: ExecutePayload, limits: WorkLimits) -> ExecuteResult:
+    """Runs the payload's command and returns its result when it exits with 0.
+
+    The timeout is the payload's `timeout_seconds`, never more than the worker's limit.
+    Raises TaskFailure `Timeout` (the process group was killed) or `CommandFailed` (non-zero
+    exit), both carrying the result as `result`; and whatever `run_sandboxed` raises.
+    """
+    ceiling = limits.execute_timeout_seconds
+    timeout = min(payload.timeout_seconds or ceiling, ceiling)
+    run = run_sandboxed(
+        payload.command,
+        timeout_seconds=timeout,
+        output_limit_bytes=limits.output_limit_bytes,
+        stdin=payload.stdin,
+        env=payload.env,
+        files=payload.files,
+    )
+    result = ExecuteResult(
+        exit_code=run.exit_code,
+        stdout=run.stdout,
+        stderr=run.stderr,
+        truncated=run.truncated,
+        duration_ms=run.duration_ms,
+    )
+    if run.timed_out:
+        raise TaskFailure(
+            "Timeout",
+            f"command did not finish within {timeout:g} s; its process group was killed",
+            result=result.model_dump(),
+        )
+    if run.exit_code != 0:
+        raise TaskFailure("CommandFailed", _describe_exit(run.exit_code), result=result.model_dump())
+    return result
+
+
+def _describe_exit(exit_code: int) -> str:
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"command was killed by {name} (exit code {exit_code})"
+    return f"command exited with code {exit_code}"

@@ -1,0 +1,309 @@
+"""Runs one untrusted child process: an argv list and never a shell, a fresh work directory, an
+environment built from scratch, a wall-clock timeout that kills the whole process group, and
+stdout / stderr capped at a byte limit.
+
+This is the base that resource limits (rlimits) and an executable allowlist will extend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+from mistersmith.errors import TaskFailure
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+FORBIDDEN_ENV_PREFIXES = ("AWS_", "ECS_")
+
+_CHUNK_BYTES = 65536
+# How often blocked pipe threads look up to see whether they have been told to stop.
+_POLL_SECONDS = 0.1
+# After the process group is killed, pipes reach EOF at once unless something escaped the group.
+_DRAIN_GRACE_SECONDS = 2.0
+_MAX_WAIT_STEP_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What one run produced. A negative exit_code is the signal that ended the process."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool
+    duration_ms: int
+    timed_out: bool
+
+
+def child_environment(workdir: Path, requested: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's whole environment: nothing is inherited from the worker.
+
+    Defaults are PATH (`SAFE_PATH`), HOME and TMPDIR (the work directory, so that the child's
+    files are removed with it) and LANG=C.UTF-8; the requested variables are laid over them.
+    Any variable whose name begins with `AWS_` or `ECS_` (in any case) is dropped, even when the
+    payload asks for it: such variables would hand the worker's credentials, credential endpoint
+    or task metadata to untrusted code.
+    """
+    env = {"PATH": SAFE_PATH, "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
+    for name, value in (requested or {}).items():
+        if name.upper().startswith(FORBIDDEN_ENV_PREFIXES):
+            continue
+        if not name or "=" in name or "\0" in name:
+            raise TaskFailure("InvalidPayload", f"environment variable name {name!r} is not valid")
+        if "\0" in value:
+            raise TaskFailure("InvalidPayload", f"environment variable {name!r} contains a NUL character")
+        _encoded(name, "an environment variable name")
+        _encoded(value, f"environment variable {name!r}")
+        env[name] = value
+    return env
+
+
+def run_sandboxed(
+    command: Sequence[str],
+    *,
+    timeout_seconds: float,
+    output_limit_bytes: int,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+    files: Mapping[str, str] | None = None,
+) -> SandboxResult:
+    """Runs `command` (an argv list, never through a shell) in a fresh temporary directory.
+
+    `files` ({relative path: text}) are written into that directory first; a path that would
+    resolve outside it is refused. The child gets `child_environment(workdir, env)`, `stdin`
+    (or /dev/null) and its own session, so that on timeout the whole process group is killed
+    with SIGKILL; whatever the group left running after a normal exit is killed the same way.
+    stdout and stderr are read concurrently and each keeps its first `output_limit_bytes`
+    bytes; the rest is read and discarded so that the child never blocks, and `truncated` is
+    set. The directory is removed afterwards.
+
+    Raises TaskFailure: `CommandNotFound` when the executable does not exist,
+    `CommandNotExecutable` when it cannot be executed, `InvalidPayload` for a file path, an
+    argument or an environment variable that cannot be used.
+    """
+    argv = _checked_argv(command)
+    stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
+    workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-")).resolve()
+    try:
+        _write_files(workdir, files or {})
+        child_env = child_environment(workdir, env)
+        return _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes)
+    finally:
+        _remove_tree(workdir)
+
+
+def _run(
+    argv: list[str],
+    workdir: Path,
+    child_env: dict[str, str],
+    stdin_bytes: bytes | None,
+    timeout_seconds: float,
+    output_limit_bytes: int,
+) -> SandboxResult:
+    started = time.monotonic()
+    try:
+        # The argv list goes to execve without a shell: running untrusted commands is the point.
+        process = subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=workdir,
+            env=child_env,
+            stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            shell=False,
+            close_fds=True,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise TaskFailure(
+            "CommandNotFound", f"executable {argv[0]!r} was not found (PATH={child_env['PATH']})"
+        ) from exc
+    except PermissionError as exc:
+        raise TaskFailure(
+            "CommandNotExecutable", f"executable {argv[0]!r} cannot be run: {exc.strerror}"
+        ) from exc
+
+    # Popen was given PIPE for these, so they are never None.
+    stdout, stderr = cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr)
+    halt = threading.Event()
+    outputs = [_Collector(stdout, output_limit_bytes), _Collector(stderr, output_limit_bytes)]
+    threads = [threading.Thread(target=output.run, args=(halt,), daemon=True) for output in outputs]
+    if stdin_bytes is not None:
+        feed_args = (cast(IO[bytes], process.stdin), stdin_bytes, halt)
+        threads.append(threading.Thread(target=_feed, args=feed_args, daemon=True))
+    for thread in threads:
+        thread.start()
+
+    try:
+        timed_out = not _wait_for_exit(process, started + timeout_seconds)
+        duration_ms = round((time.monotonic() - started) * 1000)
+    finally:
+        # Before reaping, so the group id cannot have been reused: leftovers die with the run.
+        _kill_group(process.pid)
+        process.wait()
+        _join(threads, halt)
+        stdout.close()
+        stderr.close()
+
+    return SandboxResult(
+        exit_code=process.returncode,
+        stdout=outputs[0].text(),
+        stderr=outputs[1].text(),
+        truncated=any(output.truncated for output in outputs),
+        duration_ms=duration_ms,
+        timed_out=timed_out,
+    )
+
+
+def _wait_for_exit(process: subprocess.Popen[bytes], deadline: float) -> bool:
+    """True once the child has exited (left unreaped where possible), False at the deadline."""
+    delay = 0.0005
+    while not _has_exited(process):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)
+    return True
+
+
+def _has_exited(process: subprocess.Popen[bytes]) -> bool:
+    if not hasattr(os, "waitid"):
+        # Without waitid (macOS) poll() reaps, so the later killpg is best effort only.
+        return process.poll() is not None
+    try:
+        # WNOWAIT keeps the zombie, and with it the process group id, until we have killed the group.
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _join(threads: list[threading.Thread], halt: threading.Event) -> None:
+    deadline = time.monotonic() + _DRAIN_GRACE_SECONDS
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    # Only a process that escaped the group (setsid) can still hold a pipe: stop listening to it.
+    halt.set()
+    for thread in threads:
+        thread.join()
+
+
+class _Collector:
+    """Reads one pipe to EOF, keeping the first `limit` bytes and discarding the rest."""
+
+    def __init__(self, pipe: IO[bytes], limit: int) -> None:
+        self._pipe = pipe
+        self._limit = limit
+        self._kept = bytearray()
+        self.truncated = False
+
+    def run(self, halt: threading.Event) -> None:
+        fd = self._pipe.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while not halt.is_set():
+                if not selector.select(_POLL_SECONDS):
+                    continue
+                try:
+                    chunk = os.read(fd, _CHUNK_BYTES)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                room = self._limit - len(self._kept)
+                if room > 0:
+                    self._kept += chunk[:room]
+                if len(chunk) > room:
+                    self.truncated = True
+
+    def text(self) -> str:
+        return self._kept.decode("utf-8", errors="replace")
+
+
+def _feed(pipe: IO[bytes], data: bytes, halt: threading.Event) -> None:
+    fd = pipe.fileno()
+    # Non-blocking so that a child which never reads its stdin cannot pin this thread.
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_WRITE)
+            while view and not halt.is_set():
+                if not selector.select(_POLL_SECONDS):
+                    continue
+                try:
+                    view = view[os.write(fd, view[:_CHUNK_BYTES]) :]
+                except BlockingIOError:
+                    continue
+    except OSError:
+        pass  # The child closed its stdin or exited: what it did not read is not needed.
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _checked_argv(command: Sequence[str]) -> list[str]:
+    argv = list(command)
+    if not argv or not argv[0]:
+        raise TaskFailure("InvalidPayload", "command must name an executable")
+    for index, argument in enumerate(argv):
+        if "\0" in argument:
+            raise TaskFailure("InvalidPayload", f"command argument {index} contains a NUL character")
+        _encoded(argument, f"command argument {index}")
+    return argv
+
+
+def _encoded(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TaskFailure("InvalidPayload", f"{what} is not valid Unicode text: {exc.reason}") from None
+
+
+def _write_files(workdir: Path, files: Mapping[str, str]) -> None:
+    for relpath, text in files.items():
+        if "\0" in relpath:
+            raise TaskFailure("InvalidPayload", f"file path {relpath!r} contains a NUL character")
+        target = (workdir / relpath).resolve()
+        if target == workdir or not target.is_relative_to(workdir):
+            raise TaskFailure("InvalidPayload", f"file path {relpath!r} resolves outside the work directory")
+        data = _encoded(text, f"file {relpath!r}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            raise TaskFailure(
+                "InvalidPayload", f"file path {relpath!r} collides with another file: {exc.strerror}"
+            ) from None
+
+
+def _remove_tree(root: Path) -> None:
+    # The child may have taken write or search permission away from directories it owns.
+    _make_removable(str(root))
+    for dirpath, dirnames, _ in os.walk(root, onerror=lambda _error: None):
+        for name in dirnames:
+            _make_removable(os.path.join(dirpath, name))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _make_removable(path: str) -> None:
+    if os.path.islink(path):
+        return  # chmod would follow the link out of the work directory
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)

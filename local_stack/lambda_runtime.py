@@ -1,0 +1,57 @@
+"""Invokes a function's handler the way `sam local invoke` does: the module found from the template's
+CodeUri and Handler, a Lambda context, the event as JSON-decoded data."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from local_stack.template import ROOT, Template
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+@cache
+def load_module(code_uri: str, module_name: str) -> ModuleType:
+    """Imports `module_name` from the function's folder under a name unique to that folder."""
+    path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
+    unique = f"lambda_{code_uri.strip('/').replace('/', '_')}_{module_name}"
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def handler_of(template: Template, logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+    function = template.function(logical_id)
+    module_name, _, attribute = function["Handler"].rpartition(".")
+    return getattr(load_module(function["CodeUri"], module_name), attribute)
+
+
+def invoke(template: Template, logical_id: str, event: dict[str, Any]) -> Any:
+    return handler_of(template, logical_id)(event, LambdaContext(function_name=logical_id))

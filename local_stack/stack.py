@@ -1,0 +1,257 @@
+"""The whole system on one machine: moto on loopback as AWS, the intake API on uvicorn, the other
+functions invoked by their template triggers, and worker processes sized by the autoscaler."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import uvicorn
+from moto.server import ThreadedMotoServer
+
+from local_stack.lambda_runtime import invoke, load_module
+from local_stack.provision import Provisioner, Trigger
+from local_stack.template import ROOT, Template
+
+EVENTS_DIR = ROOT / "events"
+STATE_DIR = ROOT / ".local"
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    host: str = "127.0.0.1"
+    moto_port: int = 5000
+    api_port: int = 3000
+    # The autoscaler's desired count decides how many workers run, up to this cap on one machine.
+    max_workers: int = 3
+    # Locally the scheduled functions run every few seconds rather than every minute.
+    schedule_seconds: float = 2.0
+    # Short polls let local workers and triggers stop within a second or two.
+    receive_wait_seconds: int = 1
+    log_level: str = "INFO"
+    log_dir: Path = STATE_DIR / "logs"
+
+
+class LocalStack:
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        self.template = Template.load()
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._moto: ThreadedMotoServer | None = None
+        self._api: uvicorn.Server | None = None
+        self.env: dict[str, str] = {}
+        self.worker_env: dict[str, str] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.config.host}:{self.config.api_port}"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.config.host}:{self.config.moto_port}"
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        # moto's server logs every request; the stack's own output is what a person needs to read.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.moto_port, verbose=False)
+        self._moto.start()
+        aws = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": self.template.region,
+            "AWS_REGION": self.template.region,
+            # No X-Ray daemon locally: Powertools' tracer stays off.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        os.environ.update(aws)
+        session = boto3.session.Session(region_name=self.template.region)
+        triggers = Provisioner(self.template, session).create_all()
+        functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
+        self.env = aws | {
+            name: value for function in functions for name, value in self.template.function_environment(function).items()
+        } | {"LOG_LEVEL": self.config.log_level}
+        # This process plays every Lambda, so it carries their (non-conflicting) variables.
+        os.environ.update(self.env)
+        self.worker_env = aws | self._container_environment() | {
+            "RECEIVE_WAIT_SECONDS": str(self.config.receive_wait_seconds),
+            "HEALTH_HOST": self.config.host,
+            "HEALTH_PORT": "0",
+            "LOG_LEVEL": self.config.log_level,
+        }
+        self._start_api()
+        for trigger in triggers:
+            self._spawn(f"trigger-{trigger.function}-{trigger.kind}", self._runner_for(trigger))
+        self._spawn("worker-supervisor", self._supervise_workers)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for worker in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                worker.terminate()
+        for worker in self.workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        if self._api:
+            self._api.should_exit = True
+        if self._moto:
+            self._moto.stop()
+
+    def write_env(self, path: Path = STATE_DIR / "env") -> Path:
+        """A dotenv file with what a function, a worker or a test needs to join this stack."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = self.env | self.worker_env | {"MISTERSMITH_API_URL": self.api_url}
+        path.write_text("".join(f"{name}={value}\n" for name, value in sorted(values.items())))
+        return path
+
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(region_name=self.template.region)
+
+    def _container_environment(self) -> dict[str, str]:
+        variables: dict[str, str] = {}
+        for _, properties in self.template.of_type("AWS::ECS::TaskDefinition"):
+            for container in properties["ContainerDefinitions"]:
+                for item in container.get("Environment", []):
+                    variables[item["Name"]] = str(self.template.resolve(item["Value"]))
+        return variables
+
+    def _start_api(self) -> None:
+        function = next(
+            name
+            for name, properties in self.template.of_type("AWS::Serverless::Function")
+            if any(event["Type"] == "Api" for event in properties.get("Events", {}).values())
+        )
+        spec = self.template.function(function)
+        module = load_module(spec["CodeUri"], spec["Handler"].rpartition(".")[0])
+        config = uvicorn.Config(
+            module.app, host=self.config.host, port=self.config.api_port, log_level="warning", lifespan="off"
+        )
+        self._api = uvicorn.Server(config)
+        thread = threading.Thread(target=self._api.run, name="intake-api", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not self._api.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"the intake API did not start on {self.api_url}")
+            time.sleep(0.02)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._guarded(name, target), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _guarded(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while not self.stopping.is_set():
+                try:
+                    target()
+                except Exception as error:  # a local trigger keeps going, as the real service would
+                    print(f"[{name}] {type(error).__name__}: {error}", file=sys.stderr)
+                    self.stopping.wait(1)
+
+        return run
+
+    def _runner_for(self, trigger: Trigger) -> Callable[[], None]:
+        if trigger.kind == "schedule":
+            return lambda: self._run_schedule(trigger)
+        return lambda: self._run_queue(trigger)
+
+    def _run_schedule(self, trigger: Trigger) -> None:
+        event = json.loads((EVENTS_DIR / f"{_event_prefix(trigger.function)}_schedule.json").read_text())
+        invoke(self.template, trigger.function, event)
+        self.stopping.wait(self.config.schedule_seconds)
+
+    def _run_queue(self, trigger: Trigger) -> None:
+        sqs = self.session().client("sqs")
+        while not self.stopping.is_set():
+            messages = sqs.receive_message(
+                QueueUrl=trigger.queue_url,
+                MaxNumberOfMessages=min(trigger.batch_size, 10),
+                WaitTimeSeconds=self.config.receive_wait_seconds,
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            if trigger.kind == "eventbridge":
+                # Lambda gets the event itself; a failure leaves the message for a retry.
+                for message in messages:
+                    invoke(self.template, trigger.function, json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=trigger.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                self._deliver_batch(sqs, trigger, messages)
+
+    def _deliver_batch(self, sqs: Any, trigger: Trigger, messages: list[dict[str, Any]]) -> None:
+        event = {"Records": [sqs_record(message, trigger.queue_arn, self.template.region) for message in messages]}
+        response = invoke(self.template, trigger.function, event) or {}
+        failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=trigger.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _supervise_workers(self) -> None:
+        service_id, properties = next(self.template.of_type("AWS::ECS::Service"))
+        service = self.session().client("ecs").describe_services(
+            cluster=self.template.resolve(properties["Cluster"]),
+            services=[self.template.attributes[service_id]["Name"]],
+        )["services"][0]
+        self.workers = [worker for worker in self.workers if worker.poll() is None]
+        wanted = min(service["desiredCount"], self.config.max_workers)
+        while len(self.workers) < wanted:
+            self.workers.append(self.start_worker(len(self.workers)))
+        for surplus in self.workers[wanted:]:
+            surplus.terminate()
+        self.stopping.wait(self.config.schedule_seconds)
+
+    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        """One more `python -m fargate_worker` on this stack, logging to .local/logs."""
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.config.log_dir / f"worker-{index}.log").open("ab")
+        env = os.environ | self.worker_env | {"WORKER_ID": f"local-worker-{index}-{time.monotonic_ns()}"}
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "fargate_worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message as Lambda's event source mapping delivers it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def _event_prefix(function: str) -> str:
+    return function.removesuffix("Function").lower()
+

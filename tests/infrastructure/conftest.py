@@ -1,0 +1,140 @@
+"""Template fixtures: template.yaml as written, and as SAM transforms it offline (no AWS, no Docker)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from cfnlint.api import Runner
+from cfnlint.config import ConfigMixIn
+from cfnlint.decode import decode
+from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
+from samtranslator.translator.transform import transform
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+CUSTOM_RULES_PATH = Path(__file__).with_name("cfn_custom_rules.txt")
+
+# The translator only needs a region name; nothing is called.
+TRANSLATE_REGION = "us-east-1"
+
+FUNCTION_NAMES = ("IntakeFunction", "RouterFunction", "AnalyzeFunction", "AutoscalerFunction")
+
+Template = dict[str, Any]
+
+
+class _OfflinePolicyLoader(ManagedPolicyLoader):
+    """Resolves no managed-policy names: the template uses ARNs and policy templates only."""
+
+    def __init__(self) -> None:  # the base class wants an IAM client
+        pass
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="session")
+def template_path() -> Path:
+    return TEMPLATE_PATH
+
+
+@pytest.fixture(scope="session")
+def sam_template() -> Template:
+    """template.yaml decoded with its intrinsic tags (!Ref, !Sub, ...) as CloudFormation dicts."""
+    template, errors = decode(str(TEMPLATE_PATH))
+    assert not errors, [str(error) for error in errors]
+    assert template is not None
+    return template
+
+
+def translate(sam_template: Template, parameter_values: dict[str, Any] | None = None) -> Template:
+    """Runs the SAM transform offline: code locations become s3:// placeholders, as `sam package` makes them."""
+    fragment = copy.deepcopy(sam_template)
+    for logical_id, resource in fragment["Resources"].items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in properties:
+            properties["CodeUri"] = f"s3://placeholder-bucket/{logical_id}.zip"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            properties["ContentUri"] = f"s3://placeholder-bucket/{logical_id}.zip"
+    # decode() yields str subclasses with line marks; plain JSON types are what the translator expects.
+    fragment = json.loads(json.dumps(fragment))
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": TRANSLATE_REGION}):
+        return transform(fragment, dict(parameter_values or {}), _OfflinePolicyLoader())
+
+
+@pytest.fixture(scope="session")
+def cfn_template(sam_template: Template) -> Template:
+    """The CloudFormation template that `sam deploy` would submit, with default parameters."""
+    return translate(sam_template)
+
+
+@pytest.fixture(scope="session")
+def resources(cfn_template: Template) -> dict[str, Any]:
+    return cfn_template["Resources"]
+
+
+@pytest.fixture(scope="session")
+def translated_template_path(cfn_template: Template, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("translated") / "template.json"
+    path.write_text(json.dumps(cfn_template, indent=1))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cfn_lint() -> Callable[..., list[str]]:
+    """Returns lint(path, custom_rules=False) -> list of findings as text, via cfn-lint's Python API."""
+
+    def lint(path: Path, custom_rules: bool = False) -> list[str]:
+        args = ["--template", str(path), "--regions", TRANSLATE_REGION]
+        if custom_rules:
+            args += ["--custom-rules", str(CUSTOM_RULES_PATH)]
+        return [str(match) for match in Runner(ConfigMixIn(args)).run()]
+
+    return lint
+
+
+@pytest.fixture(scope="session")
+def parameter_defaults(sam_template: Template) -> dict[str, Any]:
+    return {name: spec.get("Default") for name, spec in sam_template["Parameters"].items()}
+
+
+@pytest.fixture(scope="session")
+def function_environment(resources: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
+    """Returns env(function logical id) -> the Lambda's environment variables after Globals merged in."""
+
+    def env(logical_id: str) -> dict[str, Any]:
+        return resources[logical_id]["Properties"]["Environment"]["Variables"]
+
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker_container(resources: dict[str, Any]) -> dict[str, Any]:
+    (container,) = resources["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    return container
+
+
+def iter_role_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yields (where, statement) for every inline IAM statement in the template's roles and policies."""
+    for logical_id, resource in resources.items():
+        properties = resource.get("Properties", {})
+        documents: list[tuple[str, Any]] = []
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [(policy["PolicyName"], policy["PolicyDocument"]) for policy in properties.get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [(logical_id, properties["PolicyDocument"])]
+        for policy_name, document in documents:
+            statements = document["Statement"]
+            for statement in statements if isinstance(statements, list) else [statements]:
+                yield f"{logical_id}/{policy_name}", statement
+
+
+@pytest.fixture(scope="session")
+def role_statements(resources: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return list(iter_role_statements(resources))
