@@ -143,7 +143,7 @@ def _python_code_lines(text: str, lines: list[str]) -> int:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
             if token.type not in _NON_CODE_TOKENS:
                 significant.update(range(token.start[0], token.end[0] + 1))
-    except (tokenize.TokenError, SyntaxError):
+    except (tokenize.TokenError, SyntaxError, ValueError):  # ValueError: 3.12 on lone surrogates
         return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
     return sum(1 for number, line in enumerate(lines, start=1) if line.strip() and number in significant)
 

@@ -8,6 +8,7 @@ This is the base that resource limits (rlimits) and an executable allowlist will
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import shutil
@@ -26,6 +27,10 @@ from mistersmith.errors import TaskFailure
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 FORBIDDEN_ENV_PREFIXES = ("AWS_", "ECS_")
 
+# exec failures that the same command would meet again on any worker.
+_NOT_EXECUTABLE_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.E2BIG}
+)
 _CHUNK_BYTES = 65536
 # How often blocked pipe threads look up to see whether they have been told to stop.
 _POLL_SECONDS = 0.1
@@ -129,7 +134,9 @@ def _run(
         raise TaskFailure(
             "CommandNotFound", f"executable {argv[0]!r} was not found (PATH={child_env['PATH']})"
         ) from exc
-    except PermissionError as exc:
+    except OSError as exc:
+        if exc.errno not in _NOT_EXECUTABLE_ERRNOS:
+            raise  # Out of processes, memory or descriptors: the worker's trouble, worth a retry.
         raise TaskFailure(
             "CommandNotExecutable", f"executable {argv[0]!r} cannot be run: {exc.strerror}"
         ) from exc

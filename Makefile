@@ -1,0 +1,52 @@
+# Everything a person or CI runs. `make demo` and `make test` install what they need first.
+PY ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+# sam build needs the functions' runtime (python3.12) on PATH; pyenv keeps one here.
+PY312_DIR := $(firstword $(dir $(shell command -v python3.12 2>/dev/null)) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/))
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: demo local test unit integration infrastructure lint build clean
+
+$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) -r requirements-dev.txt
+	$(BIN)/pip install $(PIP_QUIET) --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PY) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install $(PIP_QUIET) -r requirements-sam.txt
+	touch $@
+
+demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, checked
+	$(BIN)/python -m local_stack demo
+
+local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env
+	$(BIN)/python -m local_stack local
+
+test: lint  ## static checks, then every test
+	$(BIN)/python -m pytest
+
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest -m unit
+
+integration: $(BIN)/.installed
+	$(BIN)/python -m pytest -m integration
+
+infrastructure: $(BIN)/.installed
+	$(BIN)/python -m pytest -m infrastructure
+
+lint: $(BIN)/.installed $(SAM_VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --region us-east-1
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+
+build: $(BIN)/.installed $(SAM_VENV)/.installed  ## sam build, then import every handler from its build folder
+	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build
+	PATH="$(PY312_DIR):$$PATH" $(BIN)/python scripts/check_build.py
+
+clean:
+	rm -rf .aws-sam .local
