@@ -24,8 +24,6 @@ CUSTOM_RULES_PATH = Path(__file__).with_name("cfn_custom_rules.txt")
 # The translator only needs a region name; nothing is called.
 TRANSLATE_REGION = "us-east-1"
 
-FUNCTION_NAMES = ("IntakeFunction", "RouterFunction", "AnalyzeFunction", "AutoscalerFunction")
-
 Template = dict[str, Any]
 
 

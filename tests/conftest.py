@@ -1,0 +1,58 @@
+"""Fixtures shared by the suites. The local stack is started once per session and always stopped."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+def event_files() -> list[Path]:
+    return sorted(EVENTS_DIR.glob("*.json"))
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=2, log_level="WARNING")
+    with LocalStack(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def wait_terminal(api: httpx.Client) -> Callable[[str], dict[str, Any]]:
+    def wait(task_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = api.get(f"/tasks/{task_id}").json()
+            if record.get("status") in TERMINAL:
+                return record
+            time.sleep(0.2)
+        raise AssertionError(f"task {task_id} not terminal after {timeout} s: {record}")
+
+    return wait
