@@ -30,7 +30,7 @@ class HealthServer:
 
 def _handler_for(is_ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        def do_GET(self) -> None:
             if self.path == "/health":
                 self._reply(200, {"status": "ok"})
             elif self.path == "/ready":

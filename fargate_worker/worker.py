@@ -7,6 +7,7 @@ import threading
 
 from pydantic import ValidationError
 
+from fargate_worker.health import HealthServer
 from mistersmith import wiring
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.models import TaskMessage
@@ -14,8 +15,6 @@ from mistersmith.observability import logger, metrics
 from mistersmith.ports import QueueMessage, WorkQueue
 from mistersmith.processing import Disposition, TaskProcessor
 from mistersmith.settings import WorkerSettings, load
-
-from fargate_worker.health import HealthServer
 
 
 class Worker:
@@ -52,7 +51,10 @@ class Worker:
             task = TaskMessage.model_validate_json(message.body)
         except ValidationError as error:
             # Nothing to record it against: the queue redelivers it, then moves it to the DLQ.
-            logger.error("unreadable message left for the DLQ", extra={"message_id": message.message_id, "error": str(error)})
+            logger.error(
+                "unreadable message left for the DLQ",
+                extra={"message_id": message.message_id, "error": str(error)},
+            )
             return
         disposition = self.processor.process(task, attempt=message.receive_count)
         if disposition is Disposition.DELETE:

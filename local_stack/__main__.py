@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -29,7 +30,10 @@ class Sample:
 def samples(run_id: str) -> list[Sample]:
     """The sample submissions of events/ plus one that must fail, with fresh ids for this run."""
     found = [
-        Sample(json.loads(json.loads((EVENTS_DIR / f"intake_submit_{kind}.json").read_text())["body"]), "SUCCEEDED")
+        Sample(
+            json.loads(json.loads((EVENTS_DIR / f"intake_submit_{kind}.json").read_text())["body"]),
+            "SUCCEEDED",
+        )
         for kind in ("execute", "compile", "analyze")
     ]
     failing = Sample(
@@ -43,7 +47,11 @@ def samples(run_id: str) -> list[Sample]:
         "CompileError",
     )
     return [
-        Sample(sample.body | {"id": f"{sample.body['task_type']}-{index}-{run_id}"}, sample.expected_status, sample.expected_error)
+        Sample(
+            sample.body | {"id": f"{sample.body['task_type']}-{index}-{run_id}"},
+            sample.expected_status,
+            sample.expected_error,
+        )
         for index, sample in enumerate([*found, failing, broken_source])
     ]
 
@@ -70,7 +78,9 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> bool:
     for sample, task_id in submitted:
         record = records[task_id]
         error = record.get("error") or {}
-        as_expected = record["status"] == sample.expected_status and error.get("type") == sample.expected_error
+        as_expected = (
+            record["status"] == sample.expected_status and error.get("type") == sample.expected_error
+        )
         all_as_expected &= as_expected
         print(
             f"{task_id:<28} {record['task_type']:<8} {record['status']:<10} {record.get('duration_ms', '-')!s:>6}  "
@@ -103,10 +113,8 @@ def main() -> int:
         print("stack is up; Ctrl-C stops it. Another worker: set -a; . .local/env; python -m fargate_worker")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

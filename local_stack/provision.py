@@ -55,7 +55,12 @@ class Provisioner:
             properties = queues[logical_id]
             attributes = {
                 name: str(self.template.resolve(properties[name]))
-                for name in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+                for name in (
+                    "VisibilityTimeout",
+                    "MessageRetentionPeriod",
+                    "DelaySeconds",
+                    "ReceiveMessageWaitTimeSeconds",
+                )
                 if name in properties
             }
             if "RedrivePolicy" in properties:

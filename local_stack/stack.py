@@ -73,7 +73,9 @@ class LocalStack:
     def start(self) -> None:
         # moto's server logs every request; the stack's own output is what a person needs to read.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.moto_port, verbose=False)
+        self._moto = ThreadedMotoServer(
+            ip_address=self.config.host, port=self.config.moto_port, verbose=False
+        )
         self._moto.start()
         aws = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -88,17 +90,27 @@ class LocalStack:
         session = boto3.session.Session(region_name=self.template.region)
         triggers = Provisioner(self.template, session).create_all()
         functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
-        self.env = aws | {
-            name: value for function in functions for name, value in self.template.function_environment(function).items()
-        } | {"LOG_LEVEL": self.config.log_level}
+        self.env = (
+            aws
+            | {
+                name: value
+                for function in functions
+                for name, value in self.template.function_environment(function).items()
+            }
+            | {"LOG_LEVEL": self.config.log_level}
+        )
         # This process plays every Lambda, so it carries their (non-conflicting) variables.
         os.environ.update(self.env)
-        self.worker_env = aws | self._container_environment() | {
-            "RECEIVE_WAIT_SECONDS": str(self.config.receive_wait_seconds),
-            "HEALTH_HOST": self.config.host,
-            "HEALTH_PORT": "0",
-            "LOG_LEVEL": self.config.log_level,
-        }
+        self.worker_env = (
+            aws
+            | self._container_environment()
+            | {
+                "RECEIVE_WAIT_SECONDS": str(self.config.receive_wait_seconds),
+                "HEALTH_HOST": self.config.host,
+                "HEALTH_PORT": "0",
+                "LOG_LEVEL": self.config.log_level,
+            }
+        )
         self._start_api()
         for trigger in triggers:
             self._spawn(f"trigger-{trigger.function}-{trigger.kind}", self._runner_for(trigger))
@@ -206,7 +218,9 @@ class LocalStack:
                 self._deliver_batch(sqs, trigger, messages)
 
     def _deliver_batch(self, sqs: Any, trigger: Trigger, messages: list[dict[str, Any]]) -> None:
-        event = {"Records": [sqs_record(message, trigger.queue_arn, self.template.region) for message in messages]}
+        event = {
+            "Records": [sqs_record(message, trigger.queue_arn, self.template.region) for message in messages]
+        }
         response = invoke(self.template, trigger.function, event) or {}
         failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         for message in messages:
@@ -215,10 +229,14 @@ class LocalStack:
 
     def _supervise_workers(self) -> None:
         service_id, properties = next(self.template.of_type("AWS::ECS::Service"))
-        service = self.session().client("ecs").describe_services(
-            cluster=self.template.resolve(properties["Cluster"]),
-            services=[self.template.attributes[service_id]["Name"]],
-        )["services"][0]
+        service = (
+            self.session()
+            .client("ecs")
+            .describe_services(
+                cluster=self.template.resolve(properties["Cluster"]),
+                services=[self.template.attributes[service_id]["Name"]],
+            )["services"][0]
+        )
         self.workers = [worker for worker in self.workers if worker.poll() is None]
         wanted = min(service["desiredCount"], self.config.max_workers)
         while len(self.workers) < wanted:
@@ -232,7 +250,7 @@ class LocalStack:
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.config.log_dir / f"worker-{index}.log").open("ab")
         env = os.environ | self.worker_env | {"WORKER_ID": f"local-worker-{index}-{time.monotonic_ns()}"}
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+        return subprocess.Popen(
             [sys.executable, "-m", "fargate_worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
 
@@ -254,4 +272,3 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
 
 def _event_prefix(function: str) -> str:
     return function.removesuffix("Function").lower()
-

@@ -31,9 +31,7 @@ class Template:
     @classmethod
     def load(cls, path: Path = TEMPLATE_PATH, overrides: dict[str, str] | None = None) -> Template:
         body = cfn_yaml.load(str(path))
-        parameters = {
-            name: str(spec.get("Default", "")) for name, spec in body.get("Parameters", {}).items()
-        }
+        parameters = {name: str(spec.get("Default", "")) for name, spec in body.get("Parameters", {}).items()}
         return cls(body=body, parameters=parameters | (overrides or {}))
 
     @property
@@ -69,7 +67,7 @@ class Template:
             return value
         if len(value) != 1:
             return {key: self.resolve(item) for key, item in value.items()}
-        (key, argument), = value.items()
+        ((key, argument),) = value.items()
         handler = self._intrinsics().get(key)
         return handler(argument) if handler else {key: self.resolve(argument)}
 
@@ -78,7 +76,9 @@ class Template:
             "Ref": self._ref,
             "Fn::GetAtt": self._get_att,
             "Fn::Sub": self._sub,
-            "Fn::Join": lambda arg: str(arg[0]).join(str(self.resolve(item)) for item in self.resolve(arg[1])),
+            "Fn::Join": lambda arg: str(arg[0]).join(
+                str(self.resolve(item)) for item in self.resolve(arg[1])
+            ),
             "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
         }
 
@@ -88,7 +88,7 @@ class Template:
     def _evaluate(self, expression: Any) -> Any:
         if not isinstance(expression, dict):
             return expression
-        (key, argument), = expression.items()
+        ((key, argument),) = expression.items()
         if key == "Fn::Equals":
             left, right = (str(self._evaluate(self.resolve(item))) for item in argument)
             return left == right

@@ -37,4 +37,6 @@ def process_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=process_record, processor=_batch, context=context)
+    return process_partial_response(
+        event=event, record_handler=process_record, processor=_batch, context=context
+    )

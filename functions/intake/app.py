@@ -44,7 +44,9 @@ for _error_class, _status in _ERROR_STATUS.items():
 
 
 @app.post("/tasks", status_code=202, response_model=TaskRecord, response_model_exclude_none=True)
-def submit_task(task: Annotated[TaskRequestModel, Body(discriminator="task_type")], request: Request, intake: IntakeDep) -> Any:
+def submit_task(
+    task: Annotated[TaskRequestModel, Body(discriminator="task_type")], request: Request, intake: IntakeDep
+) -> Any:
     record, created = intake.submit(task, trace_id=request.headers.get("x-amzn-trace-id"))
     if created:
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)

@@ -105,7 +105,7 @@ def test_autoscaler_stale_ticks_not_retried(resources):
 
 def test_scaling_parameter_defaults_match_seed(parameter_defaults):
     # Given the scaling parameters / When none is overridden / Then the seed's table and limits apply
-    assert parameter_defaults["ScalingSteps"] == "0:-1,10:1,100:5,1000:20,5000:50"
+    assert parameter_defaults["ScalingSteps"] == "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
     assert (int(parameter_defaults["MinTasks"]), int(parameter_defaults["MaxTasks"])) == (2, 1000)
     assert int(parameter_defaults["ScalingCooldownSeconds"]) == 60
 

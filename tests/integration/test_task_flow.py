@@ -93,7 +93,9 @@ def test_payload_over_the_inline_limit_is_claim_checked_to_s3_and_still_runs(api
     task_id = unique("big")
     source = "x = 1\n" * 20_000
     # When it is submitted
-    response = api.post("/tasks", json={"id": task_id, "task_type": "analyze", "payload": {"files": {"big.py": source}}})
+    response = api.post(
+        "/tasks", json={"id": task_id, "task_type": "analyze", "payload": {"files": {"big.py": source}}}
+    )
     # Then the payload is stored aside and the task still completes on it
     assert response.status_code == 202
     record = wait_terminal(task_id)
@@ -117,7 +119,9 @@ def test_same_id_and_body_submitted_twice_returns_the_same_task(api, wait_termin
 def test_same_id_with_a_different_body_is_answered_409(api):
     task_id = unique("conflict")
     api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"a.py": "pass\n"}}})
-    response = api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"b.py": "pass\n"}}})
+    response = api.post(
+        "/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"b.py": "pass\n"}}}
+    )
     assert response.status_code == 409
     assert task_id in response.json()["detail"]
 
@@ -149,7 +153,10 @@ def test_bad_body_is_answered_422_with_field_errors_and_nothing_is_recorded_or_q
 
 
 def test_bad_task_id_is_answered_422(api):
-    response = api.post("/tasks", json={"id": "has spaces/and slashes", "task_type": "compile", "payload": {"files": {"a.py": ""}}})
+    response = api.post(
+        "/tasks",
+        json={"id": "has spaces/and slashes", "task_type": "compile", "payload": {"files": {"a.py": ""}}},
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][-1] == "id"
 
@@ -173,7 +180,9 @@ def test_listing_by_status_pages_through_tasks_with_next_token(api, wait_termina
     # Given three finished tasks
     ids = [unique("list") for _ in range(3)]
     for task_id in ids:
-        api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"a.py": "x = 1\n"}}})
+        api.post(
+            "/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"a.py": "x = 1\n"}}}
+        )
     for task_id in ids:
         wait_terminal(task_id)
     # When SUCCEEDED tasks are listed one per page

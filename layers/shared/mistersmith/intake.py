@@ -74,7 +74,9 @@ class Intake:
                 detail_type=WORKER_TASK,
                 detail=task.message().model_dump(mode="json", exclude_none=True),
             )
-        logger.info("task accepted", extra={"task_id": task_id, "task_type": task.task_type, "new_task": created})
+        logger.info(
+            "task accepted", extra={"task_id": task_id, "task_type": task.task_type, "new_task": created}
+        )
         return task.public(), created
 
     def get(self, task_id: str) -> TaskRecord:
@@ -86,9 +88,7 @@ class Intake:
     def list(
         self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
     ) -> TaskPage:
-        tasks, token = self.store.list(
-            status=status, task_type=task_type, limit=limit, next_token=next_token
-        )
+        tasks, token = self.store.list(status=status, task_type=task_type, limit=limit, next_token=next_token)
         return TaskPage(items=[task.public() for task in tasks], next_token=token)
 
     def _existing_with_same_body(self, task_id: str, fingerprint: str) -> StoredTask:

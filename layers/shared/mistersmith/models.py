@@ -7,7 +7,7 @@ import json
 import posixpath
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
@@ -143,11 +143,9 @@ class AnalyzeRequest(_TaskRequest):
 
 
 TaskRequest = Annotated[
-    Union[ExecuteRequest, CompileRequest, AnalyzeRequest], Field(discriminator="task_type")
+    ExecuteRequest | CompileRequest | AnalyzeRequest, Field(discriminator="task_type")
 ]
-TASK_REQUEST_ADAPTER: TypeAdapter[ExecuteRequest | CompileRequest | AnalyzeRequest] = TypeAdapter(
-    TaskRequest
-)
+TASK_REQUEST_ADAPTER: TypeAdapter[ExecuteRequest | CompileRequest | AnalyzeRequest] = TypeAdapter(TaskRequest)
 
 
 def canonical_json(value: Any) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from mistersmith.clock import epoch_from_iso, now_iso
 from mistersmith.errors import TaskFailure, TransitionRejected
 from mistersmith.lifecycle import Lifecycle
@@ -17,8 +19,6 @@ from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus
 from mistersmith.observability import logger, metrics
 from mistersmith.ports import BlobStore
 from mistersmith.work import WorkLimits, perform
-
-from aws_lambda_powertools.metrics import MetricUnit
 
 
 class Disposition(StrEnum):
@@ -49,7 +49,12 @@ class TaskProcessor:
 
     def process(self, message: TaskMessage, *, attempt: int = 1) -> Disposition:
         """Runs the task once, unless it is terminal or leased by another live worker."""
-        log = {"task_id": message.id, "task_type": message.task_type, "attempt": attempt, "worker_id": self.worker_id}
+        log = {
+            "task_id": message.id,
+            "task_type": message.task_type,
+            "attempt": attempt,
+            "worker_id": self.worker_id,
+        }
         task = self._claim(message)
         if task is None:
             logger.info("task not run: terminal or held by another worker", extra=log)
@@ -59,10 +64,18 @@ class TaskProcessor:
         try:
             result = perform(task.task_type, self._payload(message), self.limits)
         except TaskFailure as failure:
-            return self._finish(task, TaskStatus.FAILED, started, log, result=failure.result,
-                                error=TaskError(type=failure.error_type, message=failure.message))
+            return self._finish(
+                task,
+                TaskStatus.FAILED,
+                started,
+                log,
+                result=failure.result,
+                error=TaskError(type=failure.error_type, message=failure.message),
+            )
         except Exception as error:  # infrastructure or unexpected: the queue retries, then dead-letters
-            logger.exception("task attempt failed; released for retry", extra=log | {"error_type": type(error).__name__})
+            logger.exception(
+                "task attempt failed; released for retry", extra=log | {"error_type": type(error).__name__}
+            )
             self._release(task, TaskError(type=type(error).__name__, message=str(error)))
             return Disposition.RETRY
         return self._finish(task, TaskStatus.SUCCEEDED, started, log, result=result)
@@ -106,8 +119,13 @@ class TaskProcessor:
         duration_ms = int((self.clock() - started) * 1000)
         try:
             self.lifecycle.move(
-                task.id, status, holder=self.worker_id, error=error, result=result,
-                finished_at=now_iso(), duration_ms=duration_ms,
+                task.id,
+                status,
+                holder=self.worker_id,
+                error=error,
+                result=result,
+                finished_at=now_iso(),
+                duration_ms=duration_ms,
             )
         except TransitionRejected as rejected:
             # Cancelled, or the lease passed to another worker: that outcome stands, this one is dropped.
@@ -129,4 +147,3 @@ class TaskProcessor:
             self.lifecycle.move(task.id, TaskStatus.QUEUED, holder=self.worker_id, error=error)
         except TransitionRejected:
             logger.warning("release not recorded", extra={"task_id": task.id})
-

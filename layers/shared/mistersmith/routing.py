@@ -52,7 +52,9 @@ class Router:
             return self._reject(detail, error)
         task = self._record_for(message)
         if task.status is not TaskStatus.QUEUED:
-            logger.info("task not routed: already past QUEUED", extra={"task_id": task.id, "status": task.status})
+            logger.info(
+                "task not routed: already past QUEUED", extra={"task_id": task.id, "status": task.status}
+            )
             return task.id, RouteOutcome.SKIPPED
         self.queues[task_type].send(canonical_json(message.model_dump(mode="json", exclude_none=True)))
         logger.info("task routed", extra={"task_id": task.id, "task_type": task_type.value})
@@ -64,7 +66,9 @@ class Router:
             task_type = TaskType(message.task_type)
         except ValueError:
             valid = ", ".join(t.value for t in TaskType)
-            raise UnknownTaskType(f"unknown task_type {message.task_type!r}; expected one of {valid}") from None
+            raise UnknownTaskType(
+                f"unknown task_type {message.task_type!r}; expected one of {valid}"
+            ) from None
         if message.payload_ref is None:
             PAYLOAD_MODELS[task_type].model_validate(message.payload or {})
         return task_type
@@ -99,6 +103,7 @@ class Router:
                 self.lifecycle.move(task_id, TaskStatus.FAILED, error=task_error, finished_at=now)
             except TransitionRejected:
                 logger.info("rejected task already terminal", extra={"task_id": task_id})
-        logger.warning("task rejected", extra={"task_id": task_id, "error_type": error_type, "error": str(error)})
+        logger.warning(
+            "task rejected", extra={"task_id": task_id, "error_type": error_type, "error": str(error)}
+        )
         return task_id, RouteOutcome.REJECTED
-

@@ -39,6 +39,9 @@ class StepTable:
         table = cls(tuple(sorted(scale_in)), tuple(sorted(scale_out, reverse=True)))
         if not scale_out:
             raise ValueError("the step table needs at least one >= step")
+        bounds = [bound for bound, _ in scale_in + scale_out]
+        if len(bounds) != len(set(bounds)):
+            raise ValueError("each bound may appear in one step only")
         if scale_in and table.scale_in[-1][0] >= table.scale_out[-1][0]:
             raise ValueError("scale-in and scale-out steps overlap")
         return table
@@ -77,7 +80,9 @@ def decide(depth: QueueDepth | None, service: ServiceCounts | None, policy: Scal
         return Decision(service.desired, 0, f"hold: {depth.in_flight} tasks in flight")
     # AAS starts adjustments from the running count, then clamps to [min, max].
     target = min(max(service.running + adjustment, policy.min_tasks), policy.max_tasks)
-    return Decision(target, adjustment, f"depth {depth.visible}: step {adjustment:+d} from {service.running} running")
+    return Decision(
+        target, adjustment, f"depth {depth.visible}: step {adjustment:+d} from {service.running} running"
+    )
 
 
 class Autoscaler:

@@ -77,9 +77,7 @@ class DynamoTaskStore:
         return True
 
     def get(self, task_id: str) -> StoredTask | None:
-        response = self._ddb.get_item(
-            TableName=self._table, Key={"id": {"S": task_id}}, ConsistentRead=True
-        )
+        response = self._ddb.get_item(TableName=self._table, Key={"id": {"S": task_id}}, ConsistentRead=True)
         return _decode(response["Item"]) if "Item" in response else None
 
     def list(

@@ -1,0 +1,75 @@
+"""Every file in events/ drives its function's handler the way `sam local invoke -e` would."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from local_stack.lambda_runtime import invoke
+from tests.conftest import event_files, load_event
+
+pytestmark = pytest.mark.integration
+
+FUNCTION_BY_PREFIX = {
+    "intake": "IntakeFunction",
+    "router": "RouterFunction",
+    "analyze": "AnalyzeFunction",
+    "autoscaler": "AutoscalerFunction",
+}
+EXPECTED_STATUS = {
+    "intake_submit_invalid.json": 422,
+    "intake_submit_execute.json": 202,
+    "intake_submit_compile.json": 202,
+    "intake_submit_analyze.json": 202,
+}
+
+
+def function_for(event_name: str) -> str:
+    return FUNCTION_BY_PREFIX[event_name.split("_", 1)[0]]
+
+
+def test_every_event_file_names_a_function_of_the_template(stack):
+    # Given the template's functions, when every event file is matched by its prefix, then all match
+    functions = {name for name, _ in stack.template.of_type("AWS::Serverless::Function")}
+    assert {function_for(path.name) for path in event_files()} <= functions
+    assert {function_for(path.name) for path in event_files()} == functions
+
+
+@pytest.mark.parametrize("name", [path.name for path in event_files() if path.name.startswith("intake_")])
+def test_intake_event_file_is_answered_as_api_gateway_expects(stack, name):
+    # Given an intake submission whose task may be read back by intake_get_task.json
+    invoke(stack.template, "IntakeFunction", load_event("intake_submit_execute.json"))
+    # When the event is invoked as API Gateway would
+    response = invoke(stack.template, "IntakeFunction", load_event(name))
+    # Then the proxy response has the status the route promises and a JSON body
+    assert response["statusCode"] == EXPECTED_STATUS.get(name, 200), response["body"]
+    json.loads(response["body"])
+
+
+def test_router_worker_task_event_queues_the_task(stack, wait_terminal):
+    result = invoke(stack.template, "RouterFunction", load_event("router_worker_task.json"))
+    assert result == {"task_id": "orchestrated-compile-1", "outcome": "queued"}
+    assert wait_terminal("orchestrated-compile-1")["status"] == "SUCCEEDED"
+
+
+def test_router_unknown_type_event_rejects_the_task_visibly(stack, wait_terminal):
+    result = invoke(stack.template, "RouterFunction", load_event("router_unknown_type.json"))
+    assert result["outcome"] == "rejected"
+    record = wait_terminal("orchestrated-unknown-1")
+    assert record["error"]["type"] == "UnknownTaskType"
+
+
+def test_analyze_sqs_batch_event_processes_its_record(stack, wait_terminal):
+    response = invoke(stack.template, "AnalyzeFunction", load_event("analyze_sqs_batch.json"))
+    assert response == {"batchItemFailures": []}
+    record = wait_terminal("sample-analyze-sqs-1")
+    assert record["status"] == "SUCCEEDED"
+    assert record["result"]["functions"] == 1
+
+
+def test_autoscaler_schedule_event_decides_a_count_within_bounds(stack):
+    response = invoke(stack.template, "AutoscalerFunction", load_event("autoscaler_schedule.json"))
+    minimum = int(stack.template.parameters["MinTasks"])
+    maximum = int(stack.template.parameters["MaxTasks"])
+    assert minimum <= response["desired_count"] <= maximum

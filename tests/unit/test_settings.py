@@ -1,0 +1,89 @@
+"""Settings models: missing, empty and invalid values are refused at start, with the field named."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from mistersmith.settings import AutoscalerSettings, IntakeSettings, RouterSettings, WorkerSettings
+
+pytestmark = pytest.mark.unit
+
+REQUIRED = {
+    IntakeSettings: {"TASK_TABLE_NAME": "t", "EVENT_BUS_NAME": "b", "ARTIFACTS_BUCKET_NAME": "a"},
+    RouterSettings: {
+        "TASK_TABLE_NAME": "t",
+        "EVENT_BUS_NAME": "b",
+        "WORK_QUEUE_URL": "w",
+        "ANALYZE_QUEUE_URL": "q",
+    },
+    AutoscalerSettings: {
+        "TASK_TABLE_NAME": "t",
+        "WORK_QUEUE_URL": "w",
+        "CLUSTER_NAME": "c",
+        "WORKER_SERVICE_NAME": "s",
+    },
+    WorkerSettings: {
+        "TASK_TABLE_NAME": "t",
+        "EVENT_BUS_NAME": "b",
+        "ARTIFACTS_BUCKET_NAME": "a",
+        "WORK_QUEUE_URL": "w",
+    },
+}
+CASES = [(model, name) for model, names in REQUIRED.items() for name in names]
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    for names in REQUIRED.values():
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(("model", "name"), CASES)
+def test_settings_missing_required_value_is_refused_naming_it(environment, model, name):
+    for other, value in REQUIRED[model].items():
+        if other != name:
+            environment.setenv(other, value)
+    with pytest.raises(ValidationError) as error:
+        model()
+    assert name.lower() in str(error.value)
+
+
+@pytest.mark.parametrize(("model", "name"), CASES)
+def test_settings_empty_required_value_is_refused(environment, model, name):
+    for other, value in REQUIRED[model].items():
+        environment.setenv(other, "" if other == name else value)
+    with pytest.raises(ValidationError):
+        model()
+
+
+def test_autoscaler_settings_max_below_min_is_refused(environment):
+    for name, value in REQUIRED[AutoscalerSettings].items():
+        environment.setenv(name, value)
+    environment.setenv("MIN_TASKS", "5")
+    environment.setenv("MAX_TASKS", "3")
+    with pytest.raises(ValidationError, match="max_tasks"):
+        AutoscalerSettings()
+
+
+def test_autoscaler_settings_parse_the_template_step_table(environment):
+    for name, value in REQUIRED[AutoscalerSettings].items():
+        environment.setenv(name, value)
+    environment.setenv("SCALING_STEPS", "<=0:-1,>=10:2")
+    assert AutoscalerSettings().scaling_steps.adjustment(10) == 2
+
+
+def test_worker_settings_receive_batch_above_ten_is_refused(environment):
+    for name, value in REQUIRED[WorkerSettings].items():
+        environment.setenv(name, value)
+    environment.setenv("RECEIVE_BATCH_SIZE", "11")
+    with pytest.raises(ValidationError, match="receive_batch_size"):
+        WorkerSettings()
+
+
+def test_worker_ids_differ_between_two_processes_on_one_host(environment):
+    for name, value in REQUIRED[WorkerSettings].items():
+        environment.setenv(name, value)
+    assert WorkerSettings().worker_id != WorkerSettings().worker_id
