@@ -124,7 +124,9 @@ def iter_role_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[
         properties = resource.get("Properties", {})
         documents: list[tuple[str, Any]] = []
         if resource["Type"] == "AWS::IAM::Role":
-            documents = [(policy["PolicyName"], policy["PolicyDocument"]) for policy in properties.get("Policies", [])]
+            documents = [
+                (policy["PolicyName"], policy["PolicyDocument"]) for policy in properties.get("Policies", [])
+            ]
         elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             documents = [(logical_id, properties["PolicyDocument"])]
         for policy_name, document in documents:

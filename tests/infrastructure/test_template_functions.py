@@ -53,7 +53,9 @@ API_ROUTES = {
 
 def _api_methods(resources: dict) -> dict[tuple[str, str], dict]:
     paths = resources["IntakeApi"]["Properties"]["Body"]["paths"]
-    return {(path, method): operation for path, methods in paths.items() for method, operation in methods.items()}
+    return {
+        (path, method): operation for path, methods in paths.items() for method, operation in methods.items()
+    }
 
 
 @pytest.mark.parametrize("function", FUNCTION_NAMES)

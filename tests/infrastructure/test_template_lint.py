@@ -62,7 +62,15 @@ def test_custom_rules_old_function_runtime_reported(cfn_template, cfn_lint, tmp_
 @pytest.mark.parametrize("extra_args", [[], ["--lint"]], ids=["validate", "validate-lint"])
 def test_sam_validate_template_passes(template_path, extra_args):
     # Given template.yaml and the SAM CLI (both modes: plain validate catches bad event types that --lint misses)
-    command = [_sam_cli(), "validate", "--region", "us-east-1", "--template-file", str(template_path), *extra_args]
+    command = [
+        _sam_cli(),
+        "validate",
+        "--region",
+        "us-east-1",
+        "--template-file",
+        str(template_path),
+        *extra_args,
+    ]
     # When SAM validates it offline
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False)
     # Then it is valid

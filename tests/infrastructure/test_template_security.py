@@ -44,7 +44,9 @@ def _tags(resource: dict) -> dict:
 
 
 def _statement(role: dict, sid: str) -> dict:
-    statements = [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    statements = [
+        s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]
+    ]
     (statement,) = [s for s in statements if s.get("Sid") == sid]
     return statement
 
@@ -212,7 +214,11 @@ def test_parameters_each_have_a_description(sam_template):
 
 def test_logs_insights_queries_are_the_seeds_three(resources):
     # Given the saved Logs Insights queries / When operators open them / Then the seed's three are there
-    queries = [r["Properties"]["QueryString"] for r in resources.values() if r["Type"] == "AWS::Logs::QueryDefinition"]
+    queries = [
+        r["Properties"]["QueryString"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::QueryDefinition"
+    ]
     assert len(queries) == 3
     assert any("/task_duration/" in q and "duration > 10000" in q for q in queries)
     assert any('"error_type"' in q and "stats count() by errorType" in q for q in queries)

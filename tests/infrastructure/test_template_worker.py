@@ -45,7 +45,11 @@ def test_worker_service_spot_strategy_matches_seed_weights(resources, parameter_
     # When tasks are placed
     # Then the on-demand base comes first and the rest splits Spot 2 : on-demand 1 (seed 2.1)
     assert parameter_defaults["UseSpot"] == "true"
-    assert by_provider["FARGATE_SPOT"] == {"CapacityProvider": "FARGATE_SPOT", "Weight": {"Ref": "SpotWeight"}, "Base": 0}
+    assert by_provider["FARGATE_SPOT"] == {
+        "CapacityProvider": "FARGATE_SPOT",
+        "Weight": {"Ref": "SpotWeight"},
+        "Base": 0,
+    }
     assert by_provider["FARGATE"]["Weight"] == {"Ref": "OnDemandWeight"}
     assert by_provider["FARGATE"]["Base"] == {"Ref": "OnDemandBase"}
     assert (int(parameter_defaults["SpotWeight"]), int(parameter_defaults["OnDemandWeight"])) == (2, 1)
@@ -174,3 +178,38 @@ def test_worker_log_group_retention_follows_parameter(resources, parameter_defau
     # Given the worker log group / When deployed with defaults / Then logs are kept one week (seed 2.1)
     assert resources["WorkerLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert int(parameter_defaults["LogRetentionDays"]) == 7
+
+
+def _evaluate_rule(expression, parameters: dict):
+    """Evaluates the condition functions CloudFormation allows in Rules, enough for this template."""
+    if isinstance(expression, dict):
+        ((function, argument),) = expression.items()
+        if function == "Ref":
+            return parameters[argument]
+        values = [_evaluate_rule(item, parameters) for item in argument]
+        if function == "Fn::Not":
+            return not values[0]
+        if function == "Fn::Equals":
+            return values[0] == values[1]
+        if function == "Fn::Contains":
+            return values[1] in values[0]
+        raise AssertionError(f"{function} is not allowed in Rules")
+    return expression
+
+
+def _network_rule_passes(cfn_template, vpc_id: str, subnet_ids: list[str]) -> bool:
+    parameters = {"VpcId": vpc_id, "SubnetIds": subnet_ids}
+    assertions = cfn_template["Rules"]["WorkerNetworkIsSet"]["Assertions"]
+    return all(_evaluate_rule(item["Assert"], parameters) for item in assertions)
+
+
+def test_network_rule_default_empty_network_rejected(cfn_template):
+    # Given the default (empty) VpcId and SubnetIds
+    # When CloudFormation checks the template's rules before a deploy
+    # Then it refuses, naming what is missing, instead of failing halfway through the ECS service
+    assert not _network_rule_passes(cfn_template, "", [""])
+
+
+def test_network_rule_named_network_accepted(cfn_template):
+    # Given a VPC and subnets / When the rules are checked / Then the deploy may go ahead
+    assert _network_rule_passes(cfn_template, "vpc-0123456789abcdef0", ["subnet-0a", "subnet-0b"])
