@@ -3,8 +3,10 @@ PY ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
-# sam build needs the functions' runtime (python3.12) on PATH; pyenv keeps one here.
-PY312_DIR := $(firstword $(dir $(shell command -v python3.12 2>/dev/null)) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/))
+# sam build needs the functions' runtime (python3.12) on PATH. pyenv's real bin folder, not its shim:
+# the shim hangs sam's pip when 3.12 is not pyenv's selected version.
+PY312_DIR := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/) $(dir $(shell command -v python3.12 2>/dev/null)))
+export SAM_CLI_TELEMETRY := 0
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: demo local test unit integration infrastructure lint build clean
