@@ -2,6 +2,7 @@
 PY ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 BIN := $(VENV)/bin
 # sam build needs the functions' runtime (python3.12) on PATH. pyenv's real bin folder, not its shim:
 # the shim hangs sam's pip when 3.12 is not pyenv's selected version.
@@ -9,7 +10,7 @@ PY312_DIR := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/) $(dir $(
 export SAM_CLI_TELEMETRY := 0
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo local test unit integration infrastructure lint build clean
+.PHONY: demo local test unit integration infrastructure lint build simulate clean
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +21,12 @@ $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions
 $(SAM_VENV)/.installed: requirements-sam.txt
 	test -x $(SAM_VENV)/bin/python || $(PY) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install $(PIP_QUIET) -r requirements-sam.txt
+	touch $@
+
+# checkov pins an old boto3 that clashes with aws-sam-cli: it gets a venv of its own.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install $(PIP_QUIET) -r requirements-checkov.txt
 	touch $@
 
 demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, checked
@@ -40,11 +47,15 @@ integration: $(BIN)/.installed
 infrastructure: $(BIN)/.installed
 	$(BIN)/python -m pytest -m infrastructure
 
-lint: $(BIN)/.installed $(SAM_VENV)/.installed
+lint: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --region us-east-1
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
+
+simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: latency, task-hours, cost, plot
+	$(BIN)/python -m simulator
 
 build: $(BIN)/.installed $(SAM_VENV)/.installed  ## sam build, then import every handler from its build folder
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build

@@ -88,9 +88,12 @@ class DynamoTaskStore:
         values: dict[str, Any] = {}
         if start := _decode_token(next_token):
             request["ExclusiveStartKey"] = start
+        # Control records (the autoscaler's last action, say) share the table but are not tasks.
+        filters = ["attribute_exists(task_type)"]
         if task_type:
-            request["FilterExpression"] = "task_type = :task_type"
+            filters.append("task_type = :task_type")
             values[":task_type"] = {"S": task_type}
+        request["FilterExpression"] = " AND ".join(filters)
         if status:
             names["#status"] = "status"
             values[":status"] = {"S": status.value}
