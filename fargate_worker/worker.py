@@ -1,72 +1,219 @@
-"""The worker loop of seed 1.1: receive, process, delete on success, leave failures to the queue."""
+"""The worker of seed 1.1, made safe to kill: it long-polls only for the tasks it can start, keeps
+them alive while they run, records before it deletes, and on SIGTERM hands back what it cannot
+finish within the grace period."""
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
 
 from fargate_worker.health import HealthServer
 from mistersmith import wiring
+from mistersmith.adapters.ecs_agent import EcsAgentTaskProtection, NoTaskProtection
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.models import TaskMessage
 from mistersmith.observability import logger, metrics
-from mistersmith.ports import QueueMessage, WorkQueue
-from mistersmith.processing import Disposition, TaskProcessor
+from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
+from mistersmith.processing import Disposition, StopReason, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings, load
+
+# Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
+PROTECTION_MINUTES = 15
+# SQS deletes at most ten messages per call.
+DELETE_BATCH = 10
 
 
 class Worker:
-    def __init__(self, queue: WorkQueue, processor: TaskProcessor, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        queue: WorkQueue,
+        processor: TaskProcessor,
+        settings: WorkerSettings,
+        protection: TaskProtection | None = None,
+    ) -> None:
         self.queue = queue
         self.processor = processor
         self.settings = settings
+        self.protection = protection or NoTaskProtection()
         self.stopping = threading.Event()
+        self.drain_deadline = float("inf")
+        self.running: dict[str, StopSignal] = {}
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(settings.concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="task")
+        self._pending_deletes: list[str] = []
+        self._in_flight = 0
 
     def is_ready(self) -> bool:
         return not self.stopping.is_set()
 
-    def stop(self, *_: object) -> None:
-        """Finish the current poll and task, hand back what was not started, then leave."""
-        if not self.stopping.is_set():
-            logger.info("stopping: draining", extra={"worker_id": self.settings.worker_id})
+    def request_stop(self, *_: object) -> None:
+        """First signal: stop receiving and drain within the grace; a second one: drain now."""
+        if self.stopping.is_set():
+            logger.warning("second stop signal: handing back running tasks now")
+            self.drain_deadline = time.monotonic()
+            return
+        logger.info("stop signal: draining", extra={"worker_id": self.settings.worker_id, "running": len(self.running)})
+        self.drain_deadline = time.monotonic() + self.settings.drain_grace_seconds
         self.stopping.set()
 
     def run(self) -> None:
+        """Polls until stopped, then drains; returns when nothing of this worker's is in flight."""
+        poller = threading.Thread(target=self._poll, name="poll", daemon=True)
+        poller.start()
+        while not self.stopping.wait(0.5):
+            pass
+        self._drain()
+        # The poll in flight ends within the long-poll wait; what it brought is handed back at once.
+        poller.join()
+        self._flush_deletes()
+
+    def _poll(self) -> None:
         while not self.stopping.is_set():
-            messages = self.queue.receive(
-                max_messages=self.settings.receive_batch_size,
-                wait_seconds=self.settings.receive_wait_seconds,
-            )
+            free = self._acquire_slots()
+            try:
+                messages = self.queue.receive(
+                    max_messages=min(free, self.settings.receive_batch_size),
+                    wait_seconds=self.settings.receive_wait_seconds,
+                )
+            except Exception:  # the queue is unreachable for now: back off, never die
+                logger.exception("receive failed; retrying")
+                messages = []
+                self.stopping.wait(1)
             for message in messages:
                 if self.stopping.is_set():
-                    # Visible again at once, so another worker starts it without waiting out the timeout.
-                    self.queue.change_visibility(message.receipt_handle, 0)
+                    self._hand_back(message)
                 else:
-                    self.handle(message)
+                    free -= 1
+                    with self._lock:
+                        self._in_flight += 1
+                    self._pool.submit(self._handle, message)
+            for _ in range(free):
+                self._slots.release()
 
-    def handle(self, message: QueueMessage) -> None:
+    def _acquire_slots(self) -> int:
+        """Waits for at least one free slot, then takes all that are free: never more messages
+        than the worker can start."""
+        while not self._slots.acquire(timeout=0.5):
+            # Finished tasks' deletes wait at most this long for others to share their batch.
+            self._flush_deletes()
+            if self.stopping.is_set():
+                return 0
+        taken = 1
+        while taken < self.settings.receive_batch_size and self._slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _handle(self, message: QueueMessage) -> None:
+        try:
+            self._process(message)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._slots.release()
+            metrics.flush_metrics()
+
+    def _process(self, message: QueueMessage) -> None:
         try:
             task = TaskMessage.model_validate_json(message.body)
         except ValidationError as error:
-            # Nothing to record it against: the queue redelivers it, then moves it to the DLQ.
-            logger.error(
-                "unreadable message left for the DLQ",
-                extra={"message_id": message.message_id, "error": str(error)},
-            )
+            # Nothing to record it against: the queue redelivers it, then the DLQ keeps it.
+            logger.error("unreadable message left for the DLQ", extra={"message_id": message.message_id, "error": str(error)})
             return
-        disposition = self.processor.process(task, attempt=message.receive_count)
+        stop = StopSignal()
+        self._track(task.id, stop)
+        try:
+            disposition = self.processor.process(
+                task,
+                attempt=message.receive_count,
+                stop=stop,
+                extend_visibility=lambda seconds: self.queue.change_visibility(message.receipt_handle, seconds),
+            )
+        except Exception:  # the store or the bus failed around the work: the queue retries
+            logger.exception("processing failed; the message will be redelivered", extra={"task_id": task.id})
+            disposition = Disposition.RETRY
+        finally:
+            self._untrack(task.id)
+        self._settle(message, disposition)
+
+    def _hand_back(self, message: QueueMessage) -> None:
+        try:
+            self.queue.change_visibility(message.receipt_handle, 0)
+        except Exception:  # it comes back after the visibility timeout instead
+            logger.exception("message not handed back", extra={"message_id": message.message_id})
+
+    def _settle(self, message: QueueMessage, disposition: Disposition) -> None:
         if disposition is Disposition.DELETE:
-            self.queue.delete(message.receipt_handle)
-        metrics.flush_metrics()
+            self._delete(message.receipt_handle)
+        elif disposition is Disposition.RELEASE:
+            self._hand_back(message)
+        elif disposition is Disposition.RETRY:
+            delay = min(self.settings.max_retry_delay_seconds, 10 * 2 ** (message.receive_count - 1))
+            self.queue.change_visibility(message.receipt_handle, delay)
+
+    def _delete(self, receipt_handle: str) -> None:
+        """Deletes in batches: a finished task's handle waits for the others finishing with it."""
+        with self._lock:
+            self._pending_deletes.append(receipt_handle)
+            flush = not self.running or len(self._pending_deletes) >= DELETE_BATCH
+        if flush:
+            self._flush_deletes()
+
+    def _flush_deletes(self) -> None:
+        with self._lock:
+            batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
+        while batch:
+            for failed in self.queue.delete_batch(batch):
+                # The record is already terminal, so a redelivery of this message is only skipped.
+                logger.warning("message not deleted; it will be skipped when it comes back", extra={"receipt": failed[:16]})
+            with self._lock:
+                batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
+
+    def _track(self, task_id: str, stop: StopSignal) -> None:
+        with self._lock:
+            self.running[task_id] = stop
+            first = len(self.running) == 1
+        if first:
+            self._protect(True)
+
+    def _untrack(self, task_id: str) -> None:
+        with self._lock:
+            self.running.pop(task_id, None)
+            idle = not self.running
+        if idle:
+            self._protect(False)
+            self._flush_deletes()
+
+    def _protect(self, protected: bool) -> None:
+        try:
+            self.protection.set(protected, minutes=PROTECTION_MINUTES)
+        except Exception:  # protection is a safeguard; the work goes on without it
+            logger.exception("task protection not updated", extra={"protected": protected})
+
+    def _drain(self) -> None:
+        """Lets running tasks finish until the deadline, then stops them (they are handed back)."""
+        while True:
+            with self._lock:
+                in_flight, running = self._in_flight, list(self.running.values())
+            if in_flight == 0:
+                break
+            if time.monotonic() >= self.drain_deadline:
+                for stop in running:
+                    stop.set(StopReason.DRAIN)
+            time.sleep(0.05)
+        self._pool.shutdown(wait=True)
 
 
 def main() -> int:
     settings = load(WorkerSettings)
-    worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
+    protection = EcsAgentTaskProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else None
+    worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
     health = HealthServer(settings.health_host, settings.health_port, worker.is_ready)
     health.start()
     logger.info("worker started", extra={"worker_id": settings.worker_id, "health_port": health.port})

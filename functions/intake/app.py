@@ -58,6 +58,11 @@ def get_task(task_id: TaskId, intake: IntakeDep) -> Any:
     return intake.get(task_id)
 
 
+@app.delete("/tasks/{task_id}", status_code=202, response_model=TaskRecord, response_model_exclude_none=True)
+def cancel_task(task_id: TaskId, intake: IntakeDep) -> Any:
+    return intake.cancel(task_id)
+
+
 @app.get("/tasks", response_model=TaskPage, response_model_exclude_none=True)
 def list_tasks(
     intake: IntakeDep,

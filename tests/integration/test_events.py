@@ -16,6 +16,7 @@ FUNCTION_BY_PREFIX = {
     "router": "RouterFunction",
     "analyze": "AnalyzeFunction",
     "autoscaler": "AutoscalerFunction",
+    "dead": "DeadLetterFunction",
 }
 EXPECTED_STATUS = {
     "intake_submit_invalid.json": 422,
@@ -73,3 +74,15 @@ def test_autoscaler_schedule_event_decides_a_count_within_bounds(stack):
     minimum = int(stack.template.parameters["MinTasks"])
     maximum = int(stack.template.parameters["MaxTasks"])
     assert minimum <= response["desired_count"] <= maximum
+
+
+def test_dead_letter_sqs_batch_event_ends_the_task_dead_lettered(stack, wait_terminal):
+    # Given a message that SQS moved to the work DLQ after its receives ran out
+    event = load_event("dead_letter_sqs_batch.json")
+    # When the dead-letter function gets it
+    response = invoke(stack.template, "DeadLetterFunction", event)
+    # Then the task ends DEAD_LETTERED with a readable reason, and the batch reports no failure
+    assert response == {"batchItemFailures": []}
+    record = wait_terminal("sample-dead-letter-1")
+    assert record["status"] == "DEAD_LETTERED"
+    assert "gave up after 4 receives" in record["error"]["message"]

@@ -49,3 +49,7 @@ class InvalidRequest(MisterSmithError):
 
 class PublishFailed(MisterSmithError):
     """The bus did not take an event; the caller may retry with the same task id."""
+
+
+class TaskStopped(MisterSmithError):
+    """The task was stopped before it finished: cancelled, or its lease passed to another worker."""

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 
 from mistersmith.clock import now_iso
-from mistersmith.errors import PayloadTooLarge, TaskConflict, TaskNotFound
+from mistersmith.errors import PayloadTooLarge, PublishFailed, TaskConflict, TaskNotFound, TransitionRejected
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import (
     AnalyzeRequest,
@@ -69,15 +69,44 @@ class Intake:
         if not created:
             task = self._existing_with_same_body(task_id, fingerprint)
         if task.status is TaskStatus.QUEUED:
+            self._hand_on(task, created)
+        logger.info(
+            "task accepted", extra={"task_id": task_id, "task_type": task.task_type, "new_task": created}
+        )
+        return task.public(), created
+
+    def _hand_on(self, task: StoredTask, created: bool) -> None:
+        """Publishes the task; if the bus refuses, a task this call created is taken back, so the
+        client's 5xx leaves nothing behind and a retry with the same id starts clean."""
+        try:
             self.lifecycle.events.publish(
                 source=INTAKE_SOURCE,
                 detail_type=WORKER_TASK,
                 detail=task.message().model_dump(mode="json", exclude_none=True),
             )
-        logger.info(
-            "task accepted", extra={"task_id": task_id, "task_type": task.task_type, "new_task": created}
-        )
-        return task.public(), created
+        except Exception as error:
+            if created and task.fingerprint and not self.store.discard(task.id, fingerprint=task.fingerprint):
+                logger.error("task not handed on and not taken back", extra={"task_id": task.id})
+            raise PublishFailed(f"task {task.id!r} was not accepted: the event bus is unavailable ({error})") from error
+
+    def cancel(self, task_id: str) -> TaskRecord:
+        """QUEUED ends CANCELLED at once; RUNNING is asked to stop (its worker ends it CANCELLED)."""
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        try:
+            if task.status is TaskStatus.QUEUED:
+                return self.lifecycle.move(task_id, TaskStatus.CANCELLED, finished_at=now_iso()).public()
+            if task.status is TaskStatus.RUNNING:
+                return self.store.transition(
+                    task_id,
+                    TaskStatus.RUNNING,
+                    allowed_from={TaskStatus.RUNNING},
+                    changes={"cancel_requested": True, "updated_at": now_iso()},
+                ).public()
+        except TransitionRejected:
+            return self.cancel(task_id)  # it moved meanwhile: decide again on what it is now
+        raise TaskConflict(f"task {task_id!r} is already {task.status.value}")
 
     def get(self, task_id: str) -> TaskRecord:
         task = self.store.get(task_id)

@@ -217,6 +217,8 @@ class TaskRecord(BaseModel):
     result: dict[str, Any] | None = None
     error: TaskError | None = None
     trace_id: str | None = None
+    # Set by DELETE on a RUNNING task; its worker sees it at the next heartbeat and stops.
+    cancel_requested: bool | None = None
 
 
 class StoredTask(TaskRecord):

@@ -21,6 +21,11 @@ class TaskStore(ABC):
     def get(self, task_id: str) -> StoredTask | None: ...
 
     @abstractmethod
+    def discard(self, task_id: str, *, fingerprint: str) -> bool:
+        """Deletes a QUEUED task written with `fingerprint` (intake undoing a submission it could
+        not hand on); returns False when the task has moved on or belongs to another body."""
+
+    @abstractmethod
     def list(
         self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
     ) -> tuple[list[StoredTask], str | None]: ...
@@ -71,6 +76,10 @@ class WorkQueue(ABC):
     def delete(self, receipt_handle: str) -> None: ...
 
     @abstractmethod
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        """Deletes up to ten messages in one call; returns the handles that could not be deleted."""
+
+    @abstractmethod
     def change_visibility(self, receipt_handle: str, seconds: int) -> None: ...
 
     @abstractmethod
@@ -111,3 +120,10 @@ class WorkerService(ABC):
 
     @abstractmethod
     def set_desired(self, count: int) -> None: ...
+
+
+class TaskProtection(ABC):
+    """ECS task scale-in protection for the worker's own task."""
+
+    @abstractmethod
+    def set(self, protected: bool, *, minutes: int) -> None: ...

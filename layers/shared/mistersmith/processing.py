@@ -1,10 +1,11 @@
-"""Processing one delivered task: claim it, do the work, record the outcome. Shared by the Fargate
-worker and the analyze Lambda."""
+"""Processing one delivered task: claim it, keep it alive, do the work, record the outcome.
+Shared by the Fargate worker and the analyze Lambda."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -13,19 +14,42 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mistersmith.clock import epoch_from_iso, now_iso
-from mistersmith.errors import TaskFailure, TransitionRejected
+from mistersmith.errors import TaskFailure, TaskStopped, TransitionRejected
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus
+from mistersmith.models import TERMINAL_STATUSES, StoredTask, TaskError, TaskMessage, TaskStatus
 from mistersmith.observability import logger, metrics
 from mistersmith.ports import BlobStore
 from mistersmith.work import WorkLimits, perform
 
 
 class Disposition(StrEnum):
-    """What to do with the queue message once processing returns."""
+    """What the caller does with the queue message once processing returns."""
 
-    DELETE = "delete"  # the task reached a terminal state, or another worker owns it
-    RETRY = "retry"  # leave it to the visibility timeout: SQS redelivers, then dead-letters
+    DELETE = "delete"  # terminal now, or already terminal, or another live worker holds it
+    RETRY = "retry"  # a retryable error: visible again after a back-off, dead-lettered in the end
+    RELEASE = "release"  # handed back unfinished (drain): visible again at once
+    ABANDON = "abandon"  # the lease or the message was lost to another worker: touch nothing
+
+
+class StopReason(StrEnum):
+    CANCELLED = "cancelled"
+    LEASE_LOST = "lease_lost"
+    DRAIN = "drain"
+
+
+class StopSignal:
+    """Asks a running task to stop, remembering the first reason given."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: StopReason | None = None
+        self._lock = threading.Lock()
+
+    def set(self, reason: StopReason) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+                self.event.set()
 
 
 class TaskProcessor:
@@ -47,38 +71,55 @@ class TaskProcessor:
         self.limits = limits
         self.clock = clock
 
-    def process(self, message: TaskMessage, *, attempt: int = 1) -> Disposition:
-        """Runs the task once, unless it is terminal or leased by another live worker."""
-        log = {
-            "task_id": message.id,
-            "task_type": message.task_type,
-            "attempt": attempt,
-            "worker_id": self.worker_id,
-        }
+    def process(
+        self,
+        message: TaskMessage,
+        *,
+        attempt: int = 1,
+        stop: StopSignal | None = None,
+        extend_visibility: Callable[[int], None] | None = None,
+    ) -> Disposition:
+        """Runs the task once, unless it is terminal or leased by another live worker.
+
+        While it runs, a heartbeat renews the lease (and, through `extend_visibility`, the
+        message) every third of the lease; a cancel request or a lost lease stops the work."""
+        log = {"task_id": message.id, "task_type": message.task_type, "attempt": attempt, "worker_id": self.worker_id}
         task = self._claim(message)
         if task is None:
             logger.info("task not run: terminal or held by another worker", extra=log)
             return Disposition.DELETE
         self.lifecycle.announce(task)
+        stop = stop or StopSignal()
+        heartbeat = _Heartbeat(self, task.id, stop, extend_visibility)
+        heartbeat.start()
         started = self.clock()
         try:
-            result = perform(task.task_type, self._payload(message), self.limits)
+            result = perform(task.task_type, self._payload(message), self.limits, stop.event)
         except TaskFailure as failure:
-            return self._finish(
-                task,
-                TaskStatus.FAILED,
-                started,
-                log,
-                result=failure.result,
-                error=TaskError(type=failure.error_type, message=failure.message),
-            )
+            error = TaskError(type=failure.error_type, message=failure.message)
+            return self._finish(task, TaskStatus.FAILED, started, log, result=failure.result, error=error)
+        except TaskStopped:
+            return self._stopped(task, stop.reason, started, log)
         except Exception as error:  # infrastructure or unexpected: the queue retries, then dead-letters
-            logger.exception(
-                "task attempt failed; released for retry", extra=log | {"error_type": type(error).__name__}
-            )
+            fields = log | {"error_type": type(error).__name__}
+            logger.exception("task attempt failed; released for retry", extra=fields)
             self._release(task, TaskError(type=type(error).__name__, message=str(error)))
             return Disposition.RETRY
+        finally:
+            heartbeat.stop()
+        if stop.reason is not None:
+            return self._stopped(task, stop.reason, started, log)
         return self._finish(task, TaskStatus.SUCCEEDED, started, log, result=result)
+
+    def renew(self, task_id: str) -> StoredTask:
+        """Extends the lease this worker holds; raises TransitionRejected when it holds none."""
+        return self.store.transition(
+            task_id,
+            TaskStatus.RUNNING,
+            allowed_from={TaskStatus.RUNNING},
+            changes={"lease_expires_at": self.clock() + self.lease_seconds},
+            holder=self.worker_id,
+        )
 
     def _claim(self, message: TaskMessage) -> StoredTask | None:
         try:
@@ -106,6 +147,18 @@ class TaskProcessor:
             raise TaskFailure("PayloadCorrupt", f"s3://{ref.bucket}/{ref.key} does not match its sha256")
         return json.loads(body)
 
+    def _stopped(
+        self, task: StoredTask, reason: StopReason | None, started: float, log: dict[str, Any]
+    ) -> Disposition:
+        logger.info("task stopped before it finished", extra=log | {"stop_reason": reason})
+        if reason is StopReason.CANCELLED:
+            error = TaskError(type="Cancelled", message="cancelled while running")
+            return self._finish(task, TaskStatus.CANCELLED, started, log, result=None, error=error)
+        if reason is StopReason.DRAIN:
+            self._release(task, TaskError(type="Released", message="worker stopping; handed back"))
+            return Disposition.RELEASE
+        return Disposition.ABANDON
+
     def _finish(
         self,
         task: StoredTask,
@@ -128,9 +181,10 @@ class TaskProcessor:
                 duration_ms=duration_ms,
             )
         except TransitionRejected as rejected:
-            # Cancelled, or the lease passed to another worker: that outcome stands, this one is dropped.
+            # Cancelled meanwhile, or the lease passed to another worker: that outcome stands.
             logger.warning("outcome not recorded", extra=log | {"current_status": rejected.current})
-            return Disposition.DELETE
+            gone = rejected.current is None or rejected.current in TERMINAL_STATUSES
+            return Disposition.DELETE if gone else Disposition.ABANDON
         queue_wait_ms = max(0, int((started - epoch_from_iso(task.created_at)) * 1000))
         fields = log | {"duration_ms": duration_ms, "queue_wait_ms": queue_wait_ms, "status": status.value}
         if error is None:
@@ -147,3 +201,51 @@ class TaskProcessor:
             self.lifecycle.move(task.id, TaskStatus.QUEUED, holder=self.worker_id, error=error)
         except TransitionRejected:
             logger.warning("release not recorded", extra={"task_id": task.id})
+
+
+
+class _Heartbeat:
+    """Renews the lease and the message's visibility while a task runs; stops the task when the
+    lease is gone, the message is gone, or a cancel was requested."""
+
+    def __init__(
+        self,
+        processor: TaskProcessor,
+        task_id: str,
+        stop: StopSignal,
+        extend_visibility: Callable[[int], None] | None,
+    ) -> None:
+        self.processor = processor
+        self.task_id = task_id
+        self.stop_signal = stop
+        self.extend_visibility = extend_visibility
+        self.done = threading.Event()
+        # A third of the lease: two renewals can fail before the lease runs out.
+        self.interval = max(0.5, processor.lease_seconds / 3)
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{task_id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                task = self.processor.renew(self.task_id)
+            except TransitionRejected:
+                self.stop_signal.set(StopReason.LEASE_LOST)
+                return
+            if task.cancel_requested:
+                self.stop_signal.set(StopReason.CANCELLED)
+                return
+            if self.extend_visibility is None:
+                continue
+            try:
+                self.extend_visibility(int(self.processor.lease_seconds))
+            except Exception:  # an invalid receipt handle: the message is someone else's now
+                logger.exception("visibility not extended; stopping the task", extra={"task_id": self.task_id})
+                self.stop_signal.set(StopReason.LEASE_LOST)
+                return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from functools import cache
@@ -92,6 +93,14 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
 
 
 class WorkerSettings(WorkSettings, WorkQueueSettings):
+    # Tasks at once: one per vCPU of the Fargate task by default.
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.
+    drain_grace_seconds: Annotated[float, Field(ge=0, le=115)] = 90
+    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op.
+    ecs_agent_uri: str | None = None
+    # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
+    max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
     health_host: str = "0.0.0.0"  # noqa: S104 - the container's health check and load balancer reach it
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     receive_batch_size: Annotated[int, Field(ge=1, le=10)] = 10

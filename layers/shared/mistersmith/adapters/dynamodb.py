@@ -80,6 +80,24 @@ class DynamoTaskStore:
         response = self._ddb.get_item(TableName=self._table, Key={"id": {"S": task_id}}, ConsistentRead=True)
         return _decode(response["Item"]) if "Item" in response else None
 
+    def discard(self, task_id: str, *, fingerprint: str) -> bool:
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key={"id": {"S": task_id}},
+                ConditionExpression="#status = :queued AND fingerprint = :fingerprint",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":queued": {"S": TaskStatus.QUEUED.value},
+                    ":fingerprint": {"S": fingerprint},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def list(
         self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
     ) -> tuple[list[StoredTask], str | None]:

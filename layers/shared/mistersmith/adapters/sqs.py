@@ -37,6 +37,13 @@ class SqsWorkQueue:
     def delete(self, receipt_handle: str) -> None:
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
 
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        if not receipt_handles:
+            return []
+        entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(receipt_handles)]
+        response = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+        return [receipt_handles[int(failed["Id"])] for failed in response.get("Failed", [])]
+
     def change_visibility(self, receipt_handle: str, seconds: int) -> None:
         self._sqs.change_message_visibility(
             QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds

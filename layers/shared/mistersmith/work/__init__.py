@@ -7,6 +7,7 @@ else is an infrastructure error.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,14 +35,17 @@ __all__ = [
 # The validation errors spelled out in an InvalidPayload message.
 _REPORTED_ERRORS = 10
 
-_RUNNERS: dict[TaskType, Callable[[Any, WorkLimits], BaseModel]] = {
+# compile and analyze run in-process and briefly: only execute has a child to stop.
+_RUNNERS: dict[TaskType, Callable[[Any, WorkLimits, threading.Event | None], BaseModel]] = {
     TaskType.EXECUTE: run_execute,
-    TaskType.COMPILE: lambda payload, _limits: run_compile(payload),
-    TaskType.ANALYZE: lambda payload, _limits: run_analyze(payload),
+    TaskType.COMPILE: lambda payload, _limits, _stop: run_compile(payload),
+    TaskType.ANALYZE: lambda payload, _limits, _stop: run_analyze(payload),
 }
 
 
-def perform(task_type: str, payload: dict[str, Any], limits: WorkLimits) -> dict[str, Any]:
+def perform(
+    task_type: str, payload: dict[str, Any], limits: WorkLimits, stop: threading.Event | None = None
+) -> dict[str, Any]:
     """Validates `payload` for `task_type`, performs the task and returns its result as a dict.
 
     Raises TaskFailure: `UnknownTaskType`, `InvalidPayload`, or the task's own failure
@@ -57,7 +61,7 @@ def perform(task_type: str, payload: dict[str, Any], limits: WorkLimits) -> dict
         parsed = PAYLOAD_MODELS[kind].model_validate(payload)
     except ValidationError as exc:
         raise TaskFailure("InvalidPayload", f"invalid {kind.value} payload: {_describe(exc)}") from None
-    return _RUNNERS[kind](parsed, limits).model_dump()
+    return _RUNNERS[kind](parsed, limits, stop).model_dump()
 
 
 def _describe(error: ValidationError) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import signal
+import threading
 
-from mistersmith.errors import TaskFailure
+from mistersmith.errors import TaskFailure, TaskStopped
 from mistersmith.models import ExecutePayload, ExecuteResult
 from mistersmith.work.limits import WorkLimits
 from mistersmith.work.sandbox import run_sandboxed
 
 
-def run_execute(payload: ExecutePayload, limits: WorkLimits) -> ExecuteResult:
+def run_execute(payload: ExecutePayload, limits: WorkLimits, stop: threading.Event | None = None) -> ExecuteResult:
     """Runs the payload's command and returns its result when it exits with 0.
 
     The timeout is the payload's `timeout_seconds`, never more than the worker's limit.
@@ -26,6 +27,7 @@ def run_execute(payload: ExecutePayload, limits: WorkLimits) -> ExecuteResult:
         stdin=payload.stdin,
         env=payload.env,
         files=payload.files,
+        stop=stop,
     )
     result = ExecuteResult(
         exit_code=run.exit_code,
@@ -34,6 +36,8 @@ def run_execute(payload: ExecutePayload, limits: WorkLimits) -> ExecuteResult:
         truncated=run.truncated,
         duration_ms=run.duration_ms,
     )
+    if run.stopped:
+        raise TaskStopped("the command was stopped before it finished")
     if run.timed_out:
         raise TaskFailure(
             "Timeout",

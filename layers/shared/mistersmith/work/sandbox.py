@@ -49,6 +49,7 @@ class SandboxResult:
     truncated: bool
     duration_ms: int
     timed_out: bool
+    stopped: bool = False
 
 
 def child_environment(workdir: Path, requested: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -82,6 +83,7 @@ def run_sandboxed(
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
     files: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> SandboxResult:
     """Runs `command` (an argv list, never through a shell) in a fresh temporary directory.
 
@@ -91,7 +93,8 @@ def run_sandboxed(
     with SIGKILL; whatever the group left running after a normal exit is killed the same way.
     stdout and stderr are read concurrently and each keeps its first `output_limit_bytes`
     bytes; the rest is read and discarded so that the child never blocks, and `truncated` is
-    set. The directory is removed afterwards.
+    set. Setting `stop` kills the group early (the result says `stopped`). The directory is
+    removed afterwards.
 
     Raises TaskFailure: `CommandNotFound` when the executable does not exist,
     `CommandNotExecutable` when it cannot be executed, `InvalidPayload` for a file path, an
@@ -103,7 +106,7 @@ def run_sandboxed(
     try:
         _write_files(workdir, files or {})
         child_env = child_environment(workdir, env)
-        return _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes)
+        return _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop)
     finally:
         _remove_tree(workdir)
 
@@ -115,6 +118,7 @@ def _run(
     stdin_bytes: bytes | None,
     timeout_seconds: float,
     output_limit_bytes: int,
+    stop: threading.Event | None,
 ) -> SandboxResult:
     started = time.monotonic()
     try:
@@ -153,7 +157,9 @@ def _run(
         thread.start()
 
     try:
-        timed_out = not _wait_for_exit(process, started + timeout_seconds)
+        exited = _wait_for_exit(process, started + timeout_seconds, stop)
+        stopped = not exited and stop is not None and stop.is_set()
+        timed_out = not exited and not stopped
         duration_ms = round((time.monotonic() - started) * 1000)
     finally:
         # Before reaping, so the group id cannot have been reused: leftovers die with the run.
@@ -170,15 +176,16 @@ def _run(
         truncated=any(output.truncated for output in outputs),
         duration_ms=duration_ms,
         timed_out=timed_out,
+        stopped=stopped,
     )
 
 
-def _wait_for_exit(process: subprocess.Popen[bytes], deadline: float) -> bool:
-    """True once the child has exited (left unreaped where possible), False at the deadline."""
+def _wait_for_exit(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> bool:
+    """True once the child has exited (left unreaped where possible), False at the deadline or on stop."""
     delay = 0.0005
     while not _has_exited(process):
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (stop is not None and stop.is_set()):
             return False
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)

@@ -1,0 +1,40 @@
+"""Dead letters: a message SQS gave up on ends its task DEAD_LETTERED, with the last error seen."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mistersmith.clock import now_iso
+from mistersmith.errors import TransitionRejected
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus
+from mistersmith.observability import logger, metrics
+
+
+class DeadLetters:
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.store = lifecycle.store
+
+    def record(self, message: TaskMessage, *, receive_count: int) -> StoredTask | None:
+        """Marks the task DEAD_LETTERED unless it already ended; returns the record it moved."""
+        task = self.store.get(message.id)
+        if task is None:
+            # Never recorded (an orchestrator event that went wrong early): record it now, then end it.
+            task = StoredTask.queued(message, now_iso())
+            self.store.create(task)
+        if task.status.is_terminal:
+            logger.info("dead letter for a task that already ended", extra={"task_id": task.id, "status": task.status})
+            return None
+        error = task.error or TaskError(type="Unprocessable", message="no attempt recorded an error")
+        last = TaskError(
+            type=error.type,
+            message=f"gave up after {receive_count} receives; last error: {error.message}",
+        )
+        try:
+            moved = self.lifecycle.move(task.id, TaskStatus.DEAD_LETTERED, error=last, finished_at=now_iso())
+        except TransitionRejected:
+            return None
+        metrics.add_metric(name="TasksDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error("task dead-lettered", extra={"task_id": task.id, "task_type": task.task_type, "error_type": last.type})
+        return moved
