@@ -57,7 +57,10 @@ class Worker:
             logger.warning("second stop signal: handing back running tasks now")
             self.drain_deadline = time.monotonic()
             return
-        logger.info("stop signal: draining", extra={"worker_id": self.settings.worker_id, "running": len(self.running)})
+        logger.info(
+            "stop signal: draining",
+            extra={"worker_id": self.settings.worker_id, "running": len(self.running)},
+        )
         self.drain_deadline = time.monotonic() + self.settings.drain_grace_seconds
         self.stopping.set()
 
@@ -122,7 +125,10 @@ class Worker:
             task = TaskMessage.model_validate_json(message.body)
         except ValidationError as error:
             # Nothing to record it against: the queue redelivers it, then the DLQ keeps it.
-            logger.error("unreadable message left for the DLQ", extra={"message_id": message.message_id, "error": str(error)})
+            logger.error(
+                "unreadable message left for the DLQ",
+                extra={"message_id": message.message_id, "error": str(error)},
+            )
             return
         stop = StopSignal()
         self._track(task.id, stop)
@@ -131,7 +137,9 @@ class Worker:
                 task,
                 attempt=message.receive_count,
                 stop=stop,
-                extend_visibility=lambda seconds: self.queue.change_visibility(message.receipt_handle, seconds),
+                extend_visibility=lambda seconds: self.queue.change_visibility(
+                    message.receipt_handle, seconds
+                ),
             )
         except Exception:  # the store or the bus failed around the work: the queue retries
             logger.exception("processing failed; the message will be redelivered", extra={"task_id": task.id})
@@ -165,13 +173,22 @@ class Worker:
 
     def _flush_deletes(self) -> None:
         with self._lock:
-            batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
+            batch, self._pending_deletes = (
+                self._pending_deletes[:DELETE_BATCH],
+                self._pending_deletes[DELETE_BATCH:],
+            )
         while batch:
             for failed in self.queue.delete_batch(batch):
                 # The record is already terminal, so a redelivery of this message is only skipped.
-                logger.warning("message not deleted; it will be skipped when it comes back", extra={"receipt": failed[:16]})
+                logger.warning(
+                    "message not deleted; it will be skipped when it comes back",
+                    extra={"receipt": failed[:16]},
+                )
             with self._lock:
-                batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
+                batch, self._pending_deletes = (
+                    self._pending_deletes[:DELETE_BATCH],
+                    self._pending_deletes[DELETE_BATCH:],
+                )
 
     def _track(self, task_id: str, stop: StopSignal) -> None:
         with self._lock:

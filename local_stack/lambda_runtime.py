@@ -47,10 +47,15 @@ def load_module(code_uri: str, module_name: str) -> ModuleType:
     return module
 
 
-def handler_of(template: Template, logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+def module_of(template: Template, logical_id: str) -> ModuleType:
     function = template.function(logical_id)
-    module_name, _, attribute = function["Handler"].rpartition(".")
-    return getattr(load_module(function["CodeUri"], module_name), attribute)
+    return load_module(function["CodeUri"], function["Handler"].rpartition(".")[0])
+
+
+def handler_of(template: Template, logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+    return getattr(
+        module_of(template, logical_id), template.function(logical_id)["Handler"].rpartition(".")[2]
+    )
 
 
 def invoke(template: Template, logical_id: str, event: dict[str, Any]) -> Any:

@@ -143,7 +143,8 @@ class Provisioner:
     def _rule_to_inbox(self, function: str, event_name: str, spec: dict[str, Any]) -> Trigger:
         sqs, events = self._client("sqs"), self._client("events")
         inbox = f"{self.template.stack_name}-{function}{INBOX_SUFFIX}"
-        url = sqs.create_queue(QueueName=inbox)["QueueUrl"]
+        # A failed invocation is retried after a few seconds, as EventBridge's retry policy would.
+        url = sqs.create_queue(QueueName=inbox, Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
         bus = self.template.resolve(spec.get("EventBusName", "default"))
         rule = f"{function}{event_name}"
         events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(spec["Pattern"]))

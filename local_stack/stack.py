@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import boto3
 import uvicorn
 from moto.server import ThreadedMotoServer
 
-from local_stack.lambda_runtime import invoke, load_module
+from local_stack.lambda_runtime import invoke, module_of
 from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
 
@@ -41,12 +41,19 @@ class LocalConfig:
     receive_wait_seconds: int = 1
     log_level: str = "INFO"
     log_dir: Path = STATE_DIR / "logs"
+    # Template parameter values, as `sam deploy --parameter-overrides` would give them.
+    parameters: dict[str, str] = field(default_factory=dict)
+    # Extra worker settings (WorkerSettings' variables), beyond what the task definition sets.
+    worker_environment: dict[str, str] = field(default_factory=dict)
 
 
 class LocalStack:
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
-        self.template = Template.load()
+        # Tests may lower it to 0 to run workers of their own.
+        self.max_workers = self.config.max_workers
+        self.worker_ids: dict[int, str] = {}
+        self.template = Template.load(overrides=self.config.parameters)
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -110,6 +117,7 @@ class LocalStack:
                 "HEALTH_PORT": "0",
                 "LOG_LEVEL": self.config.log_level,
             }
+            | self.config.worker_environment
         )
         self._start_api()
         for trigger in triggers:
@@ -158,8 +166,7 @@ class LocalStack:
             for name, properties in self.template.of_type("AWS::Serverless::Function")
             if any(event["Type"] == "Api" for event in properties.get("Events", {}).values())
         )
-        spec = self.template.function(function)
-        module = load_module(spec["CodeUri"], spec["Handler"].rpartition(".")[0])
+        module = module_of(self.template, function)
         config = uvicorn.Config(
             module.app, host=self.config.host, port=self.config.api_port, log_level="warning", lifespan="off"
         )
@@ -238,21 +245,27 @@ class LocalStack:
             )["services"][0]
         )
         self.workers = [worker for worker in self.workers if worker.poll() is None]
-        wanted = min(service["desiredCount"], self.config.max_workers)
+        wanted = min(service["desiredCount"], self.max_workers)
         while len(self.workers) < wanted:
             self.workers.append(self.start_worker(len(self.workers)))
         for surplus in self.workers[wanted:]:
             surplus.terminate()
         self.stopping.wait(self.config.schedule_seconds)
 
-    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+    def start_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """One more `python -m fargate_worker` on this stack, logging to .local/logs."""
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        worker_id = f"local-worker-{index}-{time.monotonic_ns()}"
         log = (self.config.log_dir / f"worker-{index}.log").open("ab")
-        env = os.environ | self.worker_env | {"WORKER_ID": f"local-worker-{index}-{time.monotonic_ns()}"}
-        return subprocess.Popen(
-            [sys.executable, "-m", "fargate_worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fargate_worker"],
+            env=os.environ | self.worker_env | {"WORKER_ID": worker_id} | (env or {}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
+        self.worker_ids[process.pid] = worker_id
+        return process
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

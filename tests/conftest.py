@@ -15,6 +15,7 @@ import pytest
 from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
+VISIBILITY_SECONDS = 10
 
 
 def free_port() -> int:
@@ -33,7 +34,15 @@ def event_files() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=2, log_level="WARNING")
+    # A 10 s visibility (and lease) makes redelivery after a crash quick enough to test.
+    config = LocalConfig(
+        moto_port=free_port(),
+        api_port=free_port(),
+        max_workers=2,
+        log_level="WARNING",
+        parameters={"QueueVisibilityTimeoutSeconds": str(VISIBILITY_SECONDS)},
+        worker_environment={"MAX_RETRY_DELAY_SECONDS": "1", "CONCURRENCY": "2"},
+    )
     with LocalStack(config) as running:
         yield running
 

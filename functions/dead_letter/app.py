@@ -31,4 +31,6 @@ def record_dead_letter(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_dead_letter, processor=_batch, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_dead_letter, processor=_batch, context=context
+    )

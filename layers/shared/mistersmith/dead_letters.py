@@ -24,7 +24,9 @@ class DeadLetters:
             task = StoredTask.queued(message, now_iso())
             self.store.create(task)
         if task.status.is_terminal:
-            logger.info("dead letter for a task that already ended", extra={"task_id": task.id, "status": task.status})
+            logger.info(
+                "dead letter for a task that already ended", extra={"task_id": task.id, "status": task.status}
+            )
             return None
         error = task.error or TaskError(type="Unprocessable", message="no attempt recorded an error")
         last = TaskError(
@@ -36,5 +38,8 @@ class DeadLetters:
         except TransitionRejected:
             return None
         metrics.add_metric(name="TasksDeadLettered", unit=MetricUnit.Count, value=1)
-        logger.error("task dead-lettered", extra={"task_id": task.id, "task_type": task.task_type, "error_type": last.type})
+        logger.error(
+            "task dead-lettered",
+            extra={"task_id": task.id, "task_type": task.task_type, "error_type": last.type},
+        )
         return moved

@@ -87,7 +87,9 @@ class Intake:
         except Exception as error:
             if created and task.fingerprint and not self.store.discard(task.id, fingerprint=task.fingerprint):
                 logger.error("task not handed on and not taken back", extra={"task_id": task.id})
-            raise PublishFailed(f"task {task.id!r} was not accepted: the event bus is unavailable ({error})") from error
+            raise PublishFailed(
+                f"task {task.id!r} was not accepted: the event bus is unavailable ({error})"
+            ) from error
 
     def cancel(self, task_id: str) -> TaskRecord:
         """QUEUED ends CANCELLED at once; RUNNING is asked to stop (its worker ends it CANCELLED)."""

@@ -83,7 +83,12 @@ class TaskProcessor:
 
         While it runs, a heartbeat renews the lease (and, through `extend_visibility`, the
         message) every third of the lease; a cancel request or a lost lease stops the work."""
-        log = {"task_id": message.id, "task_type": message.task_type, "attempt": attempt, "worker_id": self.worker_id}
+        log = {
+            "task_id": message.id,
+            "task_type": message.task_type,
+            "attempt": attempt,
+            "worker_id": self.worker_id,
+        }
         task = self._claim(message)
         if task is None:
             logger.info("task not run: terminal or held by another worker", extra=log)
@@ -203,7 +208,6 @@ class TaskProcessor:
             logger.warning("release not recorded", extra={"task_id": task.id})
 
 
-
 class _Heartbeat:
     """Renews the lease and the message's visibility while a task runs; stops the task when the
     lease is gone, the message is gone, or a cancel was requested."""
@@ -246,6 +250,8 @@ class _Heartbeat:
             try:
                 self.extend_visibility(int(self.processor.lease_seconds))
             except Exception:  # an invalid receipt handle: the message is someone else's now
-                logger.exception("visibility not extended; stopping the task", extra={"task_id": self.task_id})
+                logger.exception(
+                    "visibility not extended; stopping the task", extra={"task_id": self.task_id}
+                )
                 self.stop_signal.set(StopReason.LEASE_LOST)
                 return
