@@ -16,7 +16,7 @@ from mistersmith import wiring
 from mistersmith.adapters.ecs_agent import EcsAgentTaskProtection, NoTaskProtection
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.models import TaskMessage
-from mistersmith.observability import logger, metrics
+from mistersmith.observability import flush_metrics, logger
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
 from mistersmith.processing import Disposition, StopReason, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings, load
@@ -118,7 +118,7 @@ class Worker:
             with self._lock:
                 self._in_flight -= 1
             self._slots.release()
-            metrics.flush_metrics()
+            flush_metrics()
 
     def _process(self, message: QueueMessage) -> None:
         try:

@@ -259,7 +259,8 @@ class LocalStack:
         log = (self.config.log_dir / f"worker-{index}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "fargate_worker"],
-            env=os.environ | self.worker_env | {"WORKER_ID": worker_id} | (env or {}),
+            # Unbuffered: a worker killed with -9 still leaves every line it logged.
+            env=os.environ | self.worker_env | {"WORKER_ID": worker_id, "PYTHONUNBUFFERED": "1"} | (env or {}),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

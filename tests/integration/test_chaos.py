@@ -1,0 +1,169 @@
+"""Chaos: hundreds of tasks while workers are killed (-9), told to stop (SIGTERM) and replaced.
+Nothing may be lost, run twice to completion, run again after it ended, or left in a queue."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.clock import epoch_from_iso
+from tests.conftest import TERMINAL
+from tests.integration.test_worker_reliability import own_workers
+
+pytestmark = pytest.mark.chaos
+
+TASKS = 300
+WORKERS = 3
+CHAOS_ROUNDS = 25
+WORKER_ENV = {"CONCURRENCY": "2", "DRAIN_GRACE_SECONDS": "2", "LOG_LEVEL": "INFO"}
+
+
+def mixed_tasks(run: str, marks: Path) -> dict[str, tuple[dict, str]]:
+    """Task id -> (body, expected status). execute tasks note each start in `marks`."""
+    rng = random.Random(run)  # noqa: S311 - task durations, not cryptography
+    tasks = {}
+    for n in range(TASKS):
+        task_id = f"chaos-{run}-{n}"
+        kind = n % 6
+        if kind in (0, 1):
+            body = {"task_type": "compile", "payload": {"files": {"m.py": f"x = {n}\n"}}}
+            expected = "SUCCEEDED"
+        elif kind == 2:
+            body = {"task_type": "analyze", "payload": {"files": {"m.py": "def f(a):\n    return a or 1\n"}}}
+            expected = "SUCCEEDED"
+        elif kind in (3, 4):
+            seconds = round(rng.uniform(0, 1.5), 2)
+            code = f"import time; open({str(marks / task_id)!r}, 'a').write(repr(time.time()) + '\\n'); time.sleep({seconds})"
+            body = {"task_type": "execute", "payload": {"command": ["python3", "-c", code]}}
+            expected = "SUCCEEDED"
+        else:
+            body = {"task_type": "execute", "payload": {"command": ["python3", "-c", "raise SystemExit(1)"]}}
+            expected = "FAILED"
+        tasks[task_id] = (body | {"id": task_id}, expected)
+    return tasks
+
+
+def queue_totals(stack) -> dict[str, int]:
+    sqs = stack.session().client("sqs")
+    totals = {}
+    for logical_id in ("WorkQueue", "WorkDLQ", "AnalyzeQueue", "AnalyzeDLQ"):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=stack.template.refs[logical_id],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        totals[logical_id] = sum(int(value) for value in attributes.values())
+    return totals
+
+
+def finished_lines(log_dir: Path, indexes: list[int]) -> list[dict]:
+    """The workers' `task_duration` records (threads may run two JSON lines together)."""
+    decoder, records = json.JSONDecoder(), []
+    for index in indexes:
+        path = log_dir / f"worker-{index}.log"
+        text = path.read_text() if path.exists() else ""
+        position = text.find("{")
+        while position != -1:
+            try:
+                record, end = decoder.raw_decode(text, position)
+            except json.JSONDecodeError:
+                end = position + 1
+            else:
+                if isinstance(record, dict) and record.get("message") == "task_duration":
+                    records.append(record)
+            position = text.find("{", end)
+    return records
+
+
+def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
+    run = uuid.uuid4().hex[:6]
+    marks = Path(tempfile.mkdtemp(prefix="chaos-marks-"))
+    marks.chmod(0o777)
+    tasks = mixed_tasks(run, marks)
+    poison_id = f"chaos-{run}-poison"
+    poison = {"id": poison_id, "task_type": "execute", "payload": {"command": ["python3", "-c", "import time; time.sleep(30)"]}}
+    rng = random.Random(run)  # noqa: S311 - chaos, not cryptography
+    store = DynamoTaskStore(stack.template.refs["TaskTable"])
+    indexes: list[int] = []
+    for old in stack.config.log_dir.glob("worker-5??.log"):
+        old.unlink()
+
+    with own_workers(stack) as workers:
+
+        def start_worker() -> None:
+            index = 500 + len(indexes)
+            indexes.append(index)
+            workers.append(stack.start_worker(index, WORKER_ENV))
+
+        def alive() -> list:
+            return [worker for worker in workers if worker.poll() is None]
+
+        for _ in range(WORKERS):
+            start_worker()
+        # Given 300 mixed tasks
+        for body, _expected in tasks.values():
+            assert api.post("/tasks", json=body).status_code == 202
+        # When workers are killed and stopped while they work, and replaced
+        for round_ in range(CHAOS_ROUNDS):
+            victim = rng.choice(alive())
+            victim.send_signal(signal.SIGKILL if round_ % 2 else signal.SIGTERM)
+            while len(alive()) < WORKERS:
+                start_worker()
+            time.sleep(0.7)
+        # And a task that crashes its worker every time it runs arrives
+        assert api.post("/tasks", json=poison).status_code == 202
+        poison_kills = 0
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            held_by = store.get(poison_id)
+            if held_by is not None and held_by.status == "RUNNING":
+                for worker in alive():
+                    if stack.worker_ids.get(worker.pid) == held_by.worker_id:
+                        worker.kill()
+                        poison_kills += 1
+            while len(alive()) < WORKERS:
+                start_worker()
+            if all(task.status.is_terminal for task in map(store.get, (*tasks, poison_id)) if task):
+                break
+            time.sleep(0.3)
+        records = {task_id: api.get(f"/tasks/{task_id}").json() for task_id in (*tasks, poison_id)}
+        settle = time.monotonic() + 30
+        while any(queue_totals(stack).values()) and time.monotonic() < settle:
+            time.sleep(0.5)
+        left_in_queues = queue_totals(stack)
+        for worker in alive():
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=30)
+
+    # Then every task ended, as its kind says, and nothing is left in any queue
+    not_terminal = {task_id: record.get("status") for task_id, record in records.items() if record.get("status") not in TERMINAL}
+    assert not_terminal == {}
+    wrong = {
+        task_id: records[task_id]["status"] for task_id, (_body, expected) in tasks.items() if records[task_id]["status"] != expected
+    }
+    assert wrong == {}
+    assert left_in_queues == dict.fromkeys(left_in_queues, 0)
+    # The poison task crashed its worker on each of its three receives, then was dead-lettered
+    assert records[poison_id]["status"] == "DEAD_LETTERED"
+    assert records[poison_id]["attempts"] == 3
+    assert poison_kills == 3
+    # No task was recorded finished twice
+    finished = Counter(line["task_id"] for line in finished_lines(stack.config.log_dir, indexes))
+    assert [task_id for task_id, count in finished.items() if count > 1] == []
+    # No task started again after its record was terminal
+    late_starts = []
+    for path in marks.iterdir():
+        finished_at = epoch_from_iso(records[path.name]["finished_at"])
+        late_starts += [path.name for start in path.read_text().split() if float(start) > finished_at]
+    assert late_starts == []
+    shutil.rmtree(marks)
