@@ -18,9 +18,9 @@ from typing import Any
 
 import boto3
 import uvicorn
-from moto.server import ThreadedMotoServer
 
 from local_stack.lambda_runtime import invoke, module_of
+from local_stack.moto_server import MotoServer
 from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
 
@@ -57,7 +57,7 @@ class LocalStack:
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.workers: list[subprocess.Popen[bytes]] = []
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: MotoServer | None = None
         self._api: uvicorn.Server | None = None
         self.env: dict[str, str] = {}
         self.worker_env: dict[str, str] = {}
@@ -80,9 +80,7 @@ class LocalStack:
     def start(self) -> None:
         # moto's server logs every request; the stack's own output is what a person needs to read.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._moto = ThreadedMotoServer(
-            ip_address=self.config.host, port=self.config.moto_port, verbose=False
-        )
+        self._moto = MotoServer(self.config.host, self.config.moto_port)
         self._moto.start()
         aws = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -260,7 +258,10 @@ class LocalStack:
         process = subprocess.Popen(
             [sys.executable, "-m", "fargate_worker"],
             # Unbuffered: a worker killed with -9 still leaves every line it logged.
-            env=os.environ | self.worker_env | {"WORKER_ID": worker_id, "PYTHONUNBUFFERED": "1"} | (env or {}),
+            env=os.environ
+            | self.worker_env
+            | {"WORKER_ID": worker_id, "PYTHONUNBUFFERED": "1"}
+            | (env or {}),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -100,9 +100,16 @@ def test_sigterm_during_a_long_task_hands_it_to_another_worker_at_once(stack, ap
 def test_sigterm_while_idle_exits_within_one_long_poll(stack):
     with own_workers(stack) as workers:
         # Given an idle worker in a 3 s long poll
-        worker = stack.start_worker(92, {"RECEIVE_WAIT_SECONDS": "3"})
+        log = stack.config.log_dir / "worker-92.log"
+        log.unlink(missing_ok=True)
+        worker = stack.start_worker(92, {"RECEIVE_WAIT_SECONDS": "3", "LOG_LEVEL": "INFO"})
         workers.append(worker)
-        time.sleep(2)
+        deadline = time.monotonic() + 30
+        while (
+            "worker started" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        time.sleep(1)
         # When it is told to stop
         signalled = time.monotonic()
         worker.send_signal(signal.SIGTERM)

@@ -4,10 +4,12 @@ Shared by the Fargate worker and the analyze Lambda."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +72,7 @@ class TaskProcessor:
         self.lease_seconds = lease_seconds
         self.limits = limits
         self.clock = clock
+        self.heartbeats = _Heartbeats(self)
 
     def process(
         self,
@@ -95,8 +98,7 @@ class TaskProcessor:
             return Disposition.DELETE
         self.lifecycle.announce(task)
         stop = stop or StopSignal()
-        heartbeat = _Heartbeat(self, task.id, stop, extend_visibility)
-        heartbeat.start()
+        beat = self.heartbeats.add(task.id, stop, extend_visibility)
         started = self.clock()
         try:
             result = perform(task.task_type, self._payload(message), self.limits, stop.event)
@@ -111,7 +113,7 @@ class TaskProcessor:
             self._release(task, TaskError(type=type(error).__name__, message=str(error)))
             return Disposition.RETRY
         finally:
-            heartbeat.stop()
+            self.heartbeats.remove(beat)
         if stop.reason is not None:
             return self._stopped(task, stop.reason, started, log)
         return self._finish(task, TaskStatus.SUCCEEDED, started, log, result=result)
@@ -208,50 +210,73 @@ class TaskProcessor:
             logger.warning("release not recorded", extra={"task_id": task.id})
 
 
-class _Heartbeat:
-    """Renews the lease and the message's visibility while a task runs; stops the task when the
-    lease is gone, the message is gone, or a cancel was requested."""
+@dataclass
+class _Beat:
+    task_id: str
+    stop: StopSignal
+    extend_visibility: Callable[[int], None] | None
+    due: float
 
-    def __init__(
-        self,
-        processor: TaskProcessor,
-        task_id: str,
-        stop: StopSignal,
-        extend_visibility: Callable[[int], None] | None,
-    ) -> None:
+
+class _Heartbeats:
+    """One thread renews the lease (and the message's visibility) of every running task a third
+    of the lease after the last renewal, and stops a task whose lease or message is gone or whose
+    cancel was requested. One thread for all tasks: a thread per task costs more than the task."""
+
+    def __init__(self, processor: TaskProcessor) -> None:
         self.processor = processor
-        self.task_id = task_id
-        self.stop_signal = stop
-        self.extend_visibility = extend_visibility
-        self.done = threading.Event()
         # A third of the lease: two renewals can fail before the lease runs out.
         self.interval = max(0.5, processor.lease_seconds / 3)
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{task_id}", daemon=True)
+        self.beats: dict[int, _Beat] = {}
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self.thread.start()
+    def add(self, task_id: str, stop: StopSignal, extend_visibility: Callable[[int], None] | None) -> int:
+        key = next(self._keys)
+        with self._lock:
+            self.beats[key] = _Beat(task_id, stop, extend_visibility, time.monotonic() + self.interval)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+                self._thread.start()
+        return key
 
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join()
+    def remove(self, key: int) -> None:
+        with self._lock:
+            self.beats.pop(key, None)
 
     def _run(self) -> None:
-        while not self.done.wait(self.interval):
+        while True:
+            time.sleep(min(self.interval, 0.5))
+            now = time.monotonic()
+            with self._lock:
+                due = [(key, beat) for key, beat in self.beats.items() if beat.due <= now]
+            for key, beat in due:
+                if self._renew(beat):
+                    beat.due = time.monotonic() + self.interval
+                else:
+                    self.remove(key)
+
+    def _renew(self, beat: _Beat) -> bool:
+        """True while the task may go on."""
+        try:
+            task = self.processor.renew(beat.task_id)
+        except TransitionRejected:
+            beat.stop.set(StopReason.LEASE_LOST)
+            return False
+        except Exception:  # the table is unreachable for now: the next beat tries again
+            logger.exception("lease not renewed", extra={"task_id": beat.task_id})
+            return True
+        if task.cancel_requested:
+            beat.stop.set(StopReason.CANCELLED)
+            return False
+        if beat.extend_visibility is not None:
             try:
-                task = self.processor.renew(self.task_id)
-            except TransitionRejected:
-                self.stop_signal.set(StopReason.LEASE_LOST)
-                return
-            if task.cancel_requested:
-                self.stop_signal.set(StopReason.CANCELLED)
-                return
-            if self.extend_visibility is None:
-                continue
-            try:
-                self.extend_visibility(int(self.processor.lease_seconds))
+                beat.extend_visibility(int(self.processor.lease_seconds))
             except Exception:  # an invalid receipt handle: the message is someone else's now
                 logger.exception(
-                    "visibility not extended; stopping the task", extra={"task_id": self.task_id}
+                    "visibility not extended; stopping the task", extra={"task_id": beat.task_id}
                 )
-                self.stop_signal.set(StopReason.LEASE_LOST)
-                return
+                beat.stop.set(StopReason.LEASE_LOST)
+                return False
+        return True

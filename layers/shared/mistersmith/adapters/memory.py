@@ -1,0 +1,169 @@
+"""In-memory adapters with the same conditional semantics as the AWS ones: for unit tests and for
+benchmarks that measure the worker's own overhead without a network."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Collection
+from typing import Any
+
+from mistersmith.errors import TransitionRejected
+from mistersmith.models import StoredTask, TaskStatus
+from mistersmith.ports import EventPublisher, QueueDepth, QueueMessage, TaskStore, WorkQueue
+
+
+class MemoryTaskStore(TaskStore):
+    def __init__(self) -> None:
+        self.tasks: dict[str, StoredTask] = {}
+        self._lock = threading.Lock()
+
+    def create(self, task: StoredTask) -> bool:
+        with self._lock:
+            if task.id in self.tasks:
+                return False
+            self.tasks[task.id] = task.model_copy()
+            return True
+
+    def get(self, task_id: str) -> StoredTask | None:
+        with self._lock:
+            task = self.tasks.get(task_id)
+            return task.model_copy() if task else None
+
+    def discard(self, task_id: str, *, fingerprint: str) -> bool:
+        with self._lock:
+            task = self.tasks.get(task_id)
+            if task is None or task.status is not TaskStatus.QUEUED or task.fingerprint != fingerprint:
+                return False
+            del self.tasks[task_id]
+            return True
+
+    def list(
+        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+    ) -> tuple[list[StoredTask], str | None]:
+        with self._lock:
+            matching = [
+                task
+                for task in sorted(self.tasks.values(), key=lambda t: t.created_at, reverse=True)
+                if (status is None or task.status is status)
+                and (task_type is None or task.task_type == task_type)
+            ]
+        start = int(next_token or 0)
+        page = matching[start : start + limit]
+        return [task.model_copy() for task in page], (
+            str(start + limit) if start + limit < len(matching) else None
+        )
+
+    def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        allowed_from: Collection[TaskStatus],
+        changes: dict[str, Any],
+        holder: str | None = None,
+    ) -> StoredTask:
+        with self._lock:
+            task = self.tasks.get(task_id)
+            if (
+                task is None
+                or task.status not in allowed_from
+                or (holder is not None and task.worker_id != holder)
+            ):
+                raise TransitionRejected(task_id, task.status if task else None, target)
+            self.tasks[task_id] = StoredTask.model_validate(task.model_dump() | {"status": target, **changes})
+            return self.tasks[task_id].model_copy()
+
+    def claim(self, task_id: str, *, worker_id: str, lease_seconds: float, now: float) -> StoredTask:
+        with self._lock:
+            task = self.tasks.get(task_id)
+            expired = (
+                task is not None and task.status is TaskStatus.RUNNING and (task.lease_expires_at or 0) < now
+            )
+            if task is None or not (task.status is TaskStatus.QUEUED or expired):
+                raise TransitionRejected(task_id, task.status if task else None, TaskStatus.RUNNING)
+            task = task.model_copy(
+                update={
+                    "status": TaskStatus.RUNNING,
+                    "worker_id": worker_id,
+                    "lease_expires_at": now + lease_seconds,
+                    "attempts": task.attempts + 1,
+                }
+            )
+            self.tasks[task_id] = task
+            return task.model_copy()
+
+
+class MemoryQueue(WorkQueue):
+    """A queue with visibility timeouts and receive counts; `receive` never blocks longer than
+    it takes to find nothing."""
+
+    def __init__(self, visibility_seconds: float = 30) -> None:
+        self.visibility_seconds = visibility_seconds
+        self._visible: deque[str] = deque()
+        self._messages: dict[str, tuple[str, int]] = {}  # id -> (body, receive count)
+        self._in_flight: dict[str, tuple[str, float]] = {}  # receipt -> (id, visible again at)
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def send(self, body: str) -> str:
+        with self._lock:
+            message_id = str(next(self._ids))
+            self._messages[message_id] = (body, 0)
+            self._visible.append(message_id)
+            return message_id
+
+    def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+        with self._lock:
+            self._expire(time.monotonic())
+            received = []
+            while self._visible and len(received) < max_messages:
+                message_id = self._visible.popleft()
+                body, count = self._messages[message_id]
+                self._messages[message_id] = (body, count + 1)
+                receipt = f"{message_id}:{count + 1}"
+                self._in_flight[receipt] = (message_id, time.monotonic() + self.visibility_seconds)
+                received.append(QueueMessage(message_id, body, receipt, count + 1))
+            return received
+
+    def delete(self, receipt_handle: str) -> None:
+        with self._lock:
+            message_id, _ = self._in_flight.pop(receipt_handle)
+            del self._messages[message_id]
+
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        failed = []
+        for receipt in receipt_handles:
+            try:
+                self.delete(receipt)
+            except KeyError:
+                failed.append(receipt)
+        return failed
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        with self._lock:
+            message_id, _ = self._in_flight[receipt_handle]
+            self._in_flight[receipt_handle] = (message_id, time.monotonic() + seconds)
+            self._expire(time.monotonic())
+
+    def depth(self) -> QueueDepth:
+        with self._lock:
+            return QueueDepth(visible=len(self._visible), in_flight=len(self._in_flight), delayed=0)
+
+    def _expire(self, now: float) -> None:
+        for receipt, (message_id, visible_at) in list(self._in_flight.items()):
+            if visible_at <= now:
+                del self._in_flight[receipt]
+                self._visible.append(message_id)
+
+
+class NullPublisher(EventPublisher):
+    """Counts events instead of sending them."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+        self.published += 1
