@@ -4,7 +4,9 @@ finish within the grace period."""
 
 from __future__ import annotations
 
+import ctypes
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ from mistersmith.settings import WorkerSettings, load
 
 # Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
 PROTECTION_MINUTES = 15
+PR_SET_DUMPABLE = 4
 # SQS deletes at most ten messages per call.
 DELETE_BATCH = 10
 
@@ -225,7 +228,15 @@ class Worker:
         self._pool.shutdown(wait=True)
 
 
+def _keep_environment_from_children() -> None:
+    """Makes the worker non-dumpable, so /proc/<pid>/environ (with the container-credentials URI)
+    belongs to root: a sandboxed child running as the worker's own user cannot read it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 def main() -> int:
+    _keep_environment_from_children()
     settings = load(WorkerSettings)
     protection = EcsAgentTaskProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else None
     worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)

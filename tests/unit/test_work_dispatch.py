@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from mistersmith.errors import TaskFailure
@@ -52,7 +50,7 @@ def test_perform_bad_payload_raises_invalid_payload_naming_field(payload, field)
     [
         (
             "execute",
-            {"command": [sys.executable, "-c", "print('ran')"]},
+            {"command": ["python3", "-c", "print('ran')"]},
             {"exit_code": 0, "stdout": "ran\n", "stderr": "", "truncated": False},
         ),
         ("compile", {"language": "python", "files": {"a.py": "x = 1\n"}}, {"ok": True, "diagnostics": []}),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from mistersmith.work import WorkLimits, run_execute, run_sandboxed
 from mistersmith.work.sandbox import SAFE_PATH
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def child_writable_dir():
+    """A directory the sandboxed child can write to, even when it runs as an unprivileged user."""
+    path = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
 
 LIMITS = WorkLimits(execute_timeout_seconds=30, output_limit_bytes=65536)
 
@@ -31,7 +42,7 @@ if sys.argv[2] == "sleep":
 
 
 def python(code: str, *args: str) -> list[str]:
-    return [sys.executable, "-c", code, *args]
+    return ["python3", "-c", code, *args]
 
 
 def is_running(pid: int) -> bool:
@@ -89,9 +100,9 @@ def test_run_execute_nonzero_exit_raises_command_failed_with_result():
     assert raised.value.result["stderr"] == "boom"
 
 
-def test_run_execute_timeout_kills_child_and_grandchild(tmp_path):
+def test_run_execute_timeout_kills_child_and_grandchild(child_writable_dir):
     # Given a child that starts a grandchild and then sleeps past the timeout
-    pid_file = tmp_path / "grandchild.pid"
+    pid_file = child_writable_dir / "grandchild.pid"
     payload = ExecutePayload(command=python(SPAWN_GRANDCHILD, str(pid_file), "sleep"), timeout_seconds=1.5)
 
     # When it runs
@@ -124,9 +135,9 @@ def test_run_execute_payload_timeout_above_limit_is_capped():
     assert time.monotonic() - started < 10
 
 
-def test_run_execute_background_grandchild_is_killed_after_normal_exit(tmp_path):
+def test_run_execute_background_grandchild_is_killed_after_normal_exit(child_writable_dir):
     # Given a child that leaves a sleeping grandchild holding its stdout and exits at once
-    pid_file = tmp_path / "grandchild.pid"
+    pid_file = child_writable_dir / "grandchild.pid"
     payload = ExecutePayload(command=python(SPAWN_GRANDCHILD, str(pid_file), "exit"))
 
     # When it runs
@@ -207,7 +218,7 @@ def test_run_execute_files_are_written_into_workdir_which_is_removed():
     # Given a script and a data file in the payload
     script = "import json, os; print(json.dumps([os.getcwd(), open('data/input.txt').read()]))"
     payload = ExecutePayload(
-        command=[sys.executable, "main.py"], files={"main.py": script, "data/input.txt": "payload data"}
+        command=["python3", "main.py"], files={"main.py": script, "data/input.txt": "payload data"}
     )
 
     # When the script runs

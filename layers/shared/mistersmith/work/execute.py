@@ -28,6 +28,7 @@ def run_execute(payload: ExecutePayload, limits: WorkLimits, stop: threading.Eve
         env=payload.env,
         files=payload.files,
         stop=stop,
+        confinement=limits.confinement,
     )
     result = ExecuteResult(
         exit_code=run.exit_code,

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What a child process may run and use.
+
+    `allowed_executables` are names looked up on the sandbox's PATH, or absolute paths; a command
+    runs only if it resolves to one of them (the worker's own interpreter by default). When the
+    worker runs as root, children run as `run_as_user` and the process limit applies to that user;
+    otherwise the process limit is left alone (it would count the developer's own processes)."""
+
+    allowed_executables: tuple[str, ...] = (sys.executable, "python3")
+    memory_bytes: int = 1 << 30
+    max_file_bytes: int = 64 << 20
+    max_processes: int = 64
+    run_as_user: str = "nobody"
 
 
 @dataclass(frozen=True)
 class WorkLimits:
-    """Upper bounds for one task: the execute wall clock and the bytes kept per output stream."""
+    """Upper bounds for one task: the execute wall clock, the bytes kept per output stream, and
+    the confinement of child processes."""
 
     execute_timeout_seconds: float = 600
     output_limit_bytes: int = 65536
+    confinement: Confinement = field(default_factory=Confinement)
 
     def __post_init__(self) -> None:
         if not self.execute_timeout_seconds > 0:

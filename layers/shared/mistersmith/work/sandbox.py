@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
+import pwd
+import resource
 import selectors
 import shutil
 import signal
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from mistersmith.errors import TaskFailure
+from mistersmith.work.limits import Confinement
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 FORBIDDEN_ENV_PREFIXES = ("AWS_", "ECS_")
@@ -84,6 +88,7 @@ def run_sandboxed(
     env: Mapping[str, str] | None = None,
     files: Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
+    confinement: Confinement | None = None,
 ) -> SandboxResult:
     """Runs `command` (an argv list, never through a shell) in a fresh temporary directory.
 
@@ -94,9 +99,12 @@ def run_sandboxed(
     stdout and stderr are read concurrently and each keeps its first `output_limit_bytes`
     bytes; the rest is read and discarded so that the child never blocks, and `truncated` is
     set. Setting `stop` kills the group early (the result says `stopped`). The directory is
-    removed afterwards.
+    removed afterwards. `confinement` decides which executables may run and the child's CPU,
+    memory, file-size and process limits; a worker running as root hands the child to an
+    unprivileged user.
 
-    Raises TaskFailure: `CommandNotFound` when the executable does not exist,
+    Raises TaskFailure: `ExecutableNotAllowed` for a command outside the allowlist,
+    `CommandNotFound` when the executable does not exist,
     `CommandNotExecutable` when it cannot be executed, `InvalidPayload` for a file path, an
     argument or an environment variable that cannot be used.
     """
@@ -106,7 +114,13 @@ def run_sandboxed(
     try:
         _write_files(workdir, files or {})
         child_env = child_environment(workdir, env)
-        return _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop)
+        confinement = confinement or Confinement()
+        executable = _allowed_executable(argv[0], child_env, workdir, confinement)
+        account = _child_account(confinement)
+        if account is not None:
+            _hand_over(workdir, account)
+        jail = _Jail(executable, account, _rlimits(confinement, timeout_seconds, account is not None))
+        return _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail)
     finally:
         _remove_tree(workdir)
 
@@ -119,12 +133,19 @@ def _run(
     timeout_seconds: float,
     output_limit_bytes: int,
     stop: threading.Event | None,
+    jail: _Jail,
 ) -> SandboxResult:
     started = time.monotonic()
     try:
         # The argv list goes to execve without a shell: running untrusted commands is the point.
         process = subprocess.Popen(  # noqa: S603
             argv,
+            executable=jail.executable,
+            user=jail.account[0] if jail.account else None,
+            group=jail.account[1] if jail.account else None,
+            extra_groups=[] if jail.account else None,
+            # Only setrlimit runs here, after the uid change: nothing that could take a lock.
+            preexec_fn=jail.apply_limits,
             cwd=workdir,
             env=child_env,
             stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
@@ -270,6 +291,72 @@ def _feed(pipe: IO[bytes], data: bytes, halt: threading.Event) -> None:
     finally:
         with contextlib.suppress(OSError):
             pipe.close()
+
+
+@dataclass(frozen=True)
+class _Jail:
+    executable: str
+    account: tuple[int, int] | None
+    limits: tuple[tuple[int, int, int], ...]
+
+    def apply_limits(self) -> None:
+        for which, soft, hard in self.limits:
+            resource.setrlimit(which, (soft, hard))
+
+
+def _rlimits(confinement: Confinement, timeout_seconds: float, own_user: bool) -> tuple[tuple[int, int, int], ...]:
+    cpu = math.ceil(timeout_seconds) + 1
+    limits = [
+        # CPU time can only trail the wall clock; SIGXCPU first, SIGKILL a second later.
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
+        (resource.RLIMIT_AS, confinement.memory_bytes, confinement.memory_bytes),
+        # A write past it raises SIGXFSZ: a runaway output file stops there.
+        (resource.RLIMIT_FSIZE, confinement.max_file_bytes, confinement.max_file_bytes),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
+    if own_user:
+        # RLIMIT_NPROC counts every process of the user: meaningful only for a user of our own.
+        limits.append((resource.RLIMIT_NPROC, confinement.max_processes, confinement.max_processes))
+    return tuple(limits)
+
+
+def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confinement: Confinement) -> str:
+    """The real path `name` runs as, if that is one of the allowed executables."""
+    if "/" in name:
+        candidate: str | None = str(workdir / name) if not os.path.isabs(name) else name
+        if not os.path.exists(candidate):
+            candidate = None
+    else:
+        candidate = shutil.which(name, path=env.get("PATH", SAFE_PATH))
+    if candidate is None:
+        raise TaskFailure("CommandNotFound", f"executable {name!r} was not found (PATH={env.get('PATH', SAFE_PATH)})")
+    resolved = os.path.realpath(candidate)
+    allowed = {
+        os.path.realpath(path)
+        for entry in confinement.allowed_executables
+        if (path := entry if os.path.isabs(entry) else shutil.which(entry, path=SAFE_PATH))
+    }
+    if resolved not in allowed:
+        names = ", ".join(confinement.allowed_executables)
+        raise TaskFailure("ExecutableNotAllowed", f"{name!r} ({resolved}) is not an allowed executable; allowed: {names}")
+    return resolved
+
+
+def _child_account(confinement: Confinement) -> tuple[int, int] | None:
+    """The (uid, gid) children run as when the worker is root; None when it is not."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(confinement.run_as_user)
+    except KeyError:
+        raise RuntimeError(f"user {confinement.run_as_user!r} for sandboxed children does not exist") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _hand_over(workdir: Path, account: tuple[int, int]) -> None:
+    """Gives the work directory and the files written into it to the child's user."""
+    for path in [workdir, *workdir.rglob("*")]:
+        os.chown(path, *account, follow_symlinks=False)
 
 
 def _checked_argv(command: Sequence[str]) -> list[str]:
