@@ -90,7 +90,11 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
     marks.chmod(0o777)
     tasks = mixed_tasks(run, marks)
     poison_id = f"chaos-{run}-poison"
-    poison = {"id": poison_id, "task_type": "execute", "payload": {"command": ["python3", "-c", "import time; time.sleep(30)"]}}
+    poison = {
+        "id": poison_id,
+        "task_type": "execute",
+        "payload": {"command": ["python3", "-c", "import time; time.sleep(30)"]},
+    }
     rng = random.Random(run)  # noqa: S311 - chaos, not cryptography
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
     indexes: list[int] = []
@@ -146,10 +150,16 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
             worker.wait(timeout=30)
 
     # Then every task ended, as its kind says, and nothing is left in any queue
-    not_terminal = {task_id: record.get("status") for task_id, record in records.items() if record.get("status") not in TERMINAL}
+    not_terminal = {
+        task_id: record.get("status")
+        for task_id, record in records.items()
+        if record.get("status") not in TERMINAL
+    }
     assert not_terminal == {}
     wrong = {
-        task_id: records[task_id]["status"] for task_id, (_body, expected) in tasks.items() if records[task_id]["status"] != expected
+        task_id: records[task_id]["status"]
+        for task_id, (_body, expected) in tasks.items()
+        if records[task_id]["status"] != expected
     }
     assert wrong == {}
     assert left_in_queues == dict.fromkeys(left_in_queues, 0)
