@@ -184,6 +184,9 @@ class ExecuteResult(BaseModel):
     stderr: str
     truncated: bool
     duration_ms: int
+    # The whole output, when it was longer than the record keeps inline.
+    stdout_uri: str | None = None
+    stderr_uri: str | None = None
 
 
 class CompileResult(BaseModel):

@@ -22,6 +22,7 @@ from mistersmith.models import TERMINAL_STATUSES, StoredTask, TaskError, TaskMes
 from mistersmith.observability import logger, metrics
 from mistersmith.ports import BlobStore
 from mistersmith.work import WorkLimits, perform
+from mistersmith.work.artifacts import ArtifactSink
 
 
 class Disposition(StrEnum):
@@ -101,7 +102,9 @@ class TaskProcessor:
         beat = self.heartbeats.add(task.id, stop, extend_visibility)
         started = self.clock()
         try:
-            result = perform(task.task_type, self._payload(message), self.limits, stop.event)
+            result = perform(
+                task.task_type, self._payload(message), self.limits, stop.event, self._sink(task.id)
+            )
         except TaskFailure as failure:
             error = TaskError(type=failure.error_type, message=failure.message)
             return self._finish(task, TaskStatus.FAILED, started, log, result=failure.result, error=error)
@@ -117,6 +120,12 @@ class TaskProcessor:
         if stop.reason is not None:
             return self._stopped(task, stop.reason, started, log)
         return self._finish(task, TaskStatus.SUCCEEDED, started, log, result=result)
+
+    def _sink(self, task_id: str) -> ArtifactSink:
+        def put(name: str, data: bytes, content_type: str) -> str:
+            return self.blobs.put(f"artifacts/{task_id}/{name}", data, content_type=content_type)
+
+        return put
 
     def renew(self, task_id: str) -> StoredTask:
         """Extends the lease this worker holds; raises TransitionRejected when it holds none."""

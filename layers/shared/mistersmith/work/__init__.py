@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from mistersmith.errors import TaskFailure
 from mistersmith.models import PAYLOAD_MODELS, TaskType
 from mistersmith.work.analyze import run_analyze
+from mistersmith.work.artifacts import ArtifactSink
 from mistersmith.work.compile import TOOLCHAINS, run_compile
 from mistersmith.work.execute import run_execute
 from mistersmith.work.limits import WorkLimits
@@ -36,15 +37,21 @@ __all__ = [
 _REPORTED_ERRORS = 10
 
 # compile and analyze run in-process and briefly: only execute has a child to stop.
-_RUNNERS: dict[TaskType, Callable[[Any, WorkLimits, threading.Event | None], BaseModel]] = {
+_RUNNERS: dict[
+    TaskType, Callable[[Any, WorkLimits, threading.Event | None, ArtifactSink | None], BaseModel]
+] = {
     TaskType.EXECUTE: run_execute,
-    TaskType.COMPILE: lambda payload, _limits, _stop: run_compile(payload),
-    TaskType.ANALYZE: lambda payload, _limits, _stop: run_analyze(payload),
+    TaskType.COMPILE: lambda payload, _limits, _stop, artifacts: run_compile(payload, artifacts),
+    TaskType.ANALYZE: lambda payload, _limits, _stop, _artifacts: run_analyze(payload),
 }
 
 
 def perform(
-    task_type: str, payload: dict[str, Any], limits: WorkLimits, stop: threading.Event | None = None
+    task_type: str,
+    payload: dict[str, Any],
+    limits: WorkLimits,
+    stop: threading.Event | None = None,
+    artifacts: ArtifactSink | None = None,
 ) -> dict[str, Any]:
     """Validates `payload` for `task_type`, performs the task and returns its result as a dict.
 
@@ -61,7 +68,7 @@ def perform(
         parsed = PAYLOAD_MODELS[kind].model_validate(payload)
     except ValidationError as exc:
         raise TaskFailure("InvalidPayload", f"invalid {kind.value} payload: {_describe(exc)}") from None
-    return _RUNNERS[kind](parsed, limits, stop).model_dump()
+    return _RUNNERS[kind](parsed, limits, stop, artifacts).model_dump(exclude_none=True)
 
 
 def _describe(error: ValidationError) -> str:

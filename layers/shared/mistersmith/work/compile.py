@@ -2,8 +2,8 @@
 
 Python: every `.py` file is byte-compiled in memory with `compile()` (no .pyc is written);
 other files in a python compile are ignored, so a payload without `.py` files compiles
-trivially. Syntax warnings are not reported. Artifact upload is not done yet: `artifact_uri`
-stays None.
+trivially. Syntax warnings are not reported. On success, with an artifact sink, the sources and
+their .pyc files go to the bucket as one zip, and `artifact_uri` names it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 from mistersmith.errors import TaskFailure
 from mistersmith.models import CompilePayload, CompileResult, Diagnostic
+from mistersmith.work.artifacts import ArtifactSink, python_archive
 
 Toolchain = Callable[[Mapping[str, str]], list[Diagnostic]]
 
@@ -40,7 +41,10 @@ def _python_diagnostics(files: Mapping[str, str]) -> list[Diagnostic]:
 TOOLCHAINS: dict[str, Toolchain] = {"python": _python_diagnostics}
 
 
-def run_compile(payload: CompilePayload) -> CompileResult:
+ARCHIVERS: dict[str, Callable[[Mapping[str, str]], bytes]] = {"python": python_archive}
+
+
+def run_compile(payload: CompilePayload, artifacts: ArtifactSink | None = None) -> CompileResult:
     """Compiles the payload's files with the toolchain of its language.
 
     Raises TaskFailure `UnsupportedLanguage` for a language without a toolchain, and
@@ -57,7 +61,11 @@ def run_compile(payload: CompilePayload) -> CompileResult:
     if diagnostics:
         result = CompileResult(ok=False, diagnostics=diagnostics)
         raise TaskFailure("CompileError", _summary(diagnostics), result=result.model_dump())
-    return CompileResult(ok=True, diagnostics=[])
+    archiver = ARCHIVERS.get(language)
+    if artifacts is None or archiver is None:
+        return CompileResult(ok=True, diagnostics=[])
+    uri = artifacts(f"{language}-build.zip", archiver(payload.files), "application/zip")
+    return CompileResult(ok=True, diagnostics=[], artifact_uri=uri)
 
 
 def _summary(diagnostics: list[Diagnostic]) -> str:

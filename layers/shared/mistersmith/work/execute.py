@@ -7,11 +7,17 @@ import threading
 
 from mistersmith.errors import TaskFailure, TaskStopped
 from mistersmith.models import ExecutePayload, ExecuteResult
+from mistersmith.work.artifacts import ArtifactSink
 from mistersmith.work.limits import WorkLimits
 from mistersmith.work.sandbox import run_sandboxed
 
 
-def run_execute(payload: ExecutePayload, limits: WorkLimits, stop: threading.Event | None = None) -> ExecuteResult:
+def run_execute(
+    payload: ExecutePayload,
+    limits: WorkLimits,
+    stop: threading.Event | None = None,
+    artifacts: ArtifactSink | None = None,
+) -> ExecuteResult:
     """Runs the payload's command and returns its result when it exits with 0.
 
     The timeout is the payload's `timeout_seconds`, never more than the worker's limit.
@@ -30,12 +36,16 @@ def run_execute(payload: ExecutePayload, limits: WorkLimits, stop: threading.Eve
         stop=stop,
         confinement=limits.confinement,
     )
+    stdout, stdout_uri = _inline(run.stdout, "stdout.txt", limits.inline_output_bytes, artifacts)
+    stderr, stderr_uri = _inline(run.stderr, "stderr.txt", limits.inline_output_bytes, artifacts)
     result = ExecuteResult(
         exit_code=run.exit_code,
-        stdout=run.stdout,
-        stderr=run.stderr,
+        stdout=stdout,
+        stderr=stderr,
         truncated=run.truncated,
         duration_ms=run.duration_ms,
+        stdout_uri=stdout_uri,
+        stderr_uri=stderr_uri,
     )
     if run.stopped:
         raise TaskStopped("the command was stopped before it finished")
@@ -48,6 +58,14 @@ def run_execute(payload: ExecutePayload, limits: WorkLimits, stop: threading.Eve
     if run.exit_code != 0:
         raise TaskFailure("CommandFailed", _describe_exit(run.exit_code), result=result.model_dump())
     return result
+
+
+def _inline(text: str, name: str, limit: int, artifacts: ArtifactSink | None) -> tuple[str, str | None]:
+    """The output as the record keeps it: whole when small, else its start plus the whole in the bucket."""
+    data = text.encode()
+    if len(data) <= limit or artifacts is None:
+        return text, None
+    return data[:limit].decode(errors="ignore"), artifacts(name, data, "text/plain; charset=utf-8")
 
 
 def _describe_exit(exit_code: int) -> str:

@@ -29,6 +29,8 @@ class WorkLimits:
 
     execute_timeout_seconds: float = 600
     output_limit_bytes: int = 65536
+    # Output beyond this stays out of the record (DynamoDB items stop at 400 KB) and goes to the bucket.
+    inline_output_bytes: int = 32768
     confinement: Confinement = field(default_factory=Confinement)
 
     def __post_init__(self) -> None:

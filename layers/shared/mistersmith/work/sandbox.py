@@ -304,7 +304,9 @@ class _Jail:
             resource.setrlimit(which, (soft, hard))
 
 
-def _rlimits(confinement: Confinement, timeout_seconds: float, own_user: bool) -> tuple[tuple[int, int, int], ...]:
+def _rlimits(
+    confinement: Confinement, timeout_seconds: float, own_user: bool
+) -> tuple[tuple[int, int, int], ...]:
     cpu = math.ceil(timeout_seconds) + 1
     limits = [
         # CPU time can only trail the wall clock; SIGXCPU first, SIGKILL a second later.
@@ -329,7 +331,9 @@ def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confin
     else:
         candidate = shutil.which(name, path=env.get("PATH", SAFE_PATH))
     if candidate is None:
-        raise TaskFailure("CommandNotFound", f"executable {name!r} was not found (PATH={env.get('PATH', SAFE_PATH)})")
+        raise TaskFailure(
+            "CommandNotFound", f"executable {name!r} was not found (PATH={env.get('PATH', SAFE_PATH)})"
+        )
     resolved = os.path.realpath(candidate)
     allowed = {
         os.path.realpath(path)
@@ -338,7 +342,9 @@ def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confin
     }
     if resolved not in allowed:
         names = ", ".join(confinement.allowed_executables)
-        raise TaskFailure("ExecutableNotAllowed", f"{name!r} ({resolved}) is not an allowed executable; allowed: {names}")
+        raise TaskFailure(
+            "ExecutableNotAllowed", f"{name!r} ({resolved}) is not an allowed executable; allowed: {names}"
+        )
     return resolved
 
 
@@ -349,7 +355,9 @@ def _child_account(confinement: Confinement) -> tuple[int, int] | None:
     try:
         entry = pwd.getpwnam(confinement.run_as_user)
     except KeyError:
-        raise RuntimeError(f"user {confinement.run_as_user!r} for sandboxed children does not exist") from None
+        raise RuntimeError(
+            f"user {confinement.run_as_user!r} for sandboxed children does not exist"
+        ) from None
     return entry.pw_uid, entry.pw_gid
 
 
