@@ -92,6 +92,7 @@ class TaskProcessor:
             "task_type": message.task_type,
             "attempt": attempt,
             "worker_id": self.worker_id,
+            "trace_id": message.trace_id,
         }
         task = self._claim(message)
         if task is None:
