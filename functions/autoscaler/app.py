@@ -1,4 +1,4 @@
-"""Autoscaler: scheduled every minute; sets the worker service's desired count from queue depth."""
+"""Autoscaler: scheduled every minute; sets the worker service's desired count from the queue."""
 
 from __future__ import annotations
 
@@ -22,5 +22,11 @@ def get_autoscaler() -> Autoscaler:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = get_autoscaler().run()
     if decision is None:
-        return {"changed": False, "reason": "inputs unavailable"}
-    return {"desired_count": decision.desired, "adjustment": decision.adjustment, "reason": decision.reason}
+        return {"changed": False, "reason": "nothing applied: inputs unavailable (see the log)"}
+    return {
+        "changed": decision.changed,
+        "desired_count": decision.desired,
+        "previous_desired_count": decision.previous,
+        "adjustment": decision.adjustment,
+        "reason": decision.reason,
+    }

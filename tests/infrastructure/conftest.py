@@ -6,6 +6,7 @@ import copy
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -138,3 +139,175 @@ def iter_role_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[
 @pytest.fixture(scope="session")
 def role_statements(resources: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return list(iter_role_statements(resources))
+
+
+# ---------------------------------------------------------------- parameters, conditions and rules
+
+# Every optional piece switched on at once (with an existing VPC, so that the network parameters count).
+ALL_ON = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "UseVpcEndpoints": "true",
+    "LoadBalancerSecurityGroupId": "sg-0123456789abcdef0",
+    "AlarmEmail": "oncall@example.com",
+    "CpuMemoryScaleOut": "true",
+    "WorkerDeploymentStrategy": "BLUE_GREEN",
+    "LambdaCanaryDeploys": "true",
+    "ReplicaRegions": "us-west-2,eu-west-1,ap-southeast-2",
+    "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+    "ApiDomainName": "api.mistersmith.example.com",
+    "ApiCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+    "FailoverRole": "PRIMARY",
+}
+
+
+def parameter_values(sam_template: Template, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parameter values as CloudFormation sees them: defaults under overrides, lists split on commas."""
+    values: dict[str, Any] = {}
+    for name, spec in sam_template["Parameters"].items():
+        value = (overrides or {}).get(name, spec.get("Default", ""))
+        if spec["Type"] == "CommaDelimitedList" and isinstance(value, str):
+            value = value.split(",")
+        values[name] = value
+    return values
+
+
+def evaluate(expression: Any, parameters: dict[str, Any], conditions: dict[str, Any]) -> Any:
+    """Evaluates the intrinsics that Conditions and Rules use here, on parameter values alone."""
+    if not isinstance(expression, dict):
+        return expression
+    ((function, argument),) = expression.items()
+
+    def value(item: Any) -> Any:
+        return evaluate(item, parameters, conditions)
+
+    if function == "Ref":
+        return parameters[argument]
+    if function == "Condition":
+        return condition_value(argument, parameters, conditions)
+    if function == "Fn::Equals":
+        left, right = (value(item) for item in argument)
+        return str(left) == str(right)
+    if function == "Fn::Not":
+        return not value(argument[0])
+    if function == "Fn::And":
+        return all(value(item) for item in argument)
+    if function == "Fn::Or":
+        return any(value(item) for item in argument)
+    if function == "Fn::Join":
+        return argument[0].join(str(item) for item in value_list(argument[1], parameters, conditions))
+    if function == "Fn::Split":
+        return str(value(argument[1])).split(argument[0])
+    if function == "Fn::Select":
+        return value_list(argument[1], parameters, conditions)[int(value(argument[0]))]
+    if function == "Fn::Contains":
+        return value(argument[1]) in value_list(argument[0], parameters, conditions)
+    if function == "Fn::EachMemberEquals":
+        return all(item == value(argument[1]) for item in value_list(argument[0], parameters, conditions))
+    raise AssertionError(f"{function} is not handled by the test evaluator")
+
+
+def value_list(expression: Any, parameters: dict[str, Any], conditions: dict[str, Any]) -> list[Any]:
+    if isinstance(expression, list):
+        return [evaluate(item, parameters, conditions) for item in expression]
+    result = evaluate(expression, parameters, conditions)
+    assert isinstance(result, list), f"{expression} is not a list"
+    return result
+
+
+def condition_value(name: str, parameters: dict[str, Any], conditions: dict[str, Any]) -> bool:
+    return bool(evaluate(conditions[name], parameters, conditions))
+
+
+def evaluate_conditions(template: Template, parameters: dict[str, Any]) -> dict[str, bool]:
+    conditions = template.get("Conditions", {})
+    return {name: condition_value(name, parameters, conditions) for name in conditions}
+
+
+def rules_pass(template: Template, parameters: dict[str, Any]) -> dict[str, bool]:
+    """Each rule of the template: does a deploy with these parameters get past it?"""
+    results = {}
+    for name, rule in template.get("Rules", {}).items():
+        applies = "RuleCondition" not in rule or evaluate(rule["RuleCondition"], parameters, {})
+        results[name] = not applies or all(
+            evaluate(item["Assert"], parameters, {}) for item in rule["Assertions"]
+        )
+    return results
+
+
+def resolve_conditions(value: Any, conditions: dict[str, bool]) -> Any:
+    """Picks each Fn::If branch and drops AWS::NoValue, as CloudFormation does with these conditions."""
+    no_value = object()
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, dict):
+            if set(item) == {"Fn::If"}:
+                name, when_true, when_false = item["Fn::If"]
+                return walk(when_true if conditions[name] else when_false)
+            if item == {"Ref": "AWS::NoValue"}:
+                return no_value
+            walked = {key: walk(child) for key, child in item.items()}
+            return {key: child for key, child in walked.items() if child is not no_value}
+        if isinstance(item, list):
+            return [child for child in (walk(entry) for entry in item) if child is not no_value]
+        return item
+
+    return walk(value)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The stack CloudFormation would create for some parameter values: transformed, conditions applied."""
+
+    parameters: dict[str, Any]
+    conditions: dict[str, bool]
+    template: Template
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.template["Resources"]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.template.get("Outputs", {})
+
+
+def deploy(sam_template: Template, overrides: dict[str, Any] | None = None) -> Deployment:
+    translated = translate(sam_template, overrides)
+    parameters = parameter_values(translated, overrides)
+    conditions = evaluate_conditions(translated, parameters)
+    kept = {
+        logical_id: resolve_conditions(resource, conditions)
+        for logical_id, resource in translated["Resources"].items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
+    outputs = {
+        name: resolve_conditions(output, conditions)
+        for name, output in translated.get("Outputs", {}).items()
+        if conditions.get(output.get("Condition", ""), True)
+    }
+    return Deployment(parameters, conditions, {**translated, "Resources": kept, "Outputs": outputs})
+
+
+@pytest.fixture(scope="session")
+def deployment(sam_template: Template) -> Callable[..., Deployment]:
+    """Returns deployment(**overrides) -> the stack with those parameters (cached per set of values)."""
+    cache: dict[tuple[tuple[str, str], ...], Deployment] = {}
+
+    def make(**overrides: str) -> Deployment:
+        key = tuple(sorted(overrides.items()))
+        if key not in cache:
+            cache[key] = deploy(sam_template, overrides)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def default_deployment(deployment: Callable[..., Deployment]) -> Deployment:
+    return deployment()
+
+
+@pytest.fixture(scope="session")
+def all_on_deployment(deployment: Callable[..., Deployment]) -> Deployment:
+    return deployment(**ALL_ON)

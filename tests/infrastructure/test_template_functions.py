@@ -6,14 +6,23 @@ import pytest
 
 pytestmark = pytest.mark.infrastructure
 
-FUNCTION_NAMES = ("IntakeFunction", "RouterFunction", "AnalyzeFunction", "AutoscalerFunction")
+FUNCTION_NAMES = ("IntakeFunction", "RouterFunction", "AnalyzeFunction", "DeadLetterFunction", "AutoscalerFunction")
+
+# The regional table, the global table, or (in a secondary region) the primary's replica.
+TASK_TABLE = {
+    "Fn::If": [
+        "UseExternalTable",
+        {"Ref": "ExternalTaskTableName"},
+        {"Fn::If": ["CreateGlobalTable", {"Ref": "TaskGlobalTable"}, {"Ref": "TaskTable"}]},
+    ]
+}
 
 COMMON_ENV = {
-    "TASK_TABLE_NAME": {"Ref": "TaskTable"},
+    "TASK_TABLE_NAME": TASK_TABLE,
     "EVENT_BUS_NAME": {"Ref": "EventBus"},
     "POWERTOOLS_SERVICE_NAME": "mistersmith",
     "POWERTOOLS_METRICS_NAMESPACE": "MisterSmith",
-    "LOG_LEVEL": "INFO",
+    "LOG_LEVEL": {"Ref": "LogLevel"},
 }
 
 # Each function's own variables, on top of COMMON_ENV: the contract with the settings models.
@@ -28,7 +37,9 @@ FUNCTION_ENV = {
     },
     "AnalyzeFunction": {
         "ARTIFACTS_BUCKET_NAME": {"Ref": "ArtifactsBucket"},
+        "LEASE_SECONDS": 360,
     },
+    "DeadLetterFunction": {},
     "AutoscalerFunction": {
         "WORK_QUEUE_URL": {"Ref": "WorkQueue"},
         "CLUSTER_NAME": {"Ref": "WorkerCluster"},
@@ -37,6 +48,11 @@ FUNCTION_ENV = {
         "MIN_TASKS": {"Ref": "MinTasks"},
         "MAX_TASKS": {"Ref": "MaxTasks"},
         "COOLDOWN_SECONDS": {"Ref": "ScalingCooldownSeconds"},
+        "SCALING_POLICY": {"Ref": "ScalingPolicy"},
+        "SCALING_LATENCY_SECONDS": {"Ref": "ScalingLatencySeconds"},
+        "SCALING_TASK_SECONDS": {"Ref": "ScalingTaskSeconds"},
+        "WORKER_START_SECONDS": {"Ref": "WorkerStartSeconds"},
+        "SCALING_HEADROOM": {"Ref": "ScalingHeadroom"},
     },
 }
 
@@ -154,3 +170,7 @@ def test_api_stage_named_after_environment_with_tracing(resources):
 def test_inline_payload_limit_default_is_64_kib(parameter_defaults):
     # Given the intake parameters / When none is overridden / Then payloads over 64 KiB go to S3
     assert int(parameter_defaults["InlinePayloadLimitBytes"]) == 65536
+
+
+def test_scaling_policy_parameter_defaults_to_drain(parameter_defaults):
+    assert parameter_defaults["ScalingPolicy"] == "drain"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+from tests.infrastructure.conftest import iter_role_statements
 
 pytestmark = pytest.mark.infrastructure
 
@@ -16,30 +19,26 @@ UNSCOPABLE_ACTIONS = {
 
 COST_TAGS = {"Project": "MisterSmith", "CostCenter": "Engineering", "ManagedBy": "SAM"}
 
-# Resource types here take a Tags property; every one of them must carry the cost-allocation tags.
-TAGGABLE_TYPES = {
-    "AWS::SQS::Queue",
-    "AWS::KMS::Key",
-    "AWS::Events::EventBus",
-    "AWS::DynamoDB::Table",
-    "AWS::S3::Bucket",
-    "AWS::Logs::LogGroup",
-    "AWS::IAM::Role",
-    "AWS::Lambda::Function",
-    "AWS::ApiGateway::Stage",
-    "AWS::ECS::Cluster",
-    "AWS::ECS::TaskDefinition",
-    "AWS::ECS::Service",
-    "AWS::EC2::SecurityGroup",
-}
+# The property that carries a resource type's tags, where it is not "Tags".
+TAG_PROPERTY = {"AWS::Route53::HealthCheck": "HealthCheckTags"}
+
+# Resources SAM generates from a function's event sources without a way to tag them (SAM's EventBridgeRule,
+# Schedule and SQS events take no Tags); EventBridge rules and event source mappings cost nothing themselves.
+UNTAGGABLE_BY_SAM = {"AWS::Events::Rule", "AWS::Lambda::EventSourceMapping"}
+
+
+def _taggable(resource_type: str) -> str | None:
+    """The resource type's tag property per the CloudFormation schema cfn-lint ships, or None."""
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource_type).schema
+    prop = TAG_PROPERTY.get(resource_type, "Tags")
+    return prop if prop in schema["properties"] else None
 
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def _tags(resource: dict) -> dict:
-    tags = resource["Properties"].get("Tags", [])
+def _tags(tags) -> dict:
     return tags if isinstance(tags, dict) else {tag["Key"]: tag["Value"] for tag in tags}
 
 
@@ -179,15 +178,110 @@ def test_task_table_protects_and_expires_data(resources):
     assert resources["TaskTable"]["DeletionPolicy"] == "Retain"
 
 
-@pytest.mark.parametrize("resource_type", sorted(TAGGABLE_TYPES))
-def test_taggable_resources_carry_cost_allocation_tags(resources, resource_type):
-    # Given every resource of a taggable type
-    tagged = {name: _tags(r) for name, r in resources.items() if r["Type"] == resource_type}
-    assert tagged, f"no {resource_type} in the template"
-    # When costs are allocated / Then each carries the project's tags and its environment
-    for name, tags in tagged.items():
-        assert COST_TAGS.items() <= tags.items(), name
-        assert tags.get("Environment") == {"Ref": "Environment"}, name
+def test_taggable_resources_carry_cost_allocation_tags(all_on_deployment, default_deployment):
+    # Given every resource whose type takes tags, with every option on and with the defaults
+    untagged = []
+    for stack in (all_on_deployment, default_deployment):
+        for name, resource in stack.resources.items():
+            prop = _taggable(resource["Type"])
+            if prop is None or resource["Type"] in UNTAGGABLE_BY_SAM:
+                continue
+            tag_sets = [resource["Properties"].get(prop, [])]
+            if resource["Type"] == "AWS::DynamoDB::GlobalTable":
+                tag_sets = [replica.get("Tags", []) for replica in resource["Properties"]["Replicas"]]
+            # When costs are allocated
+            # Then each carries the project's tags (seed 6.1) and its environment
+            for tags in map(_tags, tag_sets):
+                if not COST_TAGS.items() <= tags.items() or tags.get("Environment") != {"Ref": "Environment"}:
+                    untagged.append(name)
+    assert untagged == []
+
+
+def test_untaggable_exceptions_are_only_sam_event_sources(all_on_deployment):
+    # Given the resource types exempted from tagging / When they appear / Then SAM made them from function events
+    exempt = [name for name, r in all_on_deployment.resources.items() if r["Type"] in UNTAGGABLE_BY_SAM]
+    functions = [name for name, r in all_on_deployment.resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    assert exempt
+    assert all(any(name.startswith(function) for function in functions) for name in exempt), exempt
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "encrypted"),
+    [
+        ("AWS::SQS::Queue", lambda p: p.get("KmsMasterKeyId") == {"Ref": "QueueKey"}),
+        ("AWS::SNS::Topic", lambda p: p.get("KmsMasterKeyId") == {"Ref": "QueueKey"}),
+        ("AWS::DynamoDB::Table", lambda p: p.get("SSESpecification") == {"SSEEnabled": True}),
+        ("AWS::DynamoDB::GlobalTable", lambda p: p.get("SSESpecification") == {"SSEEnabled": True}),
+        ("AWS::S3::Bucket", lambda p: bool(p["BucketEncryption"]["ServerSideEncryptionConfiguration"])),
+    ],
+    ids=["queues", "topics", "tables", "global-tables", "buckets"],
+)
+def test_data_stores_encrypted_at_rest(all_on_deployment, resources, resource_type, encrypted):
+    # Given every queue, topic, table and bucket (global tables only exist with replica regions)
+    stores = {
+        name: r["Properties"]
+        for source in (resources, all_on_deployment.resources)
+        for name, r in source.items()
+        if r["Type"] == resource_type
+    }
+    assert stores, f"no {resource_type}"
+    # When data is written / Then it is encrypted at rest
+    assert [name for name, properties in stores.items() if not encrypted(properties)] == []
+
+
+def test_log_groups_retention_set(resources):
+    # Given every log group / When logs age / Then they are deleted after LogRetentionDays (one week by default)
+    groups = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert groups
+    assert [name for name, p in groups.items() if p.get("RetentionInDays") != {"Ref": "LogRetentionDays"}] == []
+
+
+def test_functions_log_to_template_log_groups(resources):
+    # Given every function / When it logs / Then it writes to a log group the template owns (with retention),
+    # not to one Lambda would create on first use without any
+    functions = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    for name, properties in functions.items():
+        group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup", name
+
+
+def test_role_statements_with_every_option_resource_star_only_for_unscopable_actions(all_on_deployment):
+    # Given the roles with every option on (CodeDeploy, scaling, endpoints) / When one grants on "*"
+    # Then it is only for actions that cannot name a resource
+    offenders = [
+        (where, action)
+        for where, statement in iter_role_statements(all_on_deployment.resources)
+        if statement.get("Effect") == "Allow" and "*" in _as_list(statement.get("Resource"))
+        for action in _as_list(statement["Action"])
+        if action not in UNSCOPABLE_ACTIONS
+    ]
+    assert offenders == []
+
+
+def test_worker_execution_role_pulls_only_the_worker_repository(resources):
+    # Given the execution role / When ECS pulls the image / Then only the worker's ECR repository is readable
+    statement = _statement(resources["WorkerExecutionRole"], "EcrPull")
+    assert statement["Resource"]["Fn::Sub"].endswith(":repository/${WorkerEcrRepositoryName}")
+
+
+def test_worker_task_role_state_access_only_on_task_table(resources):
+    # Given the worker's task role / When it reads and writes task state / Then only the task table and its indexes
+    statement = _statement(resources["WorkerTaskRole"], "TaskState")
+    templates = [item["Fn::Sub"][0] for item in statement["Resource"]]
+    assert templates == [
+        "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Table}",
+        "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Table}/index/*",
+    ]
+
+
+def test_queue_key_used_only_by_named_principals(resources):
+    # Given the key policy / When a service uses the key / Then only EventBridge and CloudWatch of this account may
+    statements = resources["QueueKey"]["Properties"]["KeyPolicy"]["Statement"]
+    services = {s["Principal"]["Service"] for s in statements if "Service" in s["Principal"]}
+    assert services == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
+    for statement in statements:
+        if "Service" in statement["Principal"]:
+            assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
 def test_outputs_name_every_resource_clients_need(cfn_template):
@@ -202,6 +296,11 @@ def test_outputs_name_every_resource_clients_need(cfn_template):
         "ArtifactsBucketName",
         "WorkerClusterName",
         "WorkerServiceName",
+        "AlarmTopicArn",
+        "DashboardName",
+        "DiscoveryNamespaceName",
+        "DiscoveryServiceName",
+        "WorkerSubnetIds",
     }
     assert expected <= set(cfn_template["Outputs"])
 
@@ -223,3 +322,13 @@ def test_logs_insights_queries_are_the_seeds_three(resources):
     assert any("/task_duration/" in q and "duration > 10000" in q for q in queries)
     assert any('"error_type"' in q and "stats count() by errorType" in q for q in queries)
     assert any("/scaling_event/" in q and '"desired_count"' in q and '"running_count"' in q for q in queries)
+
+
+def test_autoscaler_table_access_limited_to_its_record_and_the_status_index(resources):
+    role = resources["AutoscalerFunctionRole"]
+    record = _statement(role, "KeepScalingRecord")
+    durations = _statement(role, "ReadRecentTaskDurations")
+    assert set(record["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    assert record["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["control#autoscaler#*"]}}
+    assert durations["Action"] == ["dynamodb:Query"]
+    assert durations["Resource"]["Fn::Sub"][0].endswith("/index/by-status")

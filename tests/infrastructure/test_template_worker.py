@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.infrastructure.test_template_functions import TASK_TABLE
+
 pytestmark = pytest.mark.infrastructure
 
 FARGATE_PROVIDERS = {"FARGATE", "FARGATE_SPOT"}
@@ -157,13 +159,13 @@ def test_worker_container_environment_names_every_setting(worker_container):
     env = {item["Name"]: item["Value"] for item in worker_container["Environment"]}
     # When the worker validates its settings at start
     # Then every resource it needs is named
-    assert env["TASK_TABLE_NAME"] == {"Ref": "TaskTable"}
+    assert env["TASK_TABLE_NAME"] == TASK_TABLE
     assert env["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
     assert env["ARTIFACTS_BUCKET_NAME"] == {"Ref": "ArtifactsBucket"}
     assert env["WORK_QUEUE_URL"] == {"Ref": "WorkQueue"}
     assert env["POWERTOOLS_SERVICE_NAME"] == "mistersmith-worker"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MisterSmith"
-    assert env["LOG_LEVEL"] == "INFO"
+    assert env["LOG_LEVEL"] == {"Ref": "LogLevel"}
 
 
 def test_worker_lease_seconds_follows_queue_visibility(resources, worker_container):
@@ -178,38 +180,3 @@ def test_worker_log_group_retention_follows_parameter(resources, parameter_defau
     # Given the worker log group / When deployed with defaults / Then logs are kept one week (seed 2.1)
     assert resources["WorkerLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert int(parameter_defaults["LogRetentionDays"]) == 7
-
-
-def _evaluate_rule(expression, parameters: dict):
-    """Evaluates the condition functions CloudFormation allows in Rules, enough for this template."""
-    if isinstance(expression, dict):
-        ((function, argument),) = expression.items()
-        if function == "Ref":
-            return parameters[argument]
-        values = [_evaluate_rule(item, parameters) for item in argument]
-        if function == "Fn::Not":
-            return not values[0]
-        if function == "Fn::Equals":
-            return values[0] == values[1]
-        if function == "Fn::Contains":
-            return values[1] in values[0]
-        raise AssertionError(f"{function} is not allowed in Rules")
-    return expression
-
-
-def _network_rule_passes(cfn_template, vpc_id: str, subnet_ids: list[str]) -> bool:
-    parameters = {"VpcId": vpc_id, "SubnetIds": subnet_ids}
-    assertions = cfn_template["Rules"]["WorkerNetworkIsSet"]["Assertions"]
-    return all(_evaluate_rule(item["Assert"], parameters) for item in assertions)
-
-
-def test_network_rule_default_empty_network_rejected(cfn_template):
-    # Given the default (empty) VpcId and SubnetIds
-    # When CloudFormation checks the template's rules before a deploy
-    # Then it refuses, naming what is missing, instead of failing halfway through the ECS service
-    assert not _network_rule_passes(cfn_template, "", [""])
-
-
-def test_network_rule_named_network_accepted(cfn_template):
-    # Given a VPC and subnets / When the rules are checked / Then the deploy may go ahead
-    assert _network_rule_passes(cfn_template, "vpc-0123456789abcdef0", ["subnet-0a", "subnet-0b"])

@@ -11,7 +11,8 @@ from typing import Annotated, TypeVar
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mistersmith.scaling import SEED_STEPS, ScalingPolicy, StepTable
+from mistersmith.scaling import DEFAULT_POLICY, SEED_STEPS, PolicyKind, ScalingPolicy, StepTable
+from mistersmith.work.limits import Confinement
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -60,7 +61,30 @@ class WorkSettings(LifecycleSettings, BucketSettings):
     # Matches the visibility timeout of the queue the process reads (template.yaml sets both).
     lease_seconds: Annotated[int, Field(ge=1, le=43_200)] = 300
     execute_timeout_seconds: Annotated[float, Field(gt=0)] = 600
-    output_limit_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    # Captured per output stream; past the inline part it is kept in the bucket, not the record.
+    output_limit_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
+    inline_output_bytes: Annotated[int, Field(ge=1024, le=100_000)] = 32 * 1024
+    # The sandbox: what `execute` may run (names on its PATH or absolute paths) and what a child may use.
+    execute_allowed_executables: Annotated[tuple[str, ...], NoDecode] = Confinement().allowed_executables
+    child_memory_bytes: Annotated[int, Field(ge=16 << 20)] = Confinement().memory_bytes
+    child_max_file_bytes: Annotated[int, Field(ge=1024)] = Confinement().max_file_bytes
+    child_max_processes: Annotated[int, Field(ge=1)] = Confinement().max_processes
+    child_user: NonEmpty = Confinement().run_as_user
+
+    @field_validator("execute_allowed_executables", mode="before")
+    @classmethod
+    def _split_executables(cls, value: object) -> object:
+        return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
+
+    @property
+    def confinement(self) -> Confinement:
+        return Confinement(
+            allowed_executables=self.execute_allowed_executables,
+            memory_bytes=self.child_memory_bytes,
+            max_file_bytes=self.child_max_file_bytes,
+            max_processes=self.child_max_processes,
+            run_as_user=self.child_user,
+        )
 
 
 class AnalyzeSettings(WorkSettings):
@@ -74,6 +98,15 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
     min_tasks: Annotated[int, Field(ge=0)] = 2
     max_tasks: Annotated[int, Field(ge=1)] = 1000
     cooldown_seconds: Annotated[int, Field(ge=0)] = 60
+    scaling_policy: PolicyKind = DEFAULT_POLICY
+    # backlog: acceptable latency; drain: the budget to clear what waits (seconds).
+    scaling_latency_seconds: Annotated[float, Field(gt=0, le=86_400)] = 600
+    # Expected seconds per task: backlog's divisor, drain's fallback until tasks finish.
+    scaling_task_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60
+    # Fargate start latency (pull, boot) that drain plans around.
+    worker_start_seconds: Annotated[float, Field(ge=0, le=3_600)] = 60
+    # drain: spare tasks = headroom x sqrt(busy tasks) (square-root staffing).
+    scaling_headroom: Annotated[float, Field(ge=0, le=10)] = 0.5
 
     @field_validator("scaling_steps", mode="before")
     @classmethod
@@ -82,7 +115,17 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
 
     @property
     def policy(self) -> ScalingPolicy:
-        return ScalingPolicy(self.scaling_steps, self.min_tasks, self.max_tasks)
+        return ScalingPolicy(
+            self.scaling_steps,
+            self.min_tasks,
+            self.max_tasks,
+            cooldown_seconds=self.cooldown_seconds,
+            kind=self.scaling_policy,
+            latency_seconds=self.scaling_latency_seconds,
+            task_seconds=self.scaling_task_seconds,
+            start_seconds=self.worker_start_seconds,
+            headroom=self.scaling_headroom,
+        )
 
     @field_validator("max_tasks")
     @classmethod

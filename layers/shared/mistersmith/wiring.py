@@ -6,6 +6,7 @@ from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.ecs import EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
+from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskDurations
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -52,6 +53,8 @@ def processor(settings: WorkSettings) -> TaskProcessor:
         limits=WorkLimits(
             execute_timeout_seconds=settings.execute_timeout_seconds,
             output_limit_bytes=settings.output_limit_bytes,
+            inline_output_bytes=settings.inline_output_bytes,
+            confinement=settings.confinement,
         ),
     )
 
@@ -61,4 +64,6 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
         SqsWorkQueue(settings.work_queue_url),
         EcsWorkerService(settings.cluster_name, settings.worker_service_name),
         settings.policy,
+        DynamoScalingState(settings.task_table_name, settings.worker_service_name),
+        DynamoTaskDurations(settings.task_table_name),
     )

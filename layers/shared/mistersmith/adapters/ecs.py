@@ -24,8 +24,8 @@ class EcsWorkerService:
             desired=service["desiredCount"],
             running=service["runningCount"],
             pending=service.get("pendingCount", 0),
-            deployment_in_progress=len(deployments) > 1
-            or any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments),
+            # A rolling deployment shows the new PRIMARY beside the old ACTIVE until it completes.
+            deployment_in_progress=len(deployments) > 1,
         )
 
     def set_desired(self, count: int) -> None:

@@ -1,0 +1,132 @@
+"""The autoscaler's record in the state table, and the recent worker task durations read from it.
+
+The record is a control item, id `control#autoscaler#<service>`, with no `status` or `task_type`:
+task listings filter on attribute_exists(task_type) and the by-status index skips items without a
+status, so it never shows up as a task."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mistersmith.adapters.aws import client
+from mistersmith.clock import iso_from_epoch
+from mistersmith.models import TaskStatus, TaskType
+from mistersmith.scaling import LastAction, Observation, ScalingState, TaskDurations
+
+CONTROL_PREFIX = "control#autoscaler#"
+STATUS_INDEX = "by-status"
+# The task types the Fargate workers run (analyze runs in a Lambda and says nothing about them).
+WORKER_TASK_TYPES = (TaskType.COMPILE, TaskType.EXECUTE)
+
+
+def control_id(service_name: str) -> str:
+    return f"{CONTROL_PREFIX}{service_name}"
+
+
+def _number(value: float) -> dict[str, str]:
+    return {"N": str(Decimal(repr(float(value))).normalize()) if isinstance(value, float) else str(value)}
+
+
+class DynamoScalingState(ScalingState):
+    """Implements `scaling.ScalingState` as one item per worker service, versioned for conditional puts."""
+
+    def __init__(self, table_name: str, service_name: str) -> None:
+        self._table = table_name
+        self.record_id = control_id(service_name)
+        self._ddb = client("dynamodb")
+
+    def last_action(self) -> LastAction | None:
+        response = self._ddb.get_item(
+            TableName=self._table, Key={"id": {"S": self.record_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _decode(item) if item else None
+
+    def record(self, action: LastAction, *, previous: LastAction | None) -> bool:
+        if previous is None:
+            condition, values = "attribute_not_exists(id)", {}
+        else:
+            condition, values = "version = :expected", {":expected": _number(previous.version)}
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=_encode(self.record_id, action),
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _encode(record_id: str, action: LastAction) -> dict[str, Any]:
+    item = {
+        "id": {"S": record_id},
+        "record_type": {"S": "autoscaler"},
+        "at": _number(action.at),
+        "desired": _number(action.desired),
+        "base": _number(action.base),
+        "adjustment": _number(action.adjustment),
+        "version": _number(action.version),
+        "updated_at": {"S": iso_from_epoch(action.seen.at if action.seen else action.at)},
+    }
+    if action.seen is not None:
+        item |= {
+            "seen_at": _number(action.seen.at),
+            "seen_waiting": _number(action.seen.waiting),
+            "seen_busy": _number(action.seen.busy),
+        }
+    return item
+
+
+def _decode(item: dict[str, Any]) -> LastAction:
+    def number(name: str) -> float:
+        return float(item[name]["N"])
+
+    seen = None
+    if "seen_at" in item:
+        seen = Observation(
+            at=number("seen_at"), waiting=int(number("seen_waiting")), busy=int(number("seen_busy"))
+        )
+    return LastAction(
+        at=number("at"),
+        desired=int(number("desired")),
+        base=int(number("base")),
+        adjustment=int(number("adjustment")),
+        seen=seen,
+        version=int(number("version")),
+    )
+
+
+class DynamoTaskDurations(TaskDurations):
+    """Implements `scaling.TaskDurations`: the mean `duration_ms` of the newest SUCCEEDED worker tasks,
+    read from the by-status index (newest first). One query of at most `scan` items a call."""
+
+    def __init__(self, table_name: str, *, sample: int = 50, scan: int = 200) -> None:
+        self._table = table_name
+        self._sample = sample
+        self._scan = scan
+        self._ddb = client("dynamodb")
+
+    def recent_mean_seconds(self) -> float | None:
+        values: dict[str, Any] = {":succeeded": {"S": TaskStatus.SUCCEEDED.value}}
+        values |= {f":type{i}": {"S": task_type.value} for i, task_type in enumerate(WORKER_TASK_TYPES)}
+        types = ", ".join(f":type{i}" for i in range(len(WORKER_TASK_TYPES)))
+        response = self._ddb.query(
+            TableName=self._table,
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#status = :succeeded",
+            FilterExpression=f"task_type IN ({types}) AND attribute_exists(duration_ms)",
+            ProjectionExpression="duration_ms",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=self._scan,
+        )
+        durations = [float(item["duration_ms"]["N"]) for item in response.get("Items", [])][: self._sample]
+        return sum(durations) / len(durations) / 1000 if durations else None

@@ -1,0 +1,1 @@
+"""Scaling simulator: the autoscaler's own decision function against modelled load, Fargate and cost."""
