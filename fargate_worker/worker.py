@@ -152,10 +152,18 @@ class Worker:
         self._settle(message, disposition)
 
     def _hand_back(self, message: QueueMessage) -> None:
+        """Puts an unfinished message back as a fresh copy: a drain or a scale-in must not use up
+        one of the receives after which SQS dead-letters a task (only crashes should)."""
         try:
-            self.queue.change_visibility(message.receipt_handle, 0)
-        except Exception:  # it comes back after the visibility timeout instead
-            logger.exception("message not handed back", extra={"message_id": message.message_id})
+            self.queue.send(message.body)
+        except Exception:  # keep the original instead: visible at once, at the cost of one receive
+            logger.exception("copy not sent; handing back the original", extra={"message_id": message.message_id})
+            try:
+                self.queue.change_visibility(message.receipt_handle, 0)
+            except Exception:  # it comes back after the visibility timeout instead
+                logger.exception("message not handed back", extra={"message_id": message.message_id})
+            return
+        self._delete(message.receipt_handle)
 
     def _settle(self, message: QueueMessage, disposition: Disposition) -> None:
         if disposition is Disposition.DELETE:

@@ -65,7 +65,7 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> bool:
         response.raise_for_status()
         submitted.append((sample, response.json()["id"]))
     rejected = client.post("/tasks", json={"task_type": "deploy", "payload": {}})
-    print(f"invalid submission answered {rejected.status_code}: {rejected.json()['detail'][0]['msg']}")
+    print(f"invalid submission answered {rejected.status_code}: {rejected.json()['errors'][0]['msg']}")
     records: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:

@@ -62,8 +62,9 @@ API_ROUTES = {
     ("/tasks", "get"): "AWS_IAM",
     ("/tasks/{id}", "get"): "AWS_IAM",
     ("/tasks/{id}", "delete"): "AWS_IAM",
+    ("/uploads", "post"): "AWS_IAM",
     ("/health", "get"): "NONE",
-    ("/ready", "get"): "NONE",
+    ("/ready", "get"): "AWS_IAM",
 }
 
 
@@ -133,16 +134,15 @@ def test_api_routes_match_http_contract(resources):
     assert set(_api_methods(resources)) == set(API_ROUTES)
 
 
-def test_api_health_and_ready_methods_authorization_none(resources):
-    # Given the probe routes / When called without credentials / Then API Gateway lets them through
-    methods = _api_methods(resources)
-    for route in [("/health", "get"), ("/ready", "get")]:
-        assert methods[route]["security"] == [{"NONE": []}], route
+def test_api_health_method_authorization_none(resources):
+    # Given the liveness route / When called without credentials / Then API Gateway lets it through
+    assert _api_methods(resources)[("/health", "get")]["security"] == [{"NONE": []}]
 
 
-def test_api_task_methods_authorization_aws_iam(resources):
-    # Given the task routes / When called / Then API Gateway demands a SigV4-signed request
-    methods = _api_methods(resources)
+def test_api_task_methods_authorization_aws_iam(resources, default_deployment):
+    # Given the task routes with default parameters (ApiAuth=AWS_IAM)
+    # When called / Then API Gateway demands a SigV4-signed request
+    methods = _api_methods(default_deployment.resources)
     for route, scheme in API_ROUTES.items():
         if scheme == "AWS_IAM":
             assert methods[route]["security"] == [{"AWS_IAM": []}], route

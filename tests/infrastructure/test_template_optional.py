@@ -75,6 +75,7 @@ OPTIONAL = {
     "lambda-canary": ({}, {"LambdaCanaryDeploys": "true"}, CANARY),
     "global-table": ({}, {"ReplicaRegions": "us-west-2"}, {"TaskGlobalTable"}),
     "failover": ({}, FAILOVER_ON, FAILOVER),
+    "api-key-auth": ({}, {"ApiAuth": "API_KEY"}, {"IntakeApiUsagePlan", "IntakeApiKey", "IntakeApiUsagePlanKey"}),
 }
 
 

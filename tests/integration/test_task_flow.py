@@ -147,7 +147,7 @@ def test_bad_body_is_answered_422_with_field_errors_and_nothing_is_recorded_or_q
     response = api.post("/tasks", json=body)
     # Then it is refused with field-level errors, and no task or message results from it
     assert response.status_code == 422
-    assert all("loc" in error and "msg" in error for error in response.json()["detail"])
+    assert all("loc" in error and "msg" in error for error in response.json()["errors"])
     time.sleep(0.5)
     assert api.get(f"/tasks/{task_id}").status_code == 404
 
@@ -158,7 +158,7 @@ def test_bad_task_id_is_answered_422(api):
         json={"id": "has spaces/and slashes", "task_type": "compile", "payload": {"files": {"a.py": ""}}},
     )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][-1] == "id"
+    assert response.json()["errors"][0]["loc"][-1] == "id"
 
 
 def test_payload_over_the_storable_limit_is_answered_413_and_nothing_is_recorded(api, stack):

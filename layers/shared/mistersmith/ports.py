@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from mistersmith.errors import MisterSmithError
 from mistersmith.models import StoredTask, TaskStatus
 
 
@@ -91,13 +92,32 @@ class EventPublisher(ABC):
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None: ...
 
 
+class BlobNotFound(MisterSmithError):
+    """No object at the key a BlobStore was asked for."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"s3://{bucket}/{key} does not exist")
+        self.bucket = bucket
+        self.key = key
+
+
 class BlobStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes, *, content_type: str) -> str:
         """Stores `data` and returns its `s3://bucket/key` URI."""
 
     @abstractmethod
-    def get(self, bucket: str, key: str) -> bytes: ...
+    def get(self, bucket: str, key: str) -> bytes:
+        """The object's bytes; raises BlobNotFound when there is none."""
+
+    @abstractmethod
+    def size(self, bucket: str, key: str) -> int:
+        """The object's size in bytes, without reading it; raises BlobNotFound when there is none."""
+
+    @abstractmethod
+    def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
+        """A URL that lets whoever holds it PUT one object at `key` in this store's bucket, with
+        exactly this Content-Type, until it expires; no other credentials are needed."""
 
     @property
     @abstractmethod

@@ -1,8 +1,18 @@
-"""Blobs (claim-checked payloads, artifacts) in the artifacts bucket."""
+"""Blobs (claim-checked payloads, uploads, artifacts) in the artifacts bucket."""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
 from mistersmith.adapters.aws import client
+from mistersmith.ports import BlobNotFound
+
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class S3BlobStore:
@@ -21,4 +31,32 @@ class S3BlobStore:
         return f"s3://{self._bucket}/{key}"
 
     def get(self, bucket: str, key: str) -> bytes:
-        return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            raise _not_found_or(error, bucket, key) from error
+
+    def size(self, bucket: str, key: str) -> int:
+        try:
+            return int(self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except ClientError as error:
+            raise _not_found_or(error, bucket, key) from error
+
+    def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
+        # Signed locally with the process's credentials: no call to S3, so it cannot fail on the network.
+        return _presigner().generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires_seconds,
+            HttpMethod="PUT",
+        )
+
+
+@cache
+def _presigner() -> Any:
+    # SigV4 query signing: boto3 may still presign S3 URLs with SigV2, which newer regions refuse.
+    return boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+
+
+def _not_found_or(error: ClientError, bucket: str, key: str) -> Exception:
+    return BlobNotFound(bucket, key) if error.response["Error"]["Code"] in _MISSING else error
