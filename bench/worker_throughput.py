@@ -21,7 +21,7 @@ import tracemalloc
 from fargate_worker.worker import Worker
 from local_stack.stack import LocalConfig, LocalStack
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.memory import MemoryQueue, MemoryTaskStore, NullPublisher
+from mistersmith.adapters.memory import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 from mistersmith.clock import epoch_from_iso, now_iso
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, canonical_json
@@ -67,7 +67,7 @@ def worker_in_memory(count: int, concurrency: int) -> float:
     )
     processor = TaskProcessor(
         Lifecycle(store, NullPublisher()),
-        blobs=None,
+        blobs=MemoryBlobStore(),
         worker_id="bench",
         lease_seconds=300,
         limits=WorkLimits(),

@@ -12,7 +12,7 @@ from typing import Any
 
 from mistersmith.errors import TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus
-from mistersmith.ports import EventPublisher, QueueDepth, QueueMessage, TaskStore, WorkQueue
+from mistersmith.ports import BlobStore, EventPublisher, QueueDepth, QueueMessage, TaskStore, WorkQueue
 
 
 class MemoryTaskStore(TaskStore):
@@ -167,3 +167,28 @@ class NullPublisher(EventPublisher):
 
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
         self.published += 1
+
+
+class MemoryBlobStore(BlobStore):
+    """A bucket in a dict."""
+
+    def __init__(self, bucket: str = "memory") -> None:
+        self._bucket = bucket
+        self.objects: dict[str, bytes] = {}
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> str:
+        self.objects[key] = data
+        return f"s3://{self._bucket}/{key}"
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return self.objects[key]
+
+    def size(self, bucket: str, key: str) -> int:
+        return len(self.objects[key])
+
+    def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
+        return f"memory://{self._bucket}/{key}"
