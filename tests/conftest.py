@@ -53,15 +53,20 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
         yield client
 
 
+def wait_for_status(api: httpx.Client, task_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+    """Polls GET /tasks/{id} until the task is in one of `statuses`; fails the test at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = api.get(f"/tasks/{task_id}").json()
+        if record.get("status") in statuses:
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"{task_id} never reached {statuses} within {timeout} s: {record}")
+
+
 @pytest.fixture(scope="session")
 def wait_terminal(api: httpx.Client) -> Callable[[str], dict[str, Any]]:
     def wait(task_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            record = api.get(f"/tasks/{task_id}").json()
-            if record.get("status") in TERMINAL:
-                return record
-            time.sleep(0.2)
-        raise AssertionError(f"task {task_id} not terminal after {timeout} s: {record}")
+        return wait_for_status(api, task_id, TERMINAL, timeout)
 
     return wait

@@ -22,7 +22,7 @@ from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TASK_REQUEST_ADAPTER, StoredTask, TaskMessage, TaskStatus, canonical_json
 from mistersmith.ports import EventPublisher
 from mistersmith.settings import IntakeSettings, load
-from tests.conftest import VISIBILITY_SECONDS
+from tests.conftest import VISIBILITY_SECONDS, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +47,6 @@ def own_workers(stack) -> Iterator[list[subprocess.Popen[bytes]]]:
                 worker.kill()
             worker.wait()
         stack.max_workers = stack.config.max_workers
-
-
-def wait_for_status(api, task_id: str, statuses: set[str], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = api.get(f"/tasks/{task_id}").json()
-        if record.get("status") in statuses:
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"{task_id} never reached {statuses}: {record}")
 
 
 def work_queue_count(stack) -> int:
