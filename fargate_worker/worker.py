@@ -81,6 +81,8 @@ class Worker:
     def _poll(self) -> None:
         while not self.stopping.is_set():
             free = self._acquire_slots()
+            if not free:  # stopping: no slot was taken, so none is given back
+                break
             try:
                 messages = self.queue.receive(
                     max_messages=min(free, self.settings.receive_batch_size),
@@ -157,7 +159,9 @@ class Worker:
         try:
             self.queue.send(message.body)
         except Exception:  # keep the original instead: visible at once, at the cost of one receive
-            logger.exception("copy not sent; handing back the original", extra={"message_id": message.message_id})
+            logger.exception(
+                "copy not sent; handing back the original", extra={"message_id": message.message_id}
+            )
             try:
                 self.queue.change_visibility(message.receipt_handle, 0)
             except Exception:  # it comes back after the visibility timeout instead

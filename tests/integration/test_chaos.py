@@ -111,6 +111,13 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
         def alive() -> list:
             return [worker for worker in workers if worker.poll() is None]
 
+        # A signalled worker may live on while it drains or dies: it neither counts toward the
+        # fleet nor is it chosen again, as ECS replaces a task the moment it is told to stop.
+        signalled: set[int] = set()
+
+        def serving() -> list:
+            return [worker for worker in alive() if worker.pid not in signalled]
+
         for _ in range(WORKERS):
             start_worker()
         # Given 300 mixed tasks
@@ -118,9 +125,10 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
             assert api.post("/tasks", json=body).status_code == 202
         # When workers are killed and stopped while they work, and replaced
         for round_ in range(CHAOS_ROUNDS):
-            victim = rng.choice(alive())
+            victim = rng.choice(serving())
             victim.send_signal(signal.SIGKILL if round_ % 2 else signal.SIGTERM)
-            while len(alive()) < WORKERS:
+            signalled.add(victim.pid)
+            while len(serving()) < WORKERS:
                 start_worker()
             time.sleep(0.7)
         # And a task that crashes its worker every time it runs arrives
@@ -130,11 +138,12 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
         while time.monotonic() < deadline:
             held_by = store.get(poison_id)
             if held_by is not None and held_by.status == "RUNNING":
-                for worker in alive():
+                for worker in serving():
                     if stack.worker_ids.get(worker.pid) == held_by.worker_id:
                         worker.kill()
+                        signalled.add(worker.pid)
                         poison_kills += 1
-            while len(alive()) < WORKERS:
+            while len(serving()) < WORKERS:
                 start_worker()
             if all(task.status.is_terminal for task in map(store.get, (*tasks, poison_id)) if task):
                 break
