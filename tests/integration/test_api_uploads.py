@@ -3,8 +3,10 @@ then POST /tasks naming it with payload_uri."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import zipfile
 
 import httpx
 import pytest
@@ -136,4 +138,61 @@ def test_api_upload_over_the_payload_limit_is_a_413_and_records_nothing(api):
     )
     assert response.status_code == 413
     assert response.json()["type"] == "urn:mistersmith:problem:payload-too-large"
+    assert api.get(f"/tasks/{task_id}").status_code == 404
+
+
+def zip_upload(api: httpx.Client, files: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    ticket = api.post("/uploads", json={"content_type": "application/zip"}).json()
+    put = httpx.put(ticket["url"], content=buffer.getvalue(), headers=ticket["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    return ticket["source_uri"]
+
+
+def test_api_tasks_run_on_an_uploaded_source_archive(api, wait_terminal):
+    # Given a zip of a small package, uploaded straight to S3
+    source_uri = zip_upload(
+        api, {"pkg/__init__.py": "", "pkg/calc.py": "def double(x):\n    return 2 * x\n"}
+    )
+    ids = {kind: unique(f"archive-{kind}") for kind in ("compile", "analyze", "execute")}
+    command = ["python3", "-c", "from pkg.calc import double; print(double(21))"]
+    payloads = {
+        "compile": {"source_uri": source_uri},
+        "analyze": {"source_uri": source_uri},
+        "execute": {"command": command, "source_uri": source_uri},
+    }
+    # When each task type names it
+    for kind, task_id in ids.items():
+        response = api.post("/tasks", json={"id": task_id, "task_type": kind, "payload": payloads[kind]})
+        assert response.status_code == 202, response.text
+    records = {kind: wait_terminal(task_id) for kind, task_id in ids.items()}
+    # Then each works on the archive's files
+    assert {kind: record["status"] for kind, record in records.items()} == dict.fromkeys(ids, "SUCCEEDED")
+    assert records["compile"]["result"]["artifact_uri"].endswith("python-build.zip")
+    assert records["analyze"]["result"]["files"] == 2
+    assert records["analyze"]["result"]["functions"] == 1
+    assert records["execute"]["result"]["stdout"] == "42\n"
+
+
+@pytest.mark.parametrize(
+    ("source_uri", "error_type"),
+    [("uploads/never-put", "source_missing"), ("s3://someone-elses-bucket/src.zip", "source_foreign")],
+)
+def test_api_refuses_a_source_archive_that_is_missing_or_elsewhere(api, stack, source_uri, error_type):
+    # Given a source_uri that names nothing, or another bucket
+    if not source_uri.startswith("s3://"):
+        source_uri = f"s3://{stack.template.refs['ArtifactsBucket']}/{source_uri}"
+    task_id = unique("bad-archive")
+    # When a task names it
+    response = api.post(
+        "/tasks", json={"id": task_id, "task_type": "analyze", "payload": {"source_uri": source_uri}}
+    )
+    # Then it is refused at once, naming the field, and no task exists
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert errors[0]["loc"] == ["body", "payload", "source_uri"]
+    assert errors[0]["type"] == error_type
     assert api.get(f"/tasks/{task_id}").status_code == 404

@@ -217,7 +217,7 @@ def test_a_failed_publish_is_answered_503_over_http(stack, api):
 def test_a_router_that_fails_once_still_gets_the_task_to_a_terminal_state(stack, api, wait_terminal):
     # Given a router whose first send to the worker queue fails
     router = module_of(stack.template, "RouterFunction").get_router()
-    queue = router.queues[next(iter(router.queues))]
+    queue = router.work_queue
     original, failures = queue.send, []
 
     def send_failing_once(body: str) -> str:

@@ -37,6 +37,7 @@ from mistersmith.models import (
     TaskRecord,
     TaskStatus,
     canonical_json,
+    parse_s3_uri,
     request_fingerprint,
 )
 from mistersmith.observability import logger
@@ -146,6 +147,8 @@ class Intake:
         payload named by `payload_uri` is read and checked here, then treated as if it came inline."""
         if isinstance(request, UploadedTaskRequest):
             request = self._uploaded(request)
+        if getattr(request.payload, "source_uri", None):
+            self._check_source(request.payload.source_uri)
         payload = request.payload.model_dump(mode="json", exclude_none=True)
         fingerprint = request_fingerprint(request.task_type, payload)
         task_id = request.id or uuid.uuid4().hex
@@ -213,6 +216,24 @@ class Intake:
                     for item in error.errors(include_url=False, include_input=False, include_context=False)
                 ],
             ) from error
+
+    def _check_source(self, uri: str) -> None:
+        """A `source_uri` must name an object in this API's bucket that fits the archive limit, so
+        that a mistake is a 4xx now rather than a FAILED task later."""
+        bucket, key = parse_s3_uri(uri)
+        loc = ["body", "payload", "source_uri"]
+        if bucket != self.blobs.bucket:
+            message = f"{uri} is outside this API's bucket (POST /uploads hands out s3://{self.blobs.bucket}/uploads/...)"
+            raise UploadRejected(message, [{"loc": loc, "msg": message, "type": "source_foreign"}])
+        try:
+            size = self.blobs.size(bucket, key)
+        except BlobNotFound as error:
+            message = f"nothing has been uploaded to {uri}"
+            raise UploadRejected(message, [{"loc": loc, "msg": message, "type": "source_missing"}]) from error
+        if size > self.settings.source_archive_limit_bytes:
+            raise PayloadTooLarge(
+                f"the source archive is {size} bytes; the limit is {self.settings.source_archive_limit_bytes}"
+            )
 
     def new_upload(self, request: UploadRequest | None = None) -> UploadTicket:
         """A presigned PUT for a new object under uploads/ (nothing is written until the client PUTs)."""

@@ -7,9 +7,17 @@ import json
 import posixpath
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
@@ -72,7 +80,8 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _checked_relative_path(path: str) -> str:
+def checked_relative_path(path: str) -> str:
+    """The path normalised; ValueError when it is absolute or climbs out of its directory."""
     normalised = posixpath.normpath(path)
     if not path or path.startswith("/") or "\\" in path or normalised.startswith(".."):
         raise ValueError(f"file path {path!r} must be relative and stay inside the work directory")
@@ -80,18 +89,52 @@ def _checked_relative_path(path: str) -> str:
 
 
 def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
-    return {_checked_relative_path(path): text for path, text in files.items()}
+    return {checked_relative_path(path): text for path, text in files.items()}
 
 
 RelativeFiles = Annotated[dict[str, str], AfterValidator(_checked_relative_paths)]
-SourceFiles = Annotated[RelativeFiles, Field(min_length=1, max_length=1000)]
+MAX_SOURCE_FILES = 1000
+SourceFiles = Annotated[RelativeFiles, Field(min_length=1, max_length=MAX_SOURCE_FILES)]
+S3_URI = re.compile(
+    r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[A-Za-z0-9!_.*'()/-]{1,1024})$"
+)
+SourceUri = Annotated[
+    str,
+    StringConstraints(pattern=S3_URI.pattern),
+    Field(description="A zip or tar (optionally gzip-compressed) in the artifacts bucket, e.g. an upload."),
+]
 
 
-class FilesPayload(StrictModel):
-    files: SourceFiles
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    match = S3_URI.match(uri)
+    if match is None:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+    return match["bucket"], match["key"]
 
 
-class ExecutePayload(StrictModel):
+class _Sources(StrictModel):
+    """Files inline or an archive in the bucket (`source_uri`), never both."""
+
+    files: SourceFiles | None = None
+    source_uri: SourceUri | None = None
+    # Whether a payload may have neither (execute may run a command without files).
+    _sources_required: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Sources:
+        if self.files is not None and self.source_uri is not None:
+            raise ValueError("give either files or source_uri, not both")
+        if self._sources_required and self.files is None and self.source_uri is None:
+            raise ValueError("give files or a source_uri")
+        return self
+
+
+class FilesPayload(_Sources):
+    pass
+
+
+class ExecutePayload(_Sources):
+    _sources_required: ClassVar[bool] = False
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     stdin: str | None = None
     env: dict[str, str] | None = None
@@ -142,9 +185,7 @@ class AnalyzeRequest(_TaskRequest):
     payload: AnalyzePayload
 
 
-TaskRequest = Annotated[
-    ExecuteRequest | CompileRequest | AnalyzeRequest, Field(discriminator="task_type")
-]
+TaskRequest = Annotated[ExecuteRequest | CompileRequest | AnalyzeRequest, Field(discriminator="task_type")]
 TASK_REQUEST_ADAPTER: TypeAdapter[ExecuteRequest | CompileRequest | AnalyzeRequest] = TypeAdapter(TaskRequest)
 
 

@@ -18,9 +18,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mistersmith.clock import epoch_from_iso, now_iso
 from mistersmith.errors import TaskFailure, TaskStopped, TransitionRejected
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import TERMINAL_STATUSES, StoredTask, TaskError, TaskMessage, TaskStatus
+from mistersmith.models import (
+    TERMINAL_STATUSES,
+    StoredTask,
+    TaskError,
+    TaskMessage,
+    TaskStatus,
+    parse_s3_uri,
+)
 from mistersmith.observability import logger, metrics
-from mistersmith.ports import BlobStore
+from mistersmith.ports import BlobNotFound, BlobStore
 from mistersmith.work import WorkLimits, perform
 from mistersmith.work.artifacts import ArtifactSink
 
@@ -104,7 +111,12 @@ class TaskProcessor:
         started = self.clock()
         try:
             result = perform(
-                task.task_type, self._payload(message), self.limits, stop.event, self._sink(task.id)
+                task.task_type,
+                self._payload(message),
+                self.limits,
+                stop.event,
+                self._sink(task.id),
+                self._source,
             )
         except TaskFailure as failure:
             error = TaskError(type=failure.error_type, message=failure.message)
@@ -127,6 +139,21 @@ class TaskProcessor:
             return self.blobs.put(f"artifacts/{task_id}/{name}", data, content_type=content_type)
 
         return put
+
+    def _source(self, uri: str, limit_bytes: int) -> bytes:
+        """A `source_uri` archive from this worker's bucket, its size checked before it is read."""
+        bucket, key = parse_s3_uri(uri)
+        if bucket != self.blobs.bucket:
+            raise TaskFailure(
+                "InvalidSource", f"{uri} is outside the artifacts bucket s3://{self.blobs.bucket}"
+            )
+        try:
+            size = self.blobs.size(bucket, key)
+            if size > limit_bytes:
+                raise TaskFailure("SourceTooLarge", f"{uri} is {size} bytes; the limit is {limit_bytes}")
+            return self.blobs.get(bucket, key)
+        except BlobNotFound:
+            raise TaskFailure("SourceNotFound", f"nothing at {uri}") from None
 
     def renew(self, task_id: str) -> StoredTask:
         """Extends the lease this worker holds; raises TransitionRejected when it holds none."""

@@ -36,12 +36,22 @@ class RouteOutcome(StrEnum):
 
 
 class Router:
-    """Sends compile and execute to the worker queue and analyze to the analyze queue."""
+    """Sends compile and execute to the worker queue; analyze goes to the analyze Lambda's queue
+    when its files are inline and small, and to the worker when they are big or in an archive."""
 
-    def __init__(self, lifecycle: Lifecycle, queues: dict[TaskType, WorkQueue]) -> None:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        work_queue: WorkQueue,
+        analyze_queue: WorkQueue,
+        *,
+        analyze_lambda_limit_bytes: int,
+    ) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
-        self.queues = queues
+        self.work_queue = work_queue
+        self.analyze_queue = analyze_queue
+        self.analyze_lambda_limit_bytes = analyze_lambda_limit_bytes
 
     def route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
         """Routes one event's detail; returns the task id and what happened to it."""
@@ -56,9 +66,24 @@ class Router:
                 "task not routed: already past QUEUED", extra={"task_id": task.id, "status": task.status}
             )
             return task.id, RouteOutcome.SKIPPED
-        self.queues[task_type].send(canonical_json(message.model_dump(mode="json", exclude_none=True)))
-        logger.info("task routed", extra={"task_id": task.id, "task_type": task_type.value})
+        body = canonical_json(message.model_dump(mode="json", exclude_none=True))
+        destination = self._destination(task_type, message)
+        destination.send(body)
+        logger.info(
+            "task routed",
+            extra={
+                "task_id": task.id,
+                "task_type": task_type.value,
+                "queue": "analyze" if destination is self.analyze_queue else "work",
+            },
+        )
         return task.id, RouteOutcome.QUEUED
+
+    def _destination(self, task_type: TaskType, message: TaskMessage) -> WorkQueue:
+        if task_type is not TaskType.ANALYZE or message.payload is None or "source_uri" in message.payload:
+            return self.work_queue
+        size = len(canonical_json(message.payload).encode())
+        return self.analyze_queue if size <= self.analyze_lambda_limit_bytes else self.work_queue
 
     @staticmethod
     def _checked_type(message: TaskMessage) -> TaskType:

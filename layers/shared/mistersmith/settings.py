@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mistersmith.scaling import DEFAULT_POLICY, SEED_STEPS, PolicyKind, ScalingPolicy, StepTable
-from mistersmith.work.limits import Confinement
+from mistersmith.work.limits import Confinement, WorkLimits
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -42,7 +42,14 @@ class LifecycleSettings(TableSettings, BusSettings):
     """What anything that changes a task's status needs: the table and the bus."""
 
 
-class IntakeSettings(LifecycleSettings, BucketSettings):
+class SourceSettings(BucketSettings):
+    """Limits of a `source_uri` archive: intake checks the size at submit, a worker again before reading."""
+
+    source_archive_limit_bytes: Annotated[int, Field(ge=1024)] = WorkLimits().source_archive_bytes
+    source_unpacked_limit_bytes: Annotated[int, Field(ge=1024)] = WorkLimits().source_unpacked_bytes
+
+
+class IntakeSettings(LifecycleSettings, SourceSettings):
     # Below SQS / EventBridge's 1 MiB and DynamoDB's 400 KB item: bigger payloads go to S3.
     inline_payload_limit_bytes: Annotated[int, Field(gt=0, le=300_000)] = 64 * 1024
     # Under API Gateway's 10 MB and a synchronous Lambda's 6 MB request.
@@ -51,9 +58,11 @@ class IntakeSettings(LifecycleSettings, BucketSettings):
 
 class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_queue_url: NonEmpty
+    # Bigger analyze payloads, and archives, go to the worker instead of the Lambda's 60 s.
+    analyze_lambda_limit_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
-class WorkSettings(LifecycleSettings, BucketSettings):
+class WorkSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 
     # Unique per process, so two workers on one host never share a lease.
@@ -74,7 +83,11 @@ class WorkSettings(LifecycleSettings, BucketSettings):
     @field_validator("execute_allowed_executables", mode="before")
     @classmethod
     def _split_executables(cls, value: object) -> object:
-        return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
+        return (
+            tuple(item.strip() for item in value.split(",") if item.strip())
+            if isinstance(value, str)
+            else value
+        )
 
     @property
     def confinement(self) -> Confinement:

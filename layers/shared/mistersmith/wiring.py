@@ -10,7 +10,6 @@ from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskDur
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import TaskType
 from mistersmith.processing import TaskProcessor
 from mistersmith.routing import Router
 from mistersmith.scaling import Autoscaler
@@ -33,14 +32,11 @@ def intake(settings: IntakeSettings) -> Intake:
 
 
 def router(settings: RouterSettings) -> Router:
-    work_queue = SqsWorkQueue(settings.work_queue_url)
     return Router(
         lifecycle(settings),
-        {
-            TaskType.COMPILE: work_queue,
-            TaskType.EXECUTE: work_queue,
-            TaskType.ANALYZE: SqsWorkQueue(settings.analyze_queue_url),
-        },
+        SqsWorkQueue(settings.work_queue_url),
+        SqsWorkQueue(settings.analyze_queue_url),
+        analyze_lambda_limit_bytes=settings.analyze_lambda_limit_bytes,
     )
 
 
@@ -54,6 +50,8 @@ def processor(settings: WorkSettings) -> TaskProcessor:
             execute_timeout_seconds=settings.execute_timeout_seconds,
             output_limit_bytes=settings.output_limit_bytes,
             inline_output_bytes=settings.inline_output_bytes,
+            source_archive_bytes=settings.source_archive_limit_bytes,
+            source_unpacked_bytes=settings.source_unpacked_limit_bytes,
             confinement=settings.confinement,
         ),
     )

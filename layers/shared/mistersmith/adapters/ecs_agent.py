@@ -19,7 +19,10 @@ class EcsAgentTaskProtection(TaskProtection):
     def set(self, protected: bool, *, minutes: int) -> None:
         body = {"ProtectionEnabled": protected} | ({"ExpiresInMinutes": minutes} if protected else {})
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            self._url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
+            self._url,
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - as above
             response.read()

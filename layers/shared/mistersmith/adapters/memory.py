@@ -12,7 +12,15 @@ from typing import Any
 
 from mistersmith.errors import TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus
-from mistersmith.ports import BlobStore, EventPublisher, QueueDepth, QueueMessage, TaskStore, WorkQueue
+from mistersmith.ports import (
+    BlobNotFound,
+    BlobStore,
+    EventPublisher,
+    QueueDepth,
+    QueueMessage,
+    TaskStore,
+    WorkQueue,
+)
 
 
 class MemoryTaskStore(TaskStore):
@@ -185,10 +193,15 @@ class MemoryBlobStore(BlobStore):
         return f"s3://{self._bucket}/{key}"
 
     def get(self, bucket: str, key: str) -> bytes:
-        return self.objects[key]
+        return self._object(bucket, key)
 
     def size(self, bucket: str, key: str) -> int:
-        return len(self.objects[key])
+        return len(self._object(bucket, key))
+
+    def _object(self, bucket: str, key: str) -> bytes:
+        if bucket != self._bucket or key not in self.objects:
+            raise BlobNotFound(bucket, key)
+        return self.objects[key]
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         return f"memory://{self._bucket}/{key}"

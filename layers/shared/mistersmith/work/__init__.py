@@ -21,10 +21,12 @@ from mistersmith.work.compile import TOOLCHAINS, run_compile
 from mistersmith.work.execute import run_execute
 from mistersmith.work.limits import WorkLimits
 from mistersmith.work.sandbox import SandboxResult, run_sandboxed
+from mistersmith.work.sources import SourceFetcher, source_files
 
 __all__ = [
     "TOOLCHAINS",
     "SandboxResult",
+    "SourceFetcher",
     "WorkLimits",
     "perform",
     "run_analyze",
@@ -52,11 +54,14 @@ def perform(
     limits: WorkLimits,
     stop: threading.Event | None = None,
     artifacts: ArtifactSink | None = None,
+    sources: SourceFetcher | None = None,
 ) -> dict[str, Any]:
-    """Validates `payload` for `task_type`, performs the task and returns its result as a dict.
+    """Validates `payload` for `task_type`, fetches and unpacks its `source_uri` archive if it
+    names one, performs the task and returns its result as a dict.
 
-    Raises TaskFailure: `UnknownTaskType`, `InvalidPayload`, or the task's own failure
-    (`CommandFailed`, `Timeout`, `CommandNotFound`, `CompileError`, `UnsupportedLanguage`, ...).
+    Raises TaskFailure: `UnknownTaskType`, `InvalidPayload`, `InvalidSource`, `SourceNotFound`,
+    `SourceTooLarge`, or the task's own failure (`CommandFailed`, `Timeout`, `CommandNotFound`,
+    `CompileError`, `UnsupportedLanguage`, ...).
     """
     try:
         kind = TaskType(task_type)
@@ -68,7 +73,23 @@ def perform(
         parsed = PAYLOAD_MODELS[kind].model_validate(payload)
     except ValidationError as exc:
         raise TaskFailure("InvalidPayload", f"invalid {kind.value} payload: {_describe(exc)}") from None
+    if parsed.source_uri is not None:
+        parsed = _with_sources(parsed, kind, limits, sources)
     return _RUNNERS[kind](parsed, limits, stop, artifacts).model_dump(exclude_none=True)
+
+
+def _with_sources(parsed: Any, kind: TaskType, limits: WorkLimits, sources: SourceFetcher | None) -> Any:
+    if sources is None:
+        raise TaskFailure("InvalidPayload", "source_uri cannot be read where this task runs")
+    files = source_files(
+        parsed.source_uri,
+        sources,
+        archive_limit_bytes=limits.source_archive_bytes,
+        unpacked_limit_bytes=limits.source_unpacked_bytes,
+        # execute writes bytes to disk as they came; compile and analyze read text.
+        text_only=kind is not TaskType.EXECUTE,
+    )
+    return parsed.model_copy(update={"files": files, "source_uri": None})
 
 
 def _describe(error: ValidationError) -> str:

@@ -31,6 +31,9 @@ class WorkLimits:
     output_limit_bytes: int = 65536
     # Output beyond this stays out of the record (DynamoDB items stop at 400 KB) and goes to the bucket.
     inline_output_bytes: int = 32768
+    # A `source_uri` archive: its size, checked before it is read, and what it may unpack to.
+    source_archive_bytes: int = 50 << 20
+    source_unpacked_bytes: int = 200 << 20
     confinement: Confinement = field(default_factory=Confinement)
 
     def __post_init__(self) -> None:

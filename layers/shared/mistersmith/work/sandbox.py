@@ -378,9 +378,9 @@ def _checked_argv(command: Sequence[str]) -> list[str]:
     return argv
 
 
-def _encoded(text: str, what: str) -> bytes:
+def _encoded(text: str, what: str, errors: str = "strict") -> bytes:
     try:
-        return text.encode("utf-8")
+        return text.encode("utf-8", errors)
     except UnicodeEncodeError as exc:
         raise TaskFailure("InvalidPayload", f"{what} is not valid Unicode text: {exc.reason}") from None
 
@@ -392,7 +392,8 @@ def _write_files(workdir: Path, files: Mapping[str, str]) -> None:
         target = (workdir / relpath).resolve()
         if target == workdir or not target.is_relative_to(workdir):
             raise TaskFailure("InvalidPayload", f"file path {relpath!r} resolves outside the work directory")
-        data = _encoded(text, f"file {relpath!r}")
+        # Surrogate escapes are the undecodable bytes of an unpacked source archive.
+        data = _encoded(text, f"file {relpath!r}", "surrogateescape")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)

@@ -1,0 +1,322 @@
+"""How long an `execute` task takes from RUNNING to SUCCEEDED, beside the same command run with a
+plain subprocess.run in the same run.
+
+The command is `[python, "-c", "pass"]` with the same interpreter path on both sides: this
+interpreter when the sandbox can run it, else python3 on the sandbox's PATH (a worker running as
+root hands children to `nobody`, who cannot reach an interpreter under /root).
+
+- baseline: `subprocess.run(command, capture_output=True)` (the sandbox captures output too).
+- processor: the real TaskProcessor (claim -> sandboxed execute -> terminal record, status
+  events, logs, EMF) on the in-memory store, blob store and publisher, with the worker's default
+  limits. Two figures per task: the record's `duration_ms`, and the wall time of
+  `processor.process`. The ratio uses the wall time: it is taken with the same clock as the
+  baseline, to the microsecond, where `duration_ms` is truncated to whole milliseconds, and it can
+  only overstate RUNNING -> SUCCEEDED (it adds the claim, the status events and the closing log
+  and metric lines; the table prints both figures, so the gap shows). The in-memory store does
+  not set `started_at` (only DynamoDB's claim does), so the record's timestamps are not used.
+- where the time goes, measured in the same run: subprocess.run with a no-op preexec_fn (CPython
+  then forks the child instead of vforking it); subprocess.run with the sandbox's spawn options
+  (a fresh directory, the environment from scratch, its own session, rlimits set in preexec_fn,
+  the child's user when root), waited on as subprocess.run waits, then with the exit polled as
+  the sandbox polls it (sleeps of 0.5 ms doubling up to 50 ms); and `run_sandboxed` alone. The
+  note prints differences of medians. They do not add up exactly: the sandbox's reader threads
+  start while the child runs and shift where the polls fall, and the polled times cluster on the
+  poll grid, so a median can move by a few milliseconds between runs.
+
+Every variant runs REPEATS times after WARMUPS, interleaved (one of each per round, the order
+rotating) so that drift on the machine hits them all alike: about ten seconds in all. Median and
+p90 in milliseconds.
+
+Run: make bench   (or: .venv/bin/python bench/execute_overhead.py)
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import math
+import os
+import pwd
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mistersmith.adapters.memory import MemoryBlobStore, MemoryTaskStore, NullPublisher
+from mistersmith.clock import now_iso
+from mistersmith.errors import TaskFailure
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import StoredTask, TaskMessage, TaskStatus
+from mistersmith.processing import Disposition, TaskProcessor
+from mistersmith.settings import WorkerSettings
+from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
+from mistersmith.work.limits import Confinement
+from mistersmith.work.sandbox import SAFE_PATH, child_environment
+
+REPEATS = 100
+WARMUPS = 2
+TIMEOUT_SECONDS = 30  # per child; `pass` takes milliseconds
+WATCHDOG_SECONDS = 240  # the whole bench takes seconds: past this something hangs, so it exits
+
+
+def worker_limits() -> WorkLimits:
+    """The limits a worker with default settings applies (as mistersmith.wiring builds them)."""
+    settings = WorkerSettings(
+        task_table_name="-",
+        event_bus_name="-",
+        artifacts_bucket_name="-",
+        work_queue_url="-",
+        concurrency=1,
+        receive_wait_seconds=0,
+        health_port=0,
+    )
+    return WorkLimits(
+        execute_timeout_seconds=settings.execute_timeout_seconds,
+        output_limit_bytes=settings.output_limit_bytes,
+        inline_output_bytes=settings.inline_output_bytes,
+        confinement=settings.confinement,
+    )
+
+
+def choose_command(limits: WorkLimits) -> list[str]:
+    """The first interpreter the sandbox runs successfully, as an absolute path."""
+    candidates = [sys.executable, shutil.which("python3", path=SAFE_PATH)]
+    for interpreter in dict.fromkeys(path for path in candidates if path):
+        command = [interpreter, "-c", "pass"]
+        try:
+            run = sandboxed(command, limits)
+        except TaskFailure:
+            continue
+        if run.exit_code == 0:
+            return command
+    raise SystemExit(f"the sandbox runs none of {candidates}")
+
+
+def sandboxed(command: list[str], limits: WorkLimits) -> SandboxResult:
+    return run_sandboxed(
+        command,
+        timeout_seconds=TIMEOUT_SECONDS,
+        output_limit_bytes=limits.output_limit_bytes,
+        confinement=limits.confinement,
+    )
+
+
+def child_account(confinement: Confinement) -> tuple[int, int] | None:
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam(confinement.run_as_user)
+    return entry.pw_uid, entry.pw_gid
+
+
+class SandboxSpawn:
+    """subprocess with the sandbox's spawn options, without the rest of run_sandboxed."""
+
+    def __init__(self, command: list[str], confinement: Confinement) -> None:
+        self.command = command
+        self.executable = os.path.realpath(command[0])
+        self.account = child_account(confinement)
+        cpu = math.ceil(TIMEOUT_SECONDS) + 1
+        self.limits = [
+            (resource.RLIMIT_CPU, cpu, cpu + 1),
+            (resource.RLIMIT_AS, confinement.memory_bytes, confinement.memory_bytes),
+            (resource.RLIMIT_FSIZE, confinement.max_file_bytes, confinement.max_file_bytes),
+            (resource.RLIMIT_CORE, 0, 0),
+        ]
+        if self.account is not None:
+            self.limits.append((resource.RLIMIT_NPROC, confinement.max_processes, confinement.max_processes))
+
+    def apply_limits(self) -> None:
+        for which, soft, hard in self.limits:
+            resource.setrlimit(which, (soft, hard))
+
+    def run(self, *, polled: bool) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-execute-")).resolve()
+        try:
+            if self.account is not None:
+                os.chown(workdir, *self.account)
+            process = subprocess.Popen(
+                self.command,
+                executable=self.executable,
+                user=self.account[0] if self.account else None,
+                group=self.account[1] if self.account else None,
+                extra_groups=[] if self.account else None,
+                preexec_fn=self.apply_limits,
+                cwd=workdir,
+                env=child_environment(workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+                start_new_session=True,
+            )
+            with process:
+                try:
+                    if polled:
+                        wait_polled(process, time.monotonic() + TIMEOUT_SECONDS)
+                    process.communicate(timeout=TIMEOUT_SECONDS)
+                except BaseException:
+                    process.kill()
+                    raise
+            assert process.returncode == 0, f"the child exited with {process.returncode}"
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_polled(process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Waits for the exit the way the sandbox does: a non-reaping check, then a sleep of 0.5 ms
+    doubling up to 50 ms."""
+    delay = 0.0005
+    while not exited(process):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the child did not exit")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def exited(process: subprocess.Popen[bytes]) -> bool:
+    if not hasattr(os, "waitid"):
+        return process.poll() is not None
+    return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+class ProcessorRuns:
+    """One execute task per call through the real TaskProcessor on in-memory adapters."""
+
+    def __init__(self, command: list[str], limits: WorkLimits) -> None:
+        self.store = MemoryTaskStore()
+        self.processor = TaskProcessor(
+            Lifecycle(self.store, NullPublisher()),
+            blobs=MemoryBlobStore(),
+            worker_id="bench",
+            lease_seconds=300,
+            limits=limits,
+        )
+        self.payload = {"command": command, "timeout_seconds": TIMEOUT_SECONDS}
+        self.count = 0
+        self.recorded_ms: list[float] = []
+
+    def run(self) -> None:
+        self.count += 1
+        message = TaskMessage(id=f"bench-execute-{self.count}", task_type="execute", payload=self.payload)
+        self.store.create(StoredTask.queued(message, now_iso()))
+        disposition = self.processor.process(message)
+        task = self.store.get(message.id)
+        assert disposition is Disposition.DELETE and task is not None, disposition
+        assert task.status is TaskStatus.SUCCEEDED, f"the bench task ended {task.status}: {task.error}"
+        assert task.duration_ms is not None
+        self.recorded_ms.append(float(task.duration_ms))
+
+
+def measure(variants: dict[str, Callable[[], None]]) -> dict[str, list[float]]:
+    """Wall milliseconds of each variant, REPEATS each after WARMUPS, interleaved."""
+    names = list(variants)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(WARMUPS + REPEATS):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            variants[name]()
+            elapsed = (time.perf_counter() - started) * 1000
+            if round_ >= WARMUPS:
+                samples[name].append(elapsed)
+    return samples
+
+
+def noop() -> None:
+    pass
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1]
+
+
+def main() -> int:
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+    # Logs and EMF lines are produced (their cost counts) but only the figures reach the terminal.
+    report = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+    def print(*parts: object) -> None:  # noqa: A001 - the report's own print
+        report.write(" ".join(str(part) for part in parts) + "\n")
+
+    limits = worker_limits()
+    command = choose_command(limits)
+    spawn = SandboxSpawn(command, limits.confinement)
+    processor = ProcessorRuns(command, limits)
+
+    def baseline() -> None:
+        subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS)
+
+    def forked() -> None:
+        # Any preexec_fn (or a user switch) makes CPython fork rather than vfork the child.
+        subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS, preexec_fn=noop)
+
+    def sandbox_alone() -> None:
+        run = sandboxed(command, limits)
+        assert run.exit_code == 0 and not run.timed_out, run
+
+    samples = measure(
+        {
+            "baseline": baseline,
+            "forked": forked,
+            "spawn": lambda: spawn.run(polled=False),
+            "polled": lambda: spawn.run(polled=True),
+            "sandbox": sandbox_alone,
+            "processor": processor.run,
+        }
+    )
+    samples["recorded"] = processor.recorded_ms
+    base = median(samples["baseline"])
+
+    def row(label: str, name: str) -> None:
+        values = samples[name]
+        print(f"  {label:<58} {median(values):>7.2f} {p90(values):>7.2f}   x{median(values) / base:.2f}")
+
+    user = f"as {limits.confinement.run_as_user}" if spawn.account else "as this user"
+    # What a fork copies the page tables of.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"execute {json.dumps(command)}: {REPEATS} runs of each after {WARMUPS} warm-ups, interleaved")
+    print(
+        f"  (sandboxed children run {user}, subprocess.run's as this user; this process's peak RSS {rss:.0f} MiB)"
+    )
+    print(f"  {'':<58} {'median':>7} {'p90':>7}   vs subprocess.run (ms)")
+    row("subprocess.run(command, capture_output=True)", "baseline")
+    row("TaskProcessor: the record's duration_ms (whole ms)", "recorded")
+    row("TaskProcessor: wall time of process() (claim to record)", "processor")
+    print(" where the time goes (same run):")
+    row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
+    row("subprocess.run with the sandbox's spawn options", "spawn")
+    row("  same, exit polled as the sandbox polls it", "polled")
+    row("run_sandboxed alone", "sandbox")
+    ratio = median(samples["processor"]) / base
+    print(f" ratio, processor process() median / subprocess.run median: x{ratio:.2f}")
+    medians = {name: median(values) for name, values in samples.items()}
+
+    def delta(name: str, over: str) -> str:
+        return f"{medians[name] - medians[over]:+.1f} ms"
+
+    print(
+        f" note: the processor's {delta('processor', 'baseline')} over subprocess.run:"
+        f" spawn options {delta('spawn', 'baseline')} (a no-op preexec_fn alone {delta('forked', 'baseline')});"
+        f" exit polled rather than waited for {delta('polled', 'spawn')};"
+    )
+    print(
+        f"   rest of run_sandboxed (reader threads, allowlist lookup, group kill) {delta('sandbox', 'polled')};"
+        f" claim, records, events, logs {delta('processor', 'sandbox')} (differences of medians, not additive)"
+    )
+    print(json.dumps({f"{name}_median_ms": round(value, 3) for name, value in medians.items()}))
+    faulthandler.cancel_dump_traceback_later()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Source archives: a task's files as a zip or a tar (plain or gzip) in the bucket, the claim check
+for inputs too big for a payload.
+
+The archive's size is checked before it is read, and every member is checked before it is kept:
+paths must stay inside the work directory, only regular files and directories are accepted (no
+links or devices), and the unpacked bytes and the file count have limits that hold even when an
+archive's headers lie about sizes.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from mistersmith.errors import TaskFailure
+from mistersmith.models import MAX_SOURCE_FILES, checked_relative_path
+
+# (source_uri, most bytes it may have) -> the archive; raises TaskFailure when missing or too big.
+SourceFetcher = Callable[[str, int], bytes]
+
+
+def source_files(
+    uri: str,
+    fetch: SourceFetcher,
+    *,
+    archive_limit_bytes: int,
+    unpacked_limit_bytes: int,
+    text_only: bool,
+) -> dict[str, str]:
+    """The archive at `uri` as a payload's `files`.
+
+    With `text_only`, a member that is not UTF-8 is refused; otherwise undecodable bytes are kept
+    as surrogate escapes, which the sandbox writes back byte for byte."""
+    members = unpack(fetch(uri, archive_limit_bytes), unpacked_limit_bytes=unpacked_limit_bytes)
+    files = {}
+    for path, data in members.items():
+        try:
+            files[path] = data.decode("utf-8", "strict" if text_only else "surrogateescape")
+        except UnicodeDecodeError:
+            raise TaskFailure("InvalidSource", f"{path} in {uri} is not UTF-8 text") from None
+    if not files:
+        raise TaskFailure("InvalidSource", f"{uri} holds no files")
+    return files
+
+
+def unpack(data: bytes, *, unpacked_limit_bytes: int) -> dict[str, bytes]:
+    """The regular files of a zip or tar archive, by normalised relative path."""
+    budget = _Budget(unpacked_limit_bytes)
+    members = _zip_members(data) if zipfile.is_zipfile(io.BytesIO(data)) else _tar_members(data)
+    files: dict[str, bytes] = {}
+    try:
+        for name, size, stream in members:
+            path = _checked(name)
+            if path in files:
+                raise TaskFailure("InvalidSource", f"the archive holds {path} twice")
+            if len(files) == MAX_SOURCE_FILES:
+                raise TaskFailure("InvalidSource", f"the archive holds more than {MAX_SOURCE_FILES} files")
+            files[path] = budget.read(stream, size, path)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+        raise TaskFailure("InvalidSource", f"the archive is damaged: {error}") from None
+    return files
+
+
+class _Budget:
+    """The unpacked bytes still allowed; it trusts what is read, never a header's claims."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def read(self, stream: IO[bytes], declared_size: int, path: str) -> bytes:
+        if declared_size > self.left:
+            self._exceeded(path)
+        data = stream.read(self.left + 1)
+        if len(data) > self.left:
+            self._exceeded(path)
+        self.left -= len(data)
+        return data
+
+    def _exceeded(self, path: str) -> None:
+        raise TaskFailure(
+            "SourceTooLarge", f"the archive unpacks to more than {self.limit} bytes (at {path})"
+        )
+
+
+def _checked(name: str) -> str:
+    try:
+        path = checked_relative_path(name)
+    except ValueError as error:
+        raise TaskFailure("InvalidSource", f"the archive is refused: {error}") from None
+    if path == "." or "\0" in path:
+        raise TaskFailure("InvalidSource", f"the archive is refused: member name {name!r}")
+    return path
+
+
+def _zip_members(data: bytes) -> Iterator[tuple[str, int, IO[bytes]]]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            # Zips written without a file type (e.g. by Python's writestr) hold plain files.
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind and kind != stat.S_IFREG:
+                raise TaskFailure("InvalidSource", f"{info.filename} in the archive is not a regular file")
+            with archive.open(info) as stream:
+                yield info.filename, info.file_size, stream
+
+
+def _tar_members(data: bytes) -> Iterator[tuple[str, int, IO[bytes]]]:
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 - closed below
+    except tarfile.TarError:
+        raise TaskFailure("InvalidSource", "the source is neither a zip nor a tar archive") from None
+    with archive:
+        for member in archive:
+            if member.isdir():
+                continue
+            if not member.isfile():
+                raise TaskFailure("InvalidSource", f"{member.name} in the archive is not a regular file")
+            stream = archive.extractfile(member)
+            if stream is None:
+                raise TaskFailure("InvalidSource", f"{member.name} in the archive cannot be read")
+            yield member.name, member.size, stream
