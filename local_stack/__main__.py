@@ -56,7 +56,8 @@ def samples(run_id: str) -> list[Sample]:
     ]
 
 
-def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> bool:
+def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> tuple[bool, str]:
+    """Submits the samples and waits for them; returns whether all ended as expected, and the table."""
     client = httpx.Client(base_url=stack.api_url, timeout=10)
     run_id = uuid.uuid4().hex[:6]
     submitted = []
@@ -73,7 +74,7 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> bool:
         if all(record["status"] in TERMINAL for record in records.values()):
             break
         time.sleep(0.5)
-    print(f"\n{'id':<28} {'type':<8} {'status':<10} {'ms':>6}  {'expected':<10} error")
+    lines = [f"{'id':<28} {'type':<8} {'status':<10} {'ms':>6}  {'expected':<10} error"]
     all_as_expected = True
     for sample, task_id in submitted:
         record = records[task_id]
@@ -82,13 +83,15 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> bool:
             record["status"] == sample.expected_status and error.get("type") == sample.expected_error
         )
         all_as_expected &= as_expected
-        print(
+        lines.append(
             f"{task_id:<28} {record['task_type']:<8} {record['status']:<10} {record.get('duration_ms', '-')!s:>6}  "
             f"{sample.expected_status:<10} {error.get('type', '')} {error.get('message', '')[:60]}"
             f"{'' if as_expected else '  <-- NOT AS EXPECTED'}"
         )
-    print("\nall tasks ended as expected" if all_as_expected else "\nsome tasks did not end as expected")
-    return all_as_expected
+    lines.append(
+        "\nall tasks ended as expected" if all_as_expected else "\nsome tasks did not end as expected"
+    )
+    return all_as_expected, "\n".join(lines)
 
 
 def main() -> int:
@@ -102,20 +105,26 @@ def main() -> int:
         moto_port=args.moto_port,
         api_port=args.api_port,
         max_workers=args.max_workers,
-        # The demo prints a table; the functions' INFO lines would bury it.
-        log_level="WARNING" if args.mode == "demo" else "INFO",
     )
+    as_expected, report = True, ""
     with LocalStack(config) as stack:
         env_file = stack.write_env()
         print(f"local AWS (moto) on {stack.endpoint_url}, API on {stack.api_url}; environment in {env_file}")
         if args.mode == "demo":
-            return 0 if run_demo(stack) else 1
-        print("stack is up; Ctrl-C stops it. Another worker: set -a; . .local/env; python -m fargate_worker")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-    return 0
+            as_expected, report = run_demo(stack)
+        else:
+            print(
+                "stack is up; Ctrl-C stops it. Another worker: set -a; . .local/env; python -m fargate_worker"
+            )
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
+    # After the stack has stopped, so that no component's line lands inside the tables.
+    if report:
+        print(f"\n{report}")
+    print(f"\nmetrics emitted (the EMF lines of every component):\n{stack.metrics.table()}")
+    return 0 if as_expected else 1
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local_stack.console import component
 from local_stack.template import ROOT, Template
 
 
@@ -58,5 +60,11 @@ def handler_of(template: Template, logical_id: str) -> Callable[[dict[str, Any],
     )
 
 
+def component_name(template: Template, logical_id: str) -> str:
+    """The name a function's lines carry locally: its code folder (functions/dead_letter/ -> dead_letter)."""
+    return Path(template.function(logical_id)["CodeUri"]).name
+
+
 def invoke(template: Template, logical_id: str, event: dict[str, Any]) -> Any:
-    return handler_of(template, logical_id)(event, LambdaContext(function_name=logical_id))
+    with component(component_name(template, logical_id)):
+        return handler_of(template, logical_id)(event, LambdaContext(function_name=logical_id))

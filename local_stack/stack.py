@@ -1,5 +1,6 @@
 """The whole system on one machine: moto on loopback as AWS, the intake API on uvicorn, the other
-functions invoked by their template triggers, and worker processes sized by the autoscaler."""
+functions invoked by their template triggers, and worker processes sized by the autoscaler; all
+their lines in one stream, each with its component's name, and the metrics of their EMF lines kept."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import Any
 import boto3
 import uvicorn
 
-from local_stack.lambda_runtime import invoke, module_of
+from local_stack.console import Console, LogFollower, component
+from local_stack.emf import MetricsCollector
+from local_stack.lambda_runtime import component_name, invoke, module_of
 from local_stack.moto_server import MotoServer
 from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
@@ -61,6 +64,15 @@ class LocalStack:
         self._api: uvicorn.Server | None = None
         self.env: dict[str, str] = {}
         self.worker_env: dict[str, str] = {}
+        # Every component's lines in one stream, prefixed with its name; EMF lines kept as metrics.
+        functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
+        width = max(len(component_name(self.template, function)) for function in functions)
+        self.console = Console(sys.stdout, width=max(width, len(f"worker-{self.max_workers}")))
+        self.metrics = MetricsCollector()
+        self.console.add_listener(self.metrics.feed)
+        self._follower = LogFollower(self.console)
+        # Supervised workers' indexes, so that a replacement takes a free name and log file.
+        self._worker_index: dict[int, int] = {}
 
     @property
     def api_url(self) -> str:
@@ -106,6 +118,11 @@ class LocalStack:
         )
         # This process plays every Lambda, so it carries their (non-conflicting) variables.
         os.environ.update(self.env)
+        # Imported only now: the shared Logger reads its service name and level from the variables above.
+        from mistersmith.observability import flush_metrics, logger
+
+        self.console.attach(logger.registered_handler)
+        self._follower.start()
         self.worker_env = (
             aws
             | self._container_environment()
@@ -117,7 +134,7 @@ class LocalStack:
             }
             | self.config.worker_environment
         )
-        self._start_api()
+        self._start_api(flush_metrics)
         for trigger in triggers:
             self._spawn(f"trigger-{trigger.function}-{trigger.kind}", self._runner_for(trigger))
         self._spawn("worker-supervisor", self._supervise_workers)
@@ -135,10 +152,12 @@ class LocalStack:
                 worker.wait()
         for thread in self.threads:
             thread.join(timeout=10)
+        self._follower.stop()
         if self._api:
             self._api.should_exit = True
         if self._moto:
             self._moto.stop()
+        self.console.detach()
 
     def write_env(self, path: Path = STATE_DIR / "env") -> Path:
         """A dotenv file with what a function, a worker or a test needs to join this stack."""
@@ -158,7 +177,7 @@ class LocalStack:
                     variables[item["Name"]] = str(self.template.resolve(item["Value"]))
         return variables
 
-    def _start_api(self) -> None:
+    def _start_api(self, flush_metrics: Callable[[], None]) -> None:
         function = next(
             name
             for name, properties in self.template.of_type("AWS::Serverless::Function")
@@ -166,7 +185,11 @@ class LocalStack:
         )
         module = module_of(self.template, function)
         config = uvicorn.Config(
-            module.app, host=self.config.host, port=self.config.api_port, log_level="warning", lifespan="off"
+            as_function(component_name(self.template, function), module.app, flush_metrics),
+            host=self.config.host,
+            port=self.config.api_port,
+            log_level="warning",
+            lifespan="off",
         )
         self._api = uvicorn.Server(config)
         thread = threading.Thread(target=self._api.run, name="intake-api", daemon=True)
@@ -245,29 +268,51 @@ class LocalStack:
         self.workers = [worker for worker in self.workers if worker.poll() is None]
         wanted = min(service["desiredCount"], self.max_workers)
         while len(self.workers) < wanted:
-            self.workers.append(self.start_worker(len(self.workers)))
+            taken = {self._worker_index[worker.pid] for worker in self.workers}
+            index = min(set(range(len(self.workers) + 1)) - taken)
+            worker = self.start_worker(index)
+            self._worker_index[worker.pid] = index
+            self.workers.append(worker)
         for surplus in self.workers[wanted:]:
             surplus.terminate()
         self.stopping.wait(self.config.schedule_seconds)
 
     def start_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """One more `python -m fargate_worker` on this stack, logging to .local/logs."""
+        """One more `python -m fargate_worker` on this stack, logging to .local/logs and the console."""
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         worker_id = f"local-worker-{index}-{time.monotonic_ns()}"
-        log = (self.config.log_dir / f"worker-{index}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fargate_worker"],
-            # Unbuffered: a worker killed with -9 still leaves every line it logged.
-            env=os.environ
-            | self.worker_env
-            | {"WORKER_ID": worker_id, "PYTHONUNBUFFERED": "1"}
-            | (env or {}),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        path = self.config.log_dir / f"worker-{index}.log"
+        # The child keeps its own copy of the file; this process only needs where its lines start.
+        with path.open("ab") as log:
+            since = log.tell()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "fargate_worker"],
+                # Unbuffered: a worker killed with -9 still leaves every line it logged.
+                env=os.environ
+                | self.worker_env
+                | {"WORKER_ID": worker_id, "PYTHONUNBUFFERED": "1"}
+                | (env or {}),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         self.worker_ids[process.pid] = worker_id
+        self._follower.follow(path, f"worker-{index}", process, since)
         return process
+
+
+def as_function(name: str, app: Any, flush_metrics: Callable[[], None]) -> Any:
+    """The API app as Lambda runs it: its lines carry the function's name, and its metrics go out
+    after each request as `log_metrics` on the handler does (uvicorn calls the app, not the handler)."""
+
+    async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        with component(name):
+            try:
+                await app(scope, receive, send)
+            finally:
+                flush_metrics()
+
+    return run
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

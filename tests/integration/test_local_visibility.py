@@ -1,0 +1,88 @@
+"""On the running local stack: a task's lines reach the one stream under each component's name
+(in-process functions and a worker's log file alike), and the metrics of their EMF lines are kept."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from local_stack.emf import SeriesKey, json_objects
+from mistersmith.observability import logger
+
+pytestmark = pytest.mark.integration
+
+WORKER = (("service", "mistersmith-worker"),)
+
+
+def count(stack, name: str, dimensions: tuple[tuple[str, str], ...] | None = None) -> int:
+    return sum(
+        values.count
+        for key, values in stack.metrics.series().items()
+        if key.name == name and dimensions in (None, key.dimensions)
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_task_s_lines_carry_each_component_s_name_and_its_metrics_are_kept(stack, api, wait_terminal):
+    run = uuid.uuid4().hex[:6]
+    failing, analyzed = f"visible-exit-{run}", f"visible-analyze-{run}"
+    submitted_before = count(stack, "TasksSubmitted")
+    failed_before = count(stack, "TasksFailed", WORKER)
+    lines: list[tuple[str, str]] = []
+
+    def listener(name: str, line: str) -> None:
+        lines.append((name, line))
+
+    def names(task_id: str) -> set[str]:
+        return {name for name, line in list(lines) if task_id in line}
+
+    previous_level = logger.log_level
+    # The session stack logs at WARNING: INFO adds the intake's, router's and analyze's lines.
+    logger.setLevel("INFO")
+    stack.console.add_listener(listener)
+    try:
+        api.post(
+            "/tasks",
+            json={
+                "id": failing,
+                "task_type": "execute",
+                "payload": {"command": ["python3", "-c", "raise SystemExit(4)"]},
+            },
+        ).raise_for_status()
+        api.post(
+            "/tasks",
+            json={"id": analyzed, "task_type": "analyze", "payload": {"files": {"ok.py": "x = 1\n"}}},
+        ).raise_for_status()
+        assert wait_terminal(failing)["status"] == "FAILED"
+        assert wait_terminal(analyzed)["status"] == "SUCCEEDED"
+        # A worker's lines come through its log file, which is polled.
+        wait_until(lambda: any(name.startswith("worker-") for name in names(failing)))
+        wait_until(lambda: count(stack, "TasksFailed", WORKER) > failed_before)
+    finally:
+        stack.console.remove_listener(listener)
+        logger.setLevel(previous_level)
+
+    assert {"intake", "router"} <= names(failing)
+    [worker] = {name for name in names(failing) if name.startswith("worker-")}
+    assert {"intake", "router", "analyze"} <= names(analyzed)
+    # After the prefix, the line is the worker's JSON as it wrote it (two may run together).
+    [finished] = [
+        document
+        for name, line in lines
+        if name == worker
+        for document in json_objects(line)
+        if document.get("task_id") == failing and document.get("message") == "task_duration"
+    ]
+    assert (finished["level"], finished["error_type"]) == ("ERROR", "CommandFailed")
+    assert count(stack, "TasksSubmitted") - submitted_before >= 2
+    assert count(stack, "TasksFailed", WORKER) > failed_before
+    assert SeriesKey("TaskDuration", WORKER, "Milliseconds") in stack.metrics.series()
