@@ -5,6 +5,7 @@ finish within the grace period."""
 from __future__ import annotations
 
 import ctypes
+import itertools
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ from mistersmith import wiring
 from mistersmith.adapters.ecs_agent import EcsAgentTaskProtection, NoTaskProtection
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.models import TaskMessage
-from mistersmith.observability import flush_metrics, logger
+from mistersmith.observability import logger, start_tracing
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
 from mistersmith.processing import Disposition, StopReason, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings, load
@@ -28,6 +29,8 @@ PROTECTION_MINUTES = 15
 PR_SET_DUMPABLE = 4
 # SQS deletes at most ten messages per call.
 DELETE_BATCH = 10
+# Where SQS keeps the trace context of a message (set by the router, or by X-Ray instrumentation).
+TRACE_ATTRIBUTE = "AWSTraceHeader"
 
 
 class Worker:
@@ -43,6 +46,7 @@ class Worker:
         self.settings = settings
         self.protection = protection or NoTaskProtection()
         self.stopping = threading.Event()
+        self._stop_requests = itertools.count()
         self.drain_deadline = float("inf")
         self.running: dict[str, StopSignal] = {}
         self._lock = threading.Lock()
@@ -56,7 +60,8 @@ class Worker:
 
     def request_stop(self, *_: object) -> None:
         """First signal: stop receiving and drain within the grace; a second one: drain now."""
-        if self.stopping.is_set():
+        # Counted, not checked then set: a second signal can arrive inside the first's handler.
+        if next(self._stop_requests):
             logger.warning("second stop signal: handing back running tasks now")
             self.drain_deadline = time.monotonic()
             return
@@ -123,7 +128,6 @@ class Worker:
             with self._lock:
                 self._in_flight -= 1
             self._slots.release()
-            flush_metrics()
 
     def _process(self, message: QueueMessage) -> None:
         try:
@@ -145,6 +149,7 @@ class Worker:
                 extend_visibility=lambda seconds: self.queue.change_visibility(
                     message.receipt_handle, seconds
                 ),
+                trace_header=message.attributes.get(TRACE_ATTRIBUTE),
             )
         except Exception:  # the store or the bus failed around the work: the queue retries
             logger.exception("processing failed; the message will be redelivered", extra={"task_id": task.id})
@@ -157,7 +162,7 @@ class Worker:
         """Puts an unfinished message back as a fresh copy: a drain or a scale-in must not use up
         one of the receives after which SQS dead-letters a task (only crashes should)."""
         try:
-            self.queue.send(message.body)
+            self.queue.send(message.body, trace_header=message.attributes.get(TRACE_ATTRIBUTE))
         except Exception:  # keep the original instead: visible at once, at the cost of one receive
             logger.exception(
                 "copy not sent; handing back the original", extra={"message_id": message.message_id}
@@ -256,10 +261,20 @@ def main() -> int:
     signal.signal(signal.SIGINT, worker.request_stop)
     health = HealthServer(settings.health_host, settings.health_port, worker.is_ready)
     health.start()
-    logger.info("worker started", extra={"worker_id": settings.worker_id, "health_port": health.port})
+    stop_tracing = start_tracing(settings.otel_exporter_otlp_endpoint, logger.service)
+    logger.info(
+        "worker started",
+        extra={
+            "worker_id": settings.worker_id,
+            "health_port": health.port,
+            "tracing": settings.otel_exporter_otlp_endpoint or "off",
+        },
+    )
     try:
         worker.run()
     finally:
         health.stop()
+        if stop_tracing:
+            stop_tracing()
     logger.info("worker stopped", extra={"worker_id": settings.worker_id})
     return 0

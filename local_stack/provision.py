@@ -107,7 +107,7 @@ class Provisioner:
         for logical_id, properties in self.template.of_type("AWS::ECS::TaskDefinition"):
             containers = [
                 {"name": c["Name"], "image": str(self.template.resolve(c["Image"])), "memory": 512}
-                for c in properties["ContainerDefinitions"]
+                for c in self.template.present(properties["ContainerDefinitions"])
             ]
             family = self._name(properties, "Family", logical_id.lower())
             arn = ecs.register_task_definition(family=family, containerDefinitions=containers)[

@@ -28,6 +28,9 @@ from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
 
 EVENTS_DIR = ROOT / "events"
+# No collector sidecar runs locally, so local workers export no spans (WorkerSettings' default).
+LOCAL_PARAMETERS = {"WorkerTracing": "false"}
+WORKER_CONTAINER = "worker"
 STATE_DIR = ROOT / ".local"
 
 
@@ -56,7 +59,7 @@ class LocalStack:
         # Tests may lower it to 0 to run workers of their own.
         self.max_workers = self.config.max_workers
         self.worker_ids: dict[int, str] = {}
-        self.template = Template.load(overrides=self.config.parameters)
+        self.template = Template.load(overrides=LOCAL_PARAMETERS | self.config.parameters)
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -119,7 +122,7 @@ class LocalStack:
         # This process plays every Lambda, so it carries their (non-conflicting) variables.
         os.environ.update(self.env)
         # Imported only now: the shared Logger reads its service name and level from the variables above.
-        from mistersmith.observability import flush_metrics, logger
+        from mistersmith.observability import logger
 
         self.console.attach(logger.registered_handler)
         self._follower.start()
@@ -134,7 +137,7 @@ class LocalStack:
             }
             | self.config.worker_environment
         )
-        self._start_api(flush_metrics)
+        self._start_api()
         for trigger in triggers:
             self._spawn(f"trigger-{trigger.function}-{trigger.kind}", self._runner_for(trigger))
         self._spawn("worker-supervisor", self._supervise_workers)
@@ -172,12 +175,14 @@ class LocalStack:
     def _container_environment(self) -> dict[str, str]:
         variables: dict[str, str] = {}
         for _, properties in self.template.of_type("AWS::ECS::TaskDefinition"):
-            for container in properties["ContainerDefinitions"]:
-                for item in container.get("Environment", []):
+            for container in self.template.present(properties["ContainerDefinitions"]):
+                if container["Name"] != WORKER_CONTAINER:
+                    continue
+                for item in self.template.present(container.get("Environment", [])):
                     variables[item["Name"]] = str(self.template.resolve(item["Value"]))
         return variables
 
-    def _start_api(self, flush_metrics: Callable[[], None]) -> None:
+    def _start_api(self) -> None:
         function = next(
             name
             for name, properties in self.template.of_type("AWS::Serverless::Function")
@@ -185,7 +190,7 @@ class LocalStack:
         )
         module = module_of(self.template, function)
         config = uvicorn.Config(
-            as_function(component_name(self.template, function), module.app, flush_metrics),
+            as_function(component_name(self.template, function), module.app),
             host=self.config.host,
             port=self.config.api_port,
             log_level="warning",
@@ -301,16 +306,13 @@ class LocalStack:
         return process
 
 
-def as_function(name: str, app: Any, flush_metrics: Callable[[], None]) -> Any:
-    """The API app as Lambda runs it: its lines carry the function's name, and its metrics go out
-    after each request as `log_metrics` on the handler does (uvicorn calls the app, not the handler)."""
+def as_function(name: str, app: Any) -> Any:
+    """The API app as its function: its lines carry the function's name (uvicorn calls the app,
+    not the handler)."""
 
     async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
         with component(name):
-            try:
-                await app(scope, receive, send)
-            finally:
-                flush_metrics()
+            await app(scope, receive, send)
 
     return run
 

@@ -82,6 +82,18 @@ class Template:
             "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
         }
 
+    def present(self, items: list[Any]) -> list[Any]:
+        """The items of a list that exist under the parameters: `Fn::If` items decided, and those
+        that came out as AWS::NoValue left out (their other properties stay unresolved)."""
+        chosen = []
+        for item in items:
+            while isinstance(item, dict) and list(item) == ["Fn::If"]:
+                condition, if_true, if_false = item["Fn::If"]
+                item = if_true if self.condition(condition) else if_false
+            if item != {"Ref": "AWS::NoValue"}:
+                chosen.append(item)
+        return chosen
+
     def condition(self, name: str) -> bool:
         return bool(self._evaluate(self.body.get("Conditions", {})[name]))
 

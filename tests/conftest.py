@@ -53,7 +53,9 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def wait_for_status(api: httpx.Client, task_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+def wait_for_status(
+    api: httpx.Client, task_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
     """Polls GET /tasks/{id} until the task is in one of `statuses`; fails the test at the timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

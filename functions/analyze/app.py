@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from mistersmith import wiring
 from mistersmith.models import TaskMessage
-from mistersmith.observability import logger, metrics, tracer
+from mistersmith.observability import logger, tracer
 from mistersmith.processing import Disposition, TaskProcessor
 from mistersmith.settings import AnalyzeSettings, load
 
@@ -29,13 +29,13 @@ def get_processor() -> TaskProcessor:
 def process_record(record: SQSRecord) -> None:
     message = TaskMessage.model_validate_json(record.body)
     attempt = int(record.attributes.approximate_receive_count)
-    if get_processor().process(message, attempt=attempt) is Disposition.RETRY:
+    trace_header = record.attributes.aws_trace_header
+    if get_processor().process(message, attempt=attempt, trace_header=trace_header) is Disposition.RETRY:
         raise RetryLater(message.id)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=process_record, processor=_batch, context=context

@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 from mistersmith import wiring
-from mistersmith.observability import logger, metrics, tracer
+from mistersmith.observability import logger, tracer
 from mistersmith.scaling import Autoscaler
 from mistersmith.settings import AutoscalerSettings, load
 
@@ -18,7 +18,6 @@ def get_autoscaler() -> Autoscaler:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = get_autoscaler().run()
     if decision is None:

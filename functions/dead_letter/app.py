@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from mistersmith import wiring
 from mistersmith.dead_letters import DeadLetters
 from mistersmith.models import TaskMessage
-from mistersmith.observability import logger, metrics, tracer
+from mistersmith.observability import logger, tracer
 from mistersmith.settings import LifecycleSettings, load
 
 _batch = BatchProcessor(event_type=EventType.SQS)
@@ -29,7 +29,6 @@ def record_dead_letter(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_dead_letter, processor=_batch, context=context

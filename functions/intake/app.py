@@ -5,15 +5,15 @@ Every 4xx and 5xx answer is an RFC 9457 problem document (`application/problem+j
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from pydantic import BaseModel
@@ -24,7 +24,7 @@ from mistersmith import wiring
 from mistersmith.errors import InvalidRequest, PayloadTooLarge, PublishFailed, TaskConflict, TaskNotFound
 from mistersmith.intake import Intake, TaskSubmission, UploadRejected, UploadRequest, UploadTicket
 from mistersmith.models import TaskId, TaskPage, TaskRecord, TaskStatus, TaskType
-from mistersmith.observability import logger, metrics, tracer
+from mistersmith.observability import XRAY_HEADER, count, logger, trace_header_for, tracer
 from mistersmith.settings import IntakeSettings, load
 
 API_VERSION = "1.1.0"
@@ -207,6 +207,17 @@ class RequestSizeLimit:
 app.add_middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
 
 
+# Added last, so outermost: it also sees the size limit's 413.
+@app.middleware("http")
+async def count_rejected_tasks(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    if request.method == "POST" and request.url.path == "/tasks" and 400 <= response.status_code < 500:
+        count("TasksRejected", stage="intake", reason=str(response.status_code))
+    return response
+
+
 @cache
 def get_intake() -> Intake:
     return wiring.intake(load(IntakeSettings))
@@ -228,9 +239,10 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     summary="Submit a task (inline payload, or payload_uri of an upload); idempotent on id",
 )
 def submit_task(task: Annotated[TaskSubmission, Body()], request: Request, intake: IntakeDep) -> Any:
-    record, created = intake.submit(task, trace_id=request.headers.get("x-amzn-trace-id"))
+    # API Gateway passes the trace it started; locally a new one begins here.
+    record, created = intake.submit(task, trace_header=trace_header_for(request.headers.get(XRAY_HEADER)))
     if created:
-        metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
+        count("TasksSubmitted", task_type=record.task_type)
     return record
 
 
@@ -345,7 +357,6 @@ _asgi_handler = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A plain function around Mangum: Tracer needs a callable with a __name__.
     return _asgi_handler(event, context)

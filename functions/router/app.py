@@ -5,11 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from mistersmith import wiring
-from mistersmith.observability import logger, metrics, tracer
+from mistersmith.observability import logger, tracer
 from mistersmith.routing import Router
 from mistersmith.settings import RouterSettings, load
 
@@ -21,9 +20,7 @@ def get_router() -> Router:
 
 @logger.inject_lambda_context(correlation_id_path="detail.id")
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: Any) -> dict[str, str]:
     task_id, outcome = get_router().route(event.detail)
-    metrics.add_metric(name=f"Tasks{outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
     return {"task_id": task_id, "outcome": outcome.value}

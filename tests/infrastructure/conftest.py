@@ -113,10 +113,15 @@ def function_environment(resources: dict[str, Any]) -> Callable[[str], dict[str,
     return env
 
 
+def containers(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    """The task definition's containers by name, as deployed with those parameters."""
+    definitions = deployment.resources["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    return {container["Name"]: container for container in definitions}
+
+
 @pytest.fixture(scope="session")
-def worker_container(resources: dict[str, Any]) -> dict[str, Any]:
-    (container,) = resources["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
-    return container
+def worker_container(default_deployment: Deployment) -> dict[str, Any]:
+    return containers(default_deployment)["worker"]
 
 
 def iter_role_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

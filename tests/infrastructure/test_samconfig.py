@@ -24,7 +24,9 @@ def _environments() -> dict[str, dict]:
 def test_samconfig_overrides_valid_parameter_values(sam_template, environment):
     # Given an environment's deploy overrides
     config = _environments()[environment]
-    overrides = dict(item.split("=", 1) for item in shlex.split(config["deploy"]["parameters"]["parameter_overrides"]))
+    overrides = dict(
+        item.split("=", 1) for item in shlex.split(config["deploy"]["parameters"]["parameter_overrides"])
+    )
     # When sam deploy passes them to CloudFormation
     parameters = sam_template["Parameters"]
     # Then each names a template parameter and satisfies its allowed values and pattern

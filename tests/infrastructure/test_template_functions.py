@@ -6,7 +6,13 @@ import pytest
 
 pytestmark = pytest.mark.infrastructure
 
-FUNCTION_NAMES = ("IntakeFunction", "RouterFunction", "AnalyzeFunction", "DeadLetterFunction", "AutoscalerFunction")
+FUNCTION_NAMES = (
+    "IntakeFunction",
+    "RouterFunction",
+    "AnalyzeFunction",
+    "DeadLetterFunction",
+    "AutoscalerFunction",
+)
 
 # The regional table, the global table, or (in a secondary region) the primary's replica.
 TASK_TABLE = {

@@ -98,8 +98,18 @@ def _checkov() -> str | None:
 @pytest.mark.skipif(_checkov() is None, reason="checkov not installed (make .venv-checkov/.installed)")
 def test_checkov_template_reports_no_failure(template_path):
     # Given template.yaml and checkov, offline
-    command = [_checkov(), "-f", str(template_path), "--framework", "cloudformation", "--skip-download",
-               "--quiet", "--compact", "--output", "json"]
+    command = [
+        _checkov(),
+        "-f",
+        str(template_path),
+        "--framework",
+        "cloudformation",
+        "--skip-download",
+        "--quiet",
+        "--compact",
+        "--output",
+        "json",
+    ]
     # When checkov scans it
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, check=False)
     # Then no check fails

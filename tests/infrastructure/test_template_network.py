@@ -51,7 +51,10 @@ def test_network_rules_subnets_without_vpc_rejected(cfn_template):
 
 def test_failover_rule_hosted_zone_without_domain_rejected(cfn_template):
     # Given a hosted zone without the record name and certificate / When checked / Then the deploy is refused
-    assert _rules(cfn_template, HostedZoneId="Z0123456789ABCDEFGHIJ")["FailoverNamesDomainAndCertificate"] is False
+    assert (
+        _rules(cfn_template, HostedZoneId="Z0123456789ABCDEFGHIJ")["FailoverNamesDomainAndCertificate"]
+        is False
+    )
 
 
 def test_table_rule_external_table_with_replicas_rejected(cfn_template):
@@ -68,7 +71,10 @@ def test_created_vpc_subnets_private_in_two_zones(default_deployment):
     # Then the workers get two private subnets in two availability zones
     assert [s["AvailabilityZone"]["Fn::Select"][0] for s in subnets] == [0, 1]
     assert all(s["MapPublicIpOnLaunch"] is False for s in subnets)
-    assert _worker_network(default_deployment)["Subnets"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+    assert _worker_network(default_deployment)["Subnets"] == [
+        {"Ref": "PrivateSubnetA"},
+        {"Ref": "PrivateSubnetB"},
+    ]
     assert resources["Vpc"]["Properties"]["EnableDnsHostnames"] is True
 
 

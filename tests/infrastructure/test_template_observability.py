@@ -9,7 +9,13 @@ import pytest
 
 pytestmark = pytest.mark.infrastructure
 
-FUNCTIONS = ["IntakeFunction", "RouterFunction", "AnalyzeFunction", "DeadLetterFunction", "AutoscalerFunction"]
+FUNCTIONS = [
+    "IntakeFunction",
+    "RouterFunction",
+    "AnalyzeFunction",
+    "DeadLetterFunction",
+    "AutoscalerFunction",
+]
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9:._]+)\}")
 
 
@@ -91,7 +97,12 @@ def test_ops_dashboard_queue_depth_and_backlog_per_task(ops_widgets):
         _metric_names(ops_widgets["Queue depth"])
     )
     backlog = ops_widgets["Backlog per task"]["metrics"]
-    expressions = [item["expression"] for line in backlog for item in line if isinstance(item, dict) and "expression" in item]
+    expressions = [
+        item["expression"]
+        for line in backlog
+        for item in line
+        if isinstance(item, dict) and "expression" in item
+    ]
     assert expressions == ["visible / IF(running > 0, running, 1)"]
 
 
@@ -115,11 +126,15 @@ def test_ops_dashboard_api_name_matches_api(resources):
     assert variables["ApiName"] == resources["IntakeApi"]["Properties"]["Name"]
 
 
-@pytest.mark.parametrize(("title", "metric"), [("Lambda errors", "Errors"), ("Lambda duration (p99)", "Duration")])
+@pytest.mark.parametrize(
+    ("title", "metric"), [("Lambda errors", "Errors"), ("Lambda duration (p99)", "Duration")]
+)
 def test_ops_dashboard_every_function_errors_and_duration(ops_widgets, title, metric):
     # Given the function widgets / When a function fails or slows / Then every function shows
     widget = ops_widgets[title]
-    functions = {item for line in widget["metrics"] for item in line if isinstance(item, str) and item.startswith("<")}
+    functions = {
+        item for line in widget["metrics"] for item in line if isinstance(item, str) and item.startswith("<")
+    }
     assert functions == {f"<{f}>" for f in FUNCTIONS}
     assert set(_metric_names(widget)) == {metric}
 
@@ -168,7 +183,10 @@ def test_tasks_at_max_alarm_uses_max_tasks(resources):
     # Given the capacity alarm / When the service runs at MaxTasks for 15 minutes / Then it fires
     alarm = _alarms(resources)["WorkerTasksAtMaxAlarm"]
     assert alarm["MetricName"] == "RunningTaskCount"
-    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", {"Ref": "MaxTasks"})
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "GreaterThanOrEqualToThreshold",
+        {"Ref": "MaxTasks"},
+    )
     assert alarm["Period"] * alarm["EvaluationPeriods"] == 900
 
 
@@ -190,8 +208,14 @@ def test_alarms_notify_the_alarm_topic(resources):
 
 def test_alarm_email_subscribes_to_topic(deployment):
     # Given an alarm address / When deployed / Then it is subscribed to the topic
-    subscription = deployment(AlarmEmail="oncall@example.com").resources["AlarmEmailSubscription"]["Properties"]
-    assert subscription == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+    subscription = deployment(AlarmEmail="oncall@example.com").resources["AlarmEmailSubscription"][
+        "Properties"
+    ]
+    assert subscription == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
 
 
 def test_api_stage_traced_and_functions_traced(resources):

@@ -43,8 +43,16 @@ INTERFACE_ENDPOINTS = {
     "EcrDockerEndpoint",
 }
 GATEWAY_ENDPOINTS = {"S3GatewayEndpoint", "DynamoDbGatewayEndpoint"}
-FUNCTIONS = ["IntakeFunction", "RouterFunction", "AnalyzeFunction", "DeadLetterFunction", "AutoscalerFunction"]
-CANARY = {"ServerlessDeploymentApplication", "CodeDeployServiceRole"} | {f"{f}DeploymentGroup" for f in FUNCTIONS}
+FUNCTIONS = [
+    "IntakeFunction",
+    "RouterFunction",
+    "AnalyzeFunction",
+    "DeadLetterFunction",
+    "AutoscalerFunction",
+]
+CANARY = {"ServerlessDeploymentApplication", "CodeDeployServiceRole"} | {
+    f"{f}DeploymentGroup" for f in FUNCTIONS
+}
 FAILOVER = {"ApiDomain", "ApiBasePathMapping", "ApiHealthCheck", "ApiFailoverRecord"}
 FAILOVER_ON = {
     "HostedZoneId": ALL_ON["HostedZoneId"],
@@ -55,7 +63,11 @@ FAILOVER_ON = {
 # feature: (parameters off, parameters on, resources that exist only when on)
 OPTIONAL = {
     "created-vpc-with-nat": (EXISTING_VPC, {}, CREATED_VPC | NAT),
-    "endpoints-in-existing-vpc": (EXISTING_VPC, EXISTING_VPC | {"UseVpcEndpoints": "true"}, INTERFACE_ENDPOINTS),
+    "endpoints-in-existing-vpc": (
+        EXISTING_VPC,
+        EXISTING_VPC | {"UseVpcEndpoints": "true"},
+        INTERFACE_ENDPOINTS,
+    ),
     "endpoints-in-created-vpc": (
         {},
         {"UseVpcEndpoints": "true"},
@@ -75,8 +87,15 @@ OPTIONAL = {
     "lambda-canary": ({}, {"LambdaCanaryDeploys": "true"}, CANARY),
     "global-table": ({}, {"ReplicaRegions": "us-west-2"}, {"TaskGlobalTable"}),
     "failover": ({}, FAILOVER_ON, FAILOVER),
-    "api-key-auth": ({}, {"ApiAuth": "API_KEY"}, {"IntakeApiUsagePlan", "IntakeApiKey", "IntakeApiUsagePlanKey"}),
+    "api-key-auth": (
+        {},
+        {"ApiAuth": "API_KEY"},
+        {"IntakeApiUsagePlan", "IntakeApiKey", "IntakeApiUsagePlanKey"},
+    ),
+    "worker-tracing": ({"WorkerTracing": "false"}, {}, {"WorkerTracingPolicy"}),
 }
+# On unless switched off: the Lambdas trace actively too, and a trace that stops at the queue is no trace.
+ON_BY_DEFAULT = {"worker-tracing"}
 
 
 @pytest.mark.parametrize("feature", sorted(OPTIONAL))
@@ -113,8 +132,9 @@ def test_default_deployment_expensive_options_absent(default_deployment):
     # Given no parameter overridden / When deployed / Then only the small VPC with one NAT gateway is extra
     resources = set(default_deployment.resources)
     assert resources >= (CREATED_VPC | NAT)
-    for _, _, only_when_on in OPTIONAL.values():
-        assert only_when_on.isdisjoint(resources - CREATED_VPC - NAT)
+    for feature, (_, _, only_when_on) in OPTIONAL.items():
+        if feature not in ON_BY_DEFAULT:
+            assert only_when_on.isdisjoint(resources - CREATED_VPC - NAT)
 
 
 def test_created_vpc_with_endpoints_has_no_nat_gateway(deployment):
@@ -258,7 +278,10 @@ def test_cpu_memory_scale_out_never_scales_in(deployment, parameter_defaults):
         config = resources[policy]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
         assert config["DisableScaleIn"] is True, policy
         assert config["TargetValue"] == {"Ref": target}, policy
-    assert (int(parameter_defaults["CpuTargetPercent"]), int(parameter_defaults["MemoryTargetPercent"])) == (70, 80)
+    assert (int(parameter_defaults["CpuTargetPercent"]), int(parameter_defaults["MemoryTargetPercent"])) == (
+        70,
+        80,
+    )
 
 
 def test_cpu_memory_scale_out_bounds_match_queue_autoscaler(deployment):

@@ -14,6 +14,8 @@ UNSCOPABLE_ACTIONS = {
     "ecr:GetAuthorizationToken": "registry login is account-wide",
     "xray:PutTraceSegments": "X-Ray has no resource types",
     "xray:PutTelemetryRecords": "X-Ray has no resource types",
+    "xray:GetSamplingRules": "X-Ray has no resource types",
+    "xray:GetSamplingTargets": "X-Ray has no resource types",
     "cloudwatch:PutMetricData": "metrics have no ARNs (a namespace condition can narrow it)",
 }
 
@@ -200,7 +202,9 @@ def test_taggable_resources_carry_cost_allocation_tags(all_on_deployment, defaul
 def test_untaggable_exceptions_are_only_sam_event_sources(all_on_deployment):
     # Given the resource types exempted from tagging / When they appear / Then SAM made them from function events
     exempt = [name for name, r in all_on_deployment.resources.items() if r["Type"] in UNTAGGABLE_BY_SAM]
-    functions = [name for name, r in all_on_deployment.resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    functions = [
+        name for name, r in all_on_deployment.resources.items() if r["Type"] == "AWS::Lambda::Function"
+    ]
     assert exempt
     assert all(any(name.startswith(function) for function in functions) for name in exempt), exempt
 
@@ -233,13 +237,17 @@ def test_log_groups_retention_set(resources):
     # Given every log group / When logs age / Then they are deleted after LogRetentionDays (one week by default)
     groups = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
     assert groups
-    assert [name for name, p in groups.items() if p.get("RetentionInDays") != {"Ref": "LogRetentionDays"}] == []
+    assert [
+        name for name, p in groups.items() if p.get("RetentionInDays") != {"Ref": "LogRetentionDays"}
+    ] == []
 
 
 def test_functions_log_to_template_log_groups(resources):
     # Given every function / When it logs / Then it writes to a log group the template owns (with retention),
     # not to one Lambda would create on first use without any
-    functions = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    functions = {
+        name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Lambda::Function"
+    }
     for name, properties in functions.items():
         group = properties["LoggingConfig"]["LogGroup"]["Ref"]
         assert resources[group]["Type"] == "AWS::Logs::LogGroup", name
@@ -329,6 +337,8 @@ def test_autoscaler_table_access_limited_to_its_record_and_the_status_index(reso
     record = _statement(role, "KeepScalingRecord")
     durations = _statement(role, "ReadRecentTaskDurations")
     assert set(record["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem"}
-    assert record["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["control#autoscaler#*"]}}
+    assert record["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["control#autoscaler#*"]}
+    }
     assert durations["Action"] == ["dynamodb:Query"]
     assert durations["Resource"]["Fn::Sub"][0].endswith("/index/by-status")

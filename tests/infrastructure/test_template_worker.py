@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infrastructure.test_template_functions import TASK_TABLE
+from tests.infrastructure.conftest import containers
 
 pytestmark = pytest.mark.infrastructure
 
@@ -159,7 +159,7 @@ def test_worker_container_environment_names_every_setting(worker_container):
     env = {item["Name"]: item["Value"] for item in worker_container["Environment"]}
     # When the worker validates its settings at start
     # Then every resource it needs is named
-    assert env["TASK_TABLE_NAME"] == TASK_TABLE
+    assert env["TASK_TABLE_NAME"] == {"Ref": "TaskTable"}  # by default; the global or external table otherwise
     assert env["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
     assert env["ARTIFACTS_BUCKET_NAME"] == {"Ref": "ArtifactsBucket"}
     assert env["WORK_QUEUE_URL"] == {"Ref": "WorkQueue"}
@@ -180,3 +180,22 @@ def test_worker_log_group_retention_follows_parameter(resources, parameter_defau
     # Given the worker log group / When deployed with defaults / Then logs are kept one week (seed 2.1)
     assert resources["WorkerLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert int(parameter_defaults["LogRetentionDays"]) == 7
+
+
+def test_worker_tracing_sidecar_receives_otlp_beside_the_worker(default_deployment, deployment):
+    # Given the default deployment and one with tracing off
+    traced, untraced = containers(default_deployment), containers(deployment(WorkerTracing="false"))
+    # Then by default an ADOT collector runs beside the worker, non-root, read-only, not essential,
+    # and the worker sends to it on localhost and starts after it
+    collector = traced["otel-collector"]
+    assert collector["Essential"] is False
+    assert collector["ReadonlyRootFilesystem"] is True
+    assert collector["User"] == "10001"
+    assert collector["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "otel"
+    env = {item["Name"]: item["Value"] for item in traced["worker"]["Environment"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
+    assert traced["worker"]["DependsOn"] == [{"ContainerName": "otel-collector", "Condition": "START"}]
+    # And with tracing off there is no collector, and the worker is told of none
+    assert set(untraced) == {"worker"}
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {item["Name"] for item in untraced["worker"]["Environment"]}
+    assert "DependsOn" not in untraced["worker"]

@@ -154,9 +154,7 @@ def zip_upload(api: httpx.Client, files: dict[str, str]) -> str:
 
 def test_api_tasks_run_on_an_uploaded_source_archive(api, wait_terminal):
     # Given a zip of a small package, uploaded straight to S3
-    source_uri = zip_upload(
-        api, {"pkg/__init__.py": "", "pkg/calc.py": "def double(x):\n    return 2 * x\n"}
-    )
+    source_uri = zip_upload(api, {"pkg/__init__.py": "", "pkg/calc.py": "def double(x):\n    return 2 * x\n"})
     ids = {kind: unique(f"archive-{kind}") for kind in ("compile", "analyze", "execute")}
     command = ["python3", "-c", "from pkg.calc import double; print(double(21))"]
     payloads = {

@@ -18,10 +18,14 @@ def read_s3(stack, uri: str) -> bytes:
 
 def test_compile_success_leaves_its_archive_in_the_artifacts_bucket(stack, api, wait_terminal):
     task_id = f"artifact-{uuid.uuid4().hex[:8]}"
-    api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"m.py": "X = 1\n"}}})
+    api.post(
+        "/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"m.py": "X = 1\n"}}}
+    )
     record = wait_terminal(task_id)
     assert record["status"] == "SUCCEEDED"
-    assert record["result"]["artifact_uri"].startswith(f"s3://{stack.template.refs['ArtifactsBucket']}/artifacts/{task_id}/")
+    assert record["result"]["artifact_uri"].startswith(
+        f"s3://{stack.template.refs['ArtifactsBucket']}/artifacts/{task_id}/"
+    )
     assert "m.py" in zipfile.ZipFile(io.BytesIO(read_s3(stack, record["result"]["artifact_uri"]))).namelist()
 
 

@@ -66,6 +66,8 @@ def test_a_task_s_lines_carry_each_component_s_name_and_its_metrics_are_kept(sta
         assert wait_terminal(analyzed)["status"] == "SUCCEEDED"
         # A worker's lines come through its log file, which is polled.
         wait_until(lambda: any(name.startswith("worker-") for name in names(failing)))
+        # The record turns SUCCEEDED before the status event is published and the line written.
+        wait_until(lambda: "analyze" in names(analyzed))
         wait_until(lambda: count(stack, "TasksFailed", WORKER) > failed_before)
     finally:
         stack.console.remove_listener(listener)

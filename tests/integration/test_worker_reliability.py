@@ -220,11 +220,11 @@ def test_a_router_that_fails_once_still_gets_the_task_to_a_terminal_state(stack,
     queue = router.work_queue
     original, failures = queue.send, []
 
-    def send_failing_once(body: str) -> str:
+    def send_failing_once(body: str, **options: str | None) -> str:
         if not failures:
             failures.append(body)
             raise ConnectionError("queue unreachable")
-        return original(body)
+        return original(body, **options)
 
     queue.send = send_failing_once
     try:

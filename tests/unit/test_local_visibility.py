@@ -236,8 +236,9 @@ def test_the_api_app_s_lines_and_metrics_go_out_as_the_function_s_also_from_its_
     async def app(scope, receive, send) -> None:
         # FastAPI runs plain endpoints in a thread pool: the name must follow them there.
         await asyncio.to_thread(stream.write, f"{LOG_LINE}\n")
+        await asyncio.to_thread(stream.write, f"{WORKER_EMF}\n")
 
-    asyncio.run(as_function("intake", app, lambda: stream.write(f"{WORKER_EMF}\n"))({}, None, None))
+    asyncio.run(as_function("intake", app)({}, None, None))
 
     assert out.getvalue().splitlines() == [f"intake | {LOG_LINE}", f"intake | {WORKER_EMF}"]
 

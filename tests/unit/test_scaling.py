@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from mistersmith.observability import logger, metrics
+from mistersmith.observability import logger
 from mistersmith.ports import QueueDepth, ServiceCounts
 from mistersmith.scaling import (
     SEED_STEPS,
@@ -399,10 +399,8 @@ def log_output():
     """The logger's raw output during the test (what CloudWatch Logs stores as @message)."""
     stream = io.StringIO()
     previous = logger.registered_handler.setStream(stream)
-    metrics.clear_metrics()
     yield stream.getvalue
     logger.registered_handler.setStream(previous)
-    metrics.clear_metrics()
 
 
 def test_autoscaler_deep_queue_records_then_applies_the_decision(log_output):
@@ -465,12 +463,18 @@ def test_autoscaler_scaling_event_line_matches_the_seed_logs_insights_query(log_
     assert json.loads(line)["message"] == "scaling_event"
 
 
-def test_autoscaler_emits_queue_depth_backlog_per_task_and_desired_count(log_output):
+def test_autoscaler_emits_its_decision_and_inputs_as_one_emf_line(log_output, capsys):
     # Given a run with 150 visible and 4 running / When it decides
     Autoscaler(FakeQueue(150), FakeService(4), STEP, FakeState(), clock=lambda: NOW).run()
-    # Then the three scaling metrics are set
-    assert {"QueueDepth", "BacklogPerTask", "DesiredCount"} <= set(metrics.metric_set)
-    assert metrics.metric_set["BacklogPerTask"]["Value"] == [37.5]
+    # Then one EMF line carries the decision, by direction and in total, and what it saw
+    (document,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    directive = document["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "MisterSmith"
+    assert directive["Dimensions"] == [["service"], ["service", "direction"]]
+    assert document["direction"] == "out"
+    assert document["ScalingDecisions"] == [1.0]
+    assert document["BacklogPerTask"] == [37.5]
+    assert document["DesiredCount"] == [9.0]
 
 
 def test_autoscaler_drain_uses_the_observed_durations(log_output):

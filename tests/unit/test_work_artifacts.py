@@ -36,7 +36,9 @@ def test_python_archive_holds_sources_and_importable_bytecode(tmp_path):
     assert module.ANSWER == 42
     names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
     assert "pkg/mod.py" in names
-    assert any(name.endswith(f".cpython-{sys.version_info.major}{sys.version_info.minor}.pyc") for name in names)
+    assert any(
+        name.endswith(f".cpython-{sys.version_info.major}{sys.version_info.minor}.pyc") for name in names
+    )
 
 
 def test_python_archive_of_the_same_sources_is_the_same_bytes():

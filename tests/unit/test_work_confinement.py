@@ -27,7 +27,10 @@ def run(code: str, **payload) -> TaskFailure | dict:
         return failure
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the process limit binds a user of the sandbox's own, set up only when the worker is root")
+@pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="the process limit binds a user of the sandbox's own, set up only when the worker is root",
+)
 def test_fork_bomb_stays_within_the_process_limit():
     # Given a command that forks until it cannot
     code = (
@@ -58,7 +61,9 @@ def test_executable_outside_the_allowlist_is_refused_clearly():
 
 def test_a_payload_file_named_like_an_allowed_executable_is_refused():
     # Given a script of the payload's own called python3, put first on the PATH
-    payload = ExecutePayload(command=["python3"], files={"python3": "#!/bin/sh\necho owned\n"}, env={"PATH": "."})
+    payload = ExecutePayload(
+        command=["python3"], files={"python3": "#!/bin/sh\necho owned\n"}, env={"PATH": "."}
+    )
     # When it is run, then it is not the allowed interpreter and is refused
     with pytest.raises(TaskFailure) as refused:
         run_execute(payload, LIMITS)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from mistersmith.clock import now_iso
 from mistersmith.errors import TransitionRejected
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus
-from mistersmith.observability import logger, metrics
+from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus, known_task_type
+from mistersmith.observability import count, logger, task_context, trace_root
 
 
 class DeadLetters:
@@ -18,6 +16,10 @@ class DeadLetters:
 
     def record(self, message: TaskMessage, *, receive_count: int) -> StoredTask | None:
         """Marks the task DEAD_LETTERED unless it already ended; returns the record it moved."""
+        with task_context(message.id, trace_root(message.trace_header)):
+            return self._record(message, receive_count)
+
+    def _record(self, message: TaskMessage, receive_count: int) -> StoredTask | None:
         task = self.store.get(message.id)
         if task is None:
             # Never recorded (an orchestrator event that went wrong early): record it now, then end it.
@@ -37,7 +39,7 @@ class DeadLetters:
             moved = self.lifecycle.move(task.id, TaskStatus.DEAD_LETTERED, error=last, finished_at=now_iso())
         except TransitionRejected:
             return None
-        metrics.add_metric(name="TasksDeadLettered", unit=MetricUnit.Count, value=1)
+        count("TasksDeadLettered", task_type=known_task_type(task.task_type))
         logger.error(
             "task dead-lettered",
             extra={"task_id": task.id, "task_type": task.task_type, "error_type": last.type},

@@ -40,7 +40,7 @@ from mistersmith.models import (
     parse_s3_uri,
     request_fingerprint,
 )
-from mistersmith.observability import logger
+from mistersmith.observability import logger, task_context, trace_root
 from mistersmith.ports import BlobNotFound, BlobStore
 from mistersmith.settings import IntakeSettings
 
@@ -138,7 +138,7 @@ class Intake:
         self.settings = settings
 
     def submit(
-        self, request: TaskRequestModel | UploadedTaskRequest, *, trace_id: str | None = None
+        self, request: TaskRequestModel | UploadedTaskRequest, *, trace_header: str | None = None
     ) -> tuple[TaskRecord, bool]:
         """Records the task as QUEUED and publishes it; returns (record, created).
 
@@ -149,9 +149,15 @@ class Intake:
             request = self._uploaded(request)
         if getattr(request.payload, "source_uri", None):
             self._check_source(request.payload.source_uri)
+        task_id = request.id or uuid.uuid4().hex
+        with task_context(task_id, trace_root(trace_header)):
+            return self._accept(request, task_id, trace_header)
+
+    def _accept(
+        self, request: TaskRequestModel, task_id: str, trace_header: str | None
+    ) -> tuple[TaskRecord, bool]:
         payload = request.payload.model_dump(mode="json", exclude_none=True)
         fingerprint = request_fingerprint(request.task_type, payload)
-        task_id = request.id or uuid.uuid4().hex
         body = canonical_json(payload).encode()
         if len(body) > self.settings.max_payload_bytes:
             raise PayloadTooLarge(
@@ -165,7 +171,8 @@ class Intake:
             created_at=now,
             updated_at=now,
             fingerprint=fingerprint,
-            trace_id=trace_id,
+            trace_id=trace_root(trace_header),
+            trace_header=trace_header,
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
             task.payload_ref = self._store_aside(task_id, body)

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from mistersmith.observability import trace_root
+
 TASK_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
 
@@ -34,6 +36,11 @@ class TaskType(StrEnum):
 
 
 TASK_TYPES = frozenset(task_type.value for task_type in TaskType)
+
+
+def known_task_type(value: object) -> str:
+    """The task type as a metric dimension: a client's arbitrary string must not create metrics."""
+    return value if isinstance(value, str) and value in TASK_TYPES else "invalid"
 
 
 class TaskStatus(StrEnum):
@@ -205,7 +212,8 @@ class TaskMessage(BaseModel):
     task_type: str
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
-    trace_id: str | None = None
+    # X-Ray trace header (Root=...;Parent=...;Sampled=...) of the request that submitted the task.
+    trace_header: str | None = None
 
 
 class TaskError(BaseModel):
@@ -273,6 +281,7 @@ class StoredTask(TaskRecord):
     payload_ref: PayloadRef | None = None
     worker_id: str | None = None
     lease_expires_at: float | None = None
+    trace_header: str | None = None
 
     @classmethod
     def queued(cls, message: TaskMessage, now: str) -> StoredTask:
@@ -289,7 +298,8 @@ class StoredTask(TaskRecord):
             fingerprint=fingerprint,
             payload=message.payload,
             payload_ref=message.payload_ref,
-            trace_id=message.trace_id,
+            trace_id=trace_root(message.trace_header),
+            trace_header=message.trace_header,
         )
 
     def public(self) -> TaskRecord:
@@ -301,7 +311,7 @@ class StoredTask(TaskRecord):
             task_type=self.task_type,
             payload=self.payload,
             payload_ref=self.payload_ref,
-            trace_id=self.trace_id,
+            trace_header=self.trace_header,
         )
 
 

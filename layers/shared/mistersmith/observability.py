@@ -1,32 +1,120 @@
-"""One place that creates Logger, Tracer and Metrics, with one namespace and service name."""
+"""One place for telemetry: Powertools Logger and Tracer, metrics as CloudWatch EMF lines with one
+namespace, and the trace context (an X-Ray trace header) that a task carries from the API to the
+worker, where an OpenTelemetry span continues it."""
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import sys
 import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from opentelemetry import trace
+from opentelemetry.propagators.aws import AwsXRayPropagator
 
 # One namespace for every component, fixed here so that import order can never leave it unset.
 METRICS_NAMESPACE = "MisterSmith"
+XRAY_HEADER = "X-Amzn-Trace-Id"
+_XRAY_ROOT = re.compile(r"(?:^|;)\s*Root=(1-[0-9a-f]{8}-[0-9a-f]{24})(?:;|$)")
 
 # Service name and level come from POWERTOOLS_SERVICE_NAME / LOG_LEVEL, set per component in template.yaml.
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
 
-_flush_lock = threading.Lock()
+_write_lock = threading.Lock()
+_propagator = AwsXRayPropagator()
 
 
-def flush_metrics() -> None:
-    """Writes the buffered metrics as one EMF line in one write, for long-running processes:
-    Powertools' own flush prints the line and its newline apart, so other threads' log lines
-    can land between them."""
-    with _flush_lock:
-        if not metrics.metric_set:
-            return
-        document = metrics.serialize_metric_set()
-        metrics.clear_metrics()
-    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+def record_metrics(values: Mapping[str, tuple[MetricUnit, float]], **dimensions: str) -> None:
+    """Writes these metrics now, as one EMF line in one write (safe from any thread, the same in a
+    Lambda and on Fargate). With dimensions, each metric is kept per service and also per
+    service + dimensions, so that alarms on totals need not list every value."""
+    batch = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=logger.service)
+    for name, value in dimensions.items():
+        batch.add_dimension(name=name, value=value)
+    for name, (unit, value) in values.items():
+        batch.add_metric(name=name, unit=unit, value=value)
+    document = batch.serialize_metric_set()
+    if dimensions:
+        directive = document["_aws"]["CloudWatchMetrics"][0]
+        directive["Dimensions"] = [["service"], ["service", *dimensions]]
+    line = json.dumps(document, separators=(",", ":")) + "\n"
+    with _write_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def count(name: str, **dimensions: str) -> None:
+    record_metrics({name: (MetricUnit.Count, 1)}, **dimensions)
+
+
+@contextmanager
+def task_context(task_id: str, trace_id: str | None = None) -> Iterator[None]:
+    """Every line this thread logs inside carries the task id as its correlation id, and the trace
+    id; thread-local, because a worker runs tasks side by side (not to be nested)."""
+    keys = {"correlation_id": task_id} | ({"trace_id": trace_id} if trace_id else {})
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(list(keys))
+
+
+def trace_root(header: str | None) -> str | None:
+    """The X-Ray trace id (`1-5759e988-bd862e3fe1be46a994272793`) in a trace header, if any."""
+    match = _XRAY_ROOT.search(header or "")
+    return match[1] if match else None
+
+
+def trace_header_for(incoming: str | None) -> str:
+    """The trace a new task joins: the caller's (API Gateway passes one) or, without one, a new
+    sampled trace in X-Ray's format, so that the task's lines and spans always share an id."""
+    if trace_root(incoming) and "Parent=" in (incoming or ""):
+        return incoming or ""
+    return f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=1"
+
+
+@contextmanager
+def task_span(name: str, trace_header: str | None, attributes: Mapping[str, Any]) -> Iterator[str | None]:
+    """An OpenTelemetry span for a task's work, a child of the trace the task arrived with; yields
+    the X-Ray trace id for the logs. Without `start_tracing` the span records nothing and costs
+    next to nothing, but the trace id still continues."""
+    parent = _propagator.extract({XRAY_HEADER: trace_header} if trace_header else {})
+    with trace.get_tracer("mistersmith").start_as_current_span(
+        name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=dict(attributes)
+    ) as span:
+        context = span.get_span_context()
+        trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        yield f"1-{trace_id[:8]}-{trace_id[8:]}" if trace_id else None
+
+
+def start_tracing(endpoint: str | None, service_name: str) -> Callable[[], None] | None:
+    """Exports spans over OTLP/HTTP to a collector (the ADOT sidecar on localhost:4318) when one is
+    configured; returns the shutdown that flushes them. With no endpoint nothing is loaded and no
+    thread or connection is made."""
+    if not endpoint:
+        return None
+    # Imported here: a process without a collector never loads the SDK or the exporter.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        # X-Ray accepts only trace ids that start with the epoch seconds.
+        id_generator=AwsXRayIdGenerator(),
+    )
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces"))
+    )
+    trace.set_tracer_provider(provider)
+    return provider.shutdown

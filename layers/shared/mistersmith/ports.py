@@ -68,7 +68,8 @@ class QueueDepth:
 
 class WorkQueue(ABC):
     @abstractmethod
-    def send(self, body: str) -> str: ...
+    def send(self, body: str, *, trace_header: str | None = None) -> str:
+        """Sends a message; `trace_header` becomes its AWSTraceHeader system attribute."""
 
     @abstractmethod
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]: ...

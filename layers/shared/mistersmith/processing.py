@@ -24,9 +24,10 @@ from mistersmith.models import (
     TaskError,
     TaskMessage,
     TaskStatus,
+    known_task_type,
     parse_s3_uri,
 )
-from mistersmith.observability import logger, metrics
+from mistersmith.observability import logger, record_metrics, task_context, task_span
 from mistersmith.ports import BlobNotFound, BlobStore
 from mistersmith.work import WorkLimits, perform
 from mistersmith.work.artifacts import ArtifactSink
@@ -62,6 +63,13 @@ class StopSignal:
                 self.event.set()
 
 
+_OUTCOME_METRICS = {
+    TaskStatus.SUCCEEDED: "TasksSucceeded",
+    TaskStatus.FAILED: "TasksFailed",
+    TaskStatus.CANCELLED: "TasksCancelled",
+}
+
+
 class TaskProcessor:
     def __init__(
         self,
@@ -89,24 +97,45 @@ class TaskProcessor:
         attempt: int = 1,
         stop: StopSignal | None = None,
         extend_visibility: Callable[[int], None] | None = None,
+        trace_header: str | None = None,
     ) -> Disposition:
         """Runs the task once, unless it is terminal or leased by another live worker.
 
         While it runs, a heartbeat renews the lease (and, through `extend_visibility`, the
-        message) every third of the lease; a cancel request or a lost lease stops the work."""
-        log = {
-            "task_id": message.id,
-            "task_type": message.task_type,
-            "attempt": attempt,
-            "worker_id": self.worker_id,
-            "trace_id": message.trace_id,
+        message) every third of the lease; a cancel request or a lost lease stops the work.
+        The work is a span in the trace of `trace_header` (SQS's AWSTraceHeader) or, without
+        one, of the header the message carries."""
+        attributes = {
+            "task.id": message.id,
+            "task.type": message.task_type,
+            "task.attempt": attempt,
+            "worker.id": self.worker_id,
         }
+        with task_span(
+            f"{message.task_type} task", trace_header or message.trace_header, attributes
+        ) as trace_id:
+            log = {
+                "task_id": message.id,
+                "task_type": message.task_type,
+                "attempt": attempt,
+                "worker_id": self.worker_id,
+                "trace_id": trace_id,
+            }
+            with task_context(message.id, trace_id):
+                return self._run(message, log, stop or StopSignal(), extend_visibility)
+
+    def _run(
+        self,
+        message: TaskMessage,
+        log: dict[str, Any],
+        stop: StopSignal,
+        extend_visibility: Callable[[int], None] | None,
+    ) -> Disposition:
         task = self._claim(message)
         if task is None:
             logger.info("task not run: terminal or held by another worker", extra=log)
             return Disposition.DELETE
         self.lifecycle.announce(task)
-        stop = stop or StopSignal()
         beat = self.heartbeats.add(task.id, stop, extend_visibility)
         started = self.clock()
         try:
@@ -233,11 +262,16 @@ class TaskProcessor:
         fields = log | {"duration_ms": duration_ms, "queue_wait_ms": queue_wait_ms, "status": status.value}
         if error is None:
             logger.info("task_duration", extra=fields)
-            metrics.add_metric(name="TasksSucceeded", unit=MetricUnit.Count, value=1)
         else:
             logger.error("task_duration", extra=fields | {"error_type": error.type, "error": error.message})
-            metrics.add_metric(name="TasksFailed", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="TaskDuration", unit=MetricUnit.Milliseconds, value=duration_ms)
+        record_metrics(
+            {
+                _OUTCOME_METRICS[status]: (MetricUnit.Count, 1),
+                "TaskDuration": (MetricUnit.Milliseconds, duration_ms),
+                "TaskQueueWait": (MetricUnit.Milliseconds, queue_wait_ms),
+            },
+            task_type=known_task_type(task.task_type),
+        )
         return Disposition.DELETE
 
     def _release(self, task: StoredTask, error: TaskError) -> None:

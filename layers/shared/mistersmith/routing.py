@@ -21,7 +21,7 @@ from mistersmith.models import (
     canonical_json,
     is_task_id,
 )
-from mistersmith.observability import logger
+from mistersmith.observability import count, logger, task_context, trace_header_for, trace_root
 from mistersmith.ports import WorkQueue
 
 
@@ -55,28 +55,35 @@ class Router:
 
     def route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
         """Routes one event's detail; returns the task id and what happened to it."""
+        raw_id = detail.get("id")
+        with task_context(
+            raw_id if is_task_id(raw_id) else "unidentified", trace_root(detail.get("trace_header"))
+        ):
+            return self._route(detail)
+
+    def _route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
         try:
             message = TaskMessage.model_validate(detail)
             task_type = self._checked_type(message)
         except (ValidationError, ValueError) as error:
             return self._reject(detail, error)
+        if message.trace_header is None:  # from the orchestrator: the task starts its own trace
+            message = message.model_copy(update={"trace_header": trace_header_for(None)})
         task = self._record_for(message)
         if task.status is not TaskStatus.QUEUED:
             logger.info(
                 "task not routed: already past QUEUED", extra={"task_id": task.id, "status": task.status}
             )
+            count("TasksSkipped", task_type=task_type.value)
             return task.id, RouteOutcome.SKIPPED
+        # A redelivered orchestrator event keeps the trace its record started.
+        message = message.model_copy(update={"trace_header": task.trace_header or message.trace_header})
         body = canonical_json(message.model_dump(mode="json", exclude_none=True))
         destination = self._destination(task_type, message)
-        destination.send(body)
-        logger.info(
-            "task routed",
-            extra={
-                "task_id": task.id,
-                "task_type": task_type.value,
-                "queue": "analyze" if destination is self.analyze_queue else "work",
-            },
-        )
+        destination.send(body, trace_header=message.trace_header)
+        queue = "analyze" if destination is self.analyze_queue else "work"
+        logger.info("task routed", extra={"task_id": task.id, "task_type": task_type.value, "queue": queue})
+        count("TasksRouted", task_type=task_type.value, queue=queue)
         return task.id, RouteOutcome.QUEUED
 
     def _destination(self, task_type: TaskType, message: TaskMessage) -> WorkQueue:
@@ -131,4 +138,5 @@ class Router:
         logger.warning(
             "task rejected", extra={"task_id": task_id, "error_type": error_type, "error": str(error)}
         )
+        count("TasksRejected", stage="router", reason=error_type)
         return task_id, RouteOutcome.REJECTED

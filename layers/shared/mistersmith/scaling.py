@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mistersmith.observability import logger, metrics
+from mistersmith.observability import logger, record_metrics
 from mistersmith.ports import QueueDepth, ServiceCounts, WorkerService, WorkQueue
 
 SEED_STEPS = "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
@@ -424,8 +424,19 @@ class Autoscaler:
                 "changed": decision.changed,
             },
         )
-        metrics.add_metric(name="QueueDepth", unit=MetricUnit.Count, value=depth.visible)
-        metrics.add_metric(
-            name="BacklogPerTask", unit=MetricUnit.Count, value=depth.visible / max(counts.running, 1)
+        direction = (
+            "out"
+            if decision.desired > decision.previous
+            else "in"
+            if decision.desired < decision.previous
+            else "hold"
         )
-        metrics.add_metric(name="DesiredCount", unit=MetricUnit.Count, value=decision.desired)
+        record_metrics(
+            {
+                "ScalingDecisions": (MetricUnit.Count, 1),
+                "QueueDepth": (MetricUnit.Count, depth.visible),
+                "BacklogPerTask": (MetricUnit.Count, depth.visible / max(counts.running, 1)),
+                "DesiredCount": (MetricUnit.Count, decision.desired),
+            },
+            direction=direction,
+        )

@@ -159,6 +159,8 @@ class WorkerSettings(WorkSettings, WorkQueueSettings):
     max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
     health_host: str = "0.0.0.0"  # noqa: S104 - the container's health check and load balancer reach it
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # The ADOT collector sidecar (http://localhost:4318 in the task definition); unset: no tracing export.
+    otel_exporter_otlp_endpoint: str | None = None
     receive_batch_size: Annotated[int, Field(ge=1, le=10)] = 10
     receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
 

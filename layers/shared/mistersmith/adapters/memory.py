@@ -112,14 +112,16 @@ class MemoryQueue(WorkQueue):
         self.visibility_seconds = visibility_seconds
         self._visible: deque[str] = deque()
         self._messages: dict[str, tuple[str, int]] = {}  # id -> (body, receive count)
+        self._attributes: dict[str, dict[str, str]] = {}  # id -> system attributes
         self._in_flight: dict[str, tuple[str, float]] = {}  # receipt -> (id, visible again at)
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, *, trace_header: str | None = None) -> str:
         with self._lock:
             message_id = str(next(self._ids))
             self._messages[message_id] = (body, 0)
+            self._attributes[message_id] = {"AWSTraceHeader": trace_header} if trace_header else {}
             self._visible.append(message_id)
             return message_id
 
@@ -133,13 +135,15 @@ class MemoryQueue(WorkQueue):
                 self._messages[message_id] = (body, count + 1)
                 receipt = f"{message_id}:{count + 1}"
                 self._in_flight[receipt] = (message_id, time.monotonic() + self.visibility_seconds)
-                received.append(QueueMessage(message_id, body, receipt, count + 1))
+                attributes = self._attributes[message_id]
+                received.append(QueueMessage(message_id, body, receipt, count + 1, dict(attributes)))
             return received
 
     def delete(self, receipt_handle: str) -> None:
         with self._lock:
             message_id, _ = self._in_flight.pop(receipt_handle)
             del self._messages[message_id]
+            del self._attributes[message_id]
 
     def delete_batch(self, receipt_handles: list[str]) -> list[str]:
         failed = []

@@ -13,8 +13,13 @@ class SqsWorkQueue:
         self.url = queue_url
         self._sqs = client("sqs")
 
-    def send(self, body: str) -> str:
-        return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+    def send(self, body: str, *, trace_header: str | None = None) -> str:
+        trace = (
+            {"AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}} if trace_header else {}
+        )
+        return self._sqs.send_message(QueueUrl=self.url, MessageBody=body, MessageSystemAttributes=trace)[
+            "MessageId"
+        ]
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
         response = self._sqs.receive_message(

@@ -17,7 +17,7 @@ from mistersmith.errors import TaskFailure
 from mistersmith.models import PAYLOAD_MODELS, TaskType
 from mistersmith.work.analyze import run_analyze
 from mistersmith.work.artifacts import ArtifactSink
-from mistersmith.work.compile import TOOLCHAINS, run_compile
+from mistersmith.work.compile import TOOLCHAINS, Toolchain, run_compile
 from mistersmith.work.execute import run_execute
 from mistersmith.work.limits import WorkLimits
 from mistersmith.work.sandbox import SandboxResult, run_sandboxed
@@ -27,6 +27,7 @@ __all__ = [
     "TOOLCHAINS",
     "SandboxResult",
     "SourceFetcher",
+    "Toolchain",
     "WorkLimits",
     "perform",
     "run_analyze",
@@ -38,12 +39,14 @@ __all__ = [
 # The validation errors spelled out in an InvalidPayload message.
 _REPORTED_ERRORS = 10
 
-# compile and analyze run in-process and briefly: only execute has a child to stop.
+# analyze runs in-process and briefly; execute and a compiled language's compiler are children to stop.
 _RUNNERS: dict[
     TaskType, Callable[[Any, WorkLimits, threading.Event | None, ArtifactSink | None], BaseModel]
 ] = {
     TaskType.EXECUTE: run_execute,
-    TaskType.COMPILE: lambda payload, _limits, _stop, artifacts: run_compile(payload, artifacts),
+    TaskType.COMPILE: lambda payload, limits, stop, artifacts: run_compile(
+        payload, artifacts, limits=limits, stop=stop
+    ),
     TaskType.ANALYZE: lambda payload, _limits, _stop, _artifacts: run_analyze(payload),
 }
 

@@ -16,13 +16,14 @@ import resource
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
 from mistersmith.errors import TaskFailure
@@ -54,6 +55,8 @@ class SandboxResult:
     duration_ms: int
     timed_out: bool
     stopped: bool = False
+    # The `collect` files that could be read back, by relative path.
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def child_environment(workdir: Path, requested: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -89,6 +92,7 @@ def run_sandboxed(
     files: Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
     confinement: Confinement | None = None,
+    collect: Sequence[str] = (),
 ) -> SandboxResult:
     """Runs `command` (an argv list, never through a shell) in a fresh temporary directory.
 
@@ -103,12 +107,19 @@ def run_sandboxed(
     memory, file-size and process limits; a worker running as root hands the child to an
     unprivileged user.
 
+    `collect` names files (relative paths) to read back after the child has exited and before
+    the directory goes: each that is a regular file (of the child's user, when there is one), no
+    larger than the confinement's `max_file_bytes`, is in the result's `files`; links are never
+    followed and anything else is left out.
+
+    Raises ValueError for a `collect` path that is not a plain relative path.
     Raises TaskFailure: `ExecutableNotAllowed` for a command outside the allowlist,
     `CommandNotFound` when the executable does not exist,
     `CommandNotExecutable` when it cannot be executed, `InvalidPayload` for a file path, an
     argument or an environment variable that cannot be used.
     """
     argv = _checked_argv(command)
+    wanted = [_collectable(relpath) for relpath in collect]
     stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
     workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-")).resolve()
     try:
@@ -120,7 +131,16 @@ def run_sandboxed(
         if account is not None:
             _hand_over(workdir, account)
         jail = _Jail(executable, account, _rlimits(confinement, timeout_seconds, account is not None))
-        return _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail)
+        result = _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail)
+        if not wanted:
+            return result
+        owner = account[0] if account else None
+        collected = {
+            relpath: data
+            for relpath, parts in zip(collect, wanted, strict=True)
+            if (data := _read_back(workdir, parts, confinement.max_file_bytes, owner)) is not None
+        }
+        return replace(result, files=collected)
     finally:
         _remove_tree(workdir)
 
@@ -401,6 +421,39 @@ def _write_files(workdir: Path, files: Mapping[str, str]) -> None:
             raise TaskFailure(
                 "InvalidPayload", f"file path {relpath!r} collides with another file: {exc.strerror}"
             ) from None
+
+
+def _collectable(relpath: str) -> tuple[str, ...]:
+    parts = PurePosixPath(relpath).parts
+    if not parts or "\0" in relpath or parts[0] == "/" or ".." in parts:
+        raise ValueError(f"cannot collect {relpath!r}: not a relative path inside the work directory")
+    return parts
+
+
+def _read_back(workdir: Path, parts: tuple[str, ...], limit: int, owner: int | None) -> bytes | None:
+    """The file's bytes, or None unless it is a regular file of `owner` within `limit` bytes."""
+    # O_NOFOLLOW at every step: the child owns the directory and may have planted links out of it.
+    nofollow = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptors: list[int] = []
+    try:
+        descriptors.append(os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        for part in parts[:-1]:
+            descriptors.append(os.open(part, nofollow | os.O_DIRECTORY, dir_fd=descriptors[-1]))
+        # O_NONBLOCK so that a FIFO in its place cannot hold the worker up.
+        descriptors.append(os.open(parts[-1], nofollow | os.O_NONBLOCK, dir_fd=descriptors[-1]))
+        info = os.fstat(descriptors[-1])
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        if owner is not None and info.st_uid != owner:
+            return None  # a hard link the child made to a file of the worker's
+        with open(descriptors[-1], "rb", closefd=False) as file:
+            data = file.read(limit + 1)
+        return data if len(data) <= limit else None
+    except OSError:
+        return None
+    finally:
+        for descriptor in descriptors:
+            os.close(descriptor)
 
 
 def _remove_tree(root: Path) -> None:
