@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,3 +74,21 @@ def wait_terminal(api: httpx.Client) -> Callable[[str], dict[str, Any]]:
         return wait_for_status(api, task_id, TERMINAL, timeout)
 
     return wait
+
+
+@contextlib.contextmanager
+def own_workers(stack) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Stops the stack's supervised workers, so that the test's own are the only ones polling."""
+    stack.max_workers = 0
+    deadline = time.monotonic() + 30
+    while any(worker.poll() is None for worker in stack.workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for worker in started:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+        stack.max_workers = stack.config.max_workers

@@ -355,7 +355,8 @@ app.openapi = openapi  # type: ignore[method-assign]
 _asgi_handler = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM_MEDIA_TYPE])
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+# No correlation path: each task's lines carry its id (task_context), which a global key would outlive.
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A plain function around Mangum: Tracer needs a callable with a __name__.

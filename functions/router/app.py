@@ -18,7 +18,8 @@ def get_router() -> Router:
     return wiring.router(load(RouterSettings))
 
 
-@logger.inject_lambda_context(correlation_id_path="detail.id")
+# No correlation path: each task's lines carry its id (task_context), which a global key would outlive.
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: Any) -> dict[str, str]:

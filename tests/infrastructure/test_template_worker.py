@@ -159,7 +159,9 @@ def test_worker_container_environment_names_every_setting(worker_container):
     env = {item["Name"]: item["Value"] for item in worker_container["Environment"]}
     # When the worker validates its settings at start
     # Then every resource it needs is named
-    assert env["TASK_TABLE_NAME"] == {"Ref": "TaskTable"}  # by default; the global or external table otherwise
+    assert env["TASK_TABLE_NAME"] == {
+        "Ref": "TaskTable"
+    }  # by default; the global or external table otherwise
     assert env["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
     assert env["ARTIFACTS_BUCKET_NAME"] == {"Ref": "ArtifactsBucket"}
     assert env["WORK_QUEUE_URL"] == {"Ref": "WorkQueue"}

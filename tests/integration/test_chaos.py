@@ -17,8 +17,7 @@ import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso
-from tests.conftest import TERMINAL
-from tests.integration.test_worker_reliability import own_workers
+from tests.conftest import TERMINAL, own_workers
 
 pytestmark = pytest.mark.chaos
 

@@ -14,8 +14,7 @@ import pytest
 
 from local_stack.lambda_runtime import invoke
 from mistersmith.observability import logger
-from tests.conftest import load_event
-from tests.integration.test_worker_reliability import own_workers
+from tests.conftest import load_event, own_workers
 
 pytestmark = pytest.mark.integration
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,31 +20,13 @@ from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TASK_REQUEST_ADAPTER, StoredTask, TaskMessage, TaskStatus, canonical_json
 from mistersmith.ports import EventPublisher
 from mistersmith.settings import IntakeSettings, load
-from tests.conftest import VISIBILITY_SECONDS, wait_for_status
+from tests.conftest import VISIBILITY_SECONDS, own_workers, wait_for_status
 
 pytestmark = pytest.mark.integration
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@contextlib.contextmanager
-def own_workers(stack) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Stops the stack's supervised workers, so that the test's own are the only ones polling."""
-    stack.max_workers = 0
-    deadline = time.monotonic() + 30
-    while any(worker.poll() is None for worker in stack.workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for worker in started:
-            if worker.poll() is None:
-                worker.kill()
-            worker.wait()
-        stack.max_workers = stack.config.max_workers
 
 
 def work_queue_count(stack) -> int:
