@@ -17,11 +17,9 @@ root hands children to `nobody`, who cannot reach an interpreter under /root).
 - where the time goes, measured in the same run: subprocess.run with a no-op preexec_fn (CPython
   then forks the child instead of vforking it); subprocess.run with the sandbox's spawn options
   (a fresh directory, the environment from scratch, its own session, rlimits set in preexec_fn,
-  the child's user when root), waited on as subprocess.run waits, then with the exit polled as
-  the sandbox polls it (sleeps of 0.5 ms doubling up to 50 ms); and `run_sandboxed` alone. The
-  note prints differences of medians. They do not add up exactly: the sandbox's reader threads
-  start while the child runs and shift where the polls fall, and the polled times cluster on the
-  poll grid, so a median can move by a few milliseconds between runs.
+  the child's user when root), waited on as subprocess.run waits; and `run_sandboxed` alone
+  (which waits on a pidfd, so it wakes at the exit). The note prints differences of medians;
+  they do not add up exactly.
 
 Every variant runs REPEATS times after WARMUPS, interleaved (one of each per round, the order
 rotating) so that drift on the machine hits them all alike: about ten seconds in all. Median and
@@ -134,7 +132,7 @@ class SandboxSpawn:
         for which, soft, hard in self.limits:
             resource.setrlimit(which, (soft, hard))
 
-    def run(self, *, polled: bool) -> None:
+    def run(self) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="bench-execute-")).resolve()
         try:
             if self.account is not None:
@@ -156,8 +154,6 @@ class SandboxSpawn:
             )
             with process:
                 try:
-                    if polled:
-                        wait_polled(process, time.monotonic() + TIMEOUT_SECONDS)
                     process.communicate(timeout=TIMEOUT_SECONDS)
                 except BaseException:
                     process.kill()
@@ -165,23 +161,6 @@ class SandboxSpawn:
             assert process.returncode == 0, f"the child exited with {process.returncode}"
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def wait_polled(process: subprocess.Popen[bytes], deadline: float) -> None:
-    """Waits for the exit the way the sandbox does: a non-reaping check, then a sleep of 0.5 ms
-    doubling up to 50 ms."""
-    delay = 0.0005
-    while not exited(process):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the child did not exit")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def exited(process: subprocess.Popen[bytes]) -> bool:
-    if not hasattr(os, "waitid"):
-        return process.poll() is not None
-    return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 class ProcessorRuns:
@@ -268,8 +247,7 @@ def main() -> int:
         {
             "baseline": baseline,
             "forked": forked,
-            "spawn": lambda: spawn.run(polled=False),
-            "polled": lambda: spawn.run(polled=True),
+            "spawn": spawn.run,
             "sandbox": sandbox_alone,
             "processor": processor.run,
         }
@@ -295,7 +273,6 @@ def main() -> int:
     print(" where the time goes (same run):")
     row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
     row("subprocess.run with the sandbox's spawn options", "spawn")
-    row("  same, exit polled as the sandbox polls it", "polled")
     row("run_sandboxed alone", "sandbox")
     ratio = median(samples["processor"]) / base
     print(f" ratio, processor process() median / subprocess.run median: x{ratio:.2f}")
@@ -307,10 +284,9 @@ def main() -> int:
     print(
         f" note: the processor's {delta('processor', 'baseline')} over subprocess.run:"
         f" spawn options {delta('spawn', 'baseline')} (a no-op preexec_fn alone {delta('forked', 'baseline')});"
-        f" exit polled rather than waited for {delta('polled', 'spawn')};"
     )
     print(
-        f"   rest of run_sandboxed (reader threads, allowlist lookup, group kill) {delta('sandbox', 'polled')};"
+        f"   rest of run_sandboxed (reader threads, allowlist lookup, group kill) {delta('sandbox', 'spawn')};"
         f" claim, records, events, logs {delta('processor', 'sandbox')} (differences of medians, not additive)"
     )
     print(json.dumps({f"{name}_median_ms": round(value, 3) for name, value in medians.items()}))

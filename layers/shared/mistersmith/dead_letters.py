@@ -6,7 +6,7 @@ from mistersmith.clock import now_iso
 from mistersmith.errors import TransitionRejected
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus, known_task_type
-from mistersmith.observability import count, logger, task_context, trace_root
+from mistersmith.observability import count, logger, task_context, trace_root, traced
 
 
 class DeadLetters:
@@ -14,6 +14,7 @@ class DeadLetters:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
 
+    @traced
     def record(self, message: TaskMessage, *, receive_count: int) -> StoredTask | None:
         """Marks the task DEAD_LETTERED unless it already ended; returns the record it moved."""
         with task_context(message.id, trace_root(message.trace_header)):

@@ -40,7 +40,7 @@ from mistersmith.models import (
     parse_s3_uri,
     request_fingerprint,
 )
-from mistersmith.observability import logger, task_context, trace_root
+from mistersmith.observability import logger, task_context, trace_root, traced
 from mistersmith.ports import BlobNotFound, BlobStore
 from mistersmith.settings import IntakeSettings
 
@@ -137,6 +137,7 @@ class Intake:
         self.blobs = blobs
         self.settings = settings
 
+    @traced
     def submit(
         self, request: TaskRequestModel | UploadedTaskRequest, *, trace_header: str | None = None
     ) -> tuple[TaskRecord, bool]:
@@ -283,6 +284,7 @@ class Intake:
                 f"task {task.id!r} was not accepted: the event bus is unavailable ({error})"
             ) from error
 
+    @traced
     def cancel(self, task_id: str) -> TaskRecord:
         """QUEUED ends CANCELLED at once; RUNNING is asked to stop (its worker ends it CANCELLED)."""
         task = self.store.get(task_id)

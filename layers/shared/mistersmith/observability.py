@@ -27,6 +27,9 @@ _XRAY_ROOT = re.compile(r"(?:^|;)\s*Root=(1-[0-9a-f]{8}-[0-9a-f]{24})(?:;|$)")
 # Service name and level come from POWERTOOLS_SERVICE_NAME / LOG_LEVEL, set per component in template.yaml.
 logger = Logger()
 tracer = Tracer()
+# Domain calls as subsegments of a Lambda's X-Ray trace (off outside Lambda), without their
+# arguments' payloads or their results, which may be large or secret.
+traced = tracer.capture_method(capture_response=False)
 
 _write_lock = threading.Lock()
 _propagator = AwsXRayPropagator()

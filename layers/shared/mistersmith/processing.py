@@ -27,7 +27,7 @@ from mistersmith.models import (
     known_task_type,
     parse_s3_uri,
 )
-from mistersmith.observability import logger, record_metrics, task_context, task_span
+from mistersmith.observability import logger, record_metrics, task_context, task_span, traced
 from mistersmith.ports import BlobNotFound, BlobStore
 from mistersmith.work import WorkLimits, perform
 from mistersmith.work.artifacts import ArtifactSink
@@ -90,6 +90,7 @@ class TaskProcessor:
         self.clock = clock
         self.heartbeats = _Heartbeats(self)
 
+    @traced
     def process(
         self,
         message: TaskMessage,

@@ -21,7 +21,7 @@ from mistersmith.models import (
     canonical_json,
     is_task_id,
 )
-from mistersmith.observability import count, logger, task_context, trace_header_for, trace_root
+from mistersmith.observability import count, logger, task_context, trace_header_for, trace_root, traced
 from mistersmith.ports import WorkQueue
 
 
@@ -53,6 +53,7 @@ class Router:
         self.analyze_queue = analyze_queue
         self.analyze_lambda_limit_bytes = analyze_lambda_limit_bytes
 
+    @traced
     def route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
         """Routes one event's detail; returns the task id and what happened to it."""
         raw_id = detail.get("id")

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mistersmith.observability import logger, record_metrics
+from mistersmith.observability import logger, record_metrics, traced
 from mistersmith.ports import QueueDepth, ServiceCounts, WorkerService, WorkQueue
 
 SEED_STEPS = "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
@@ -367,6 +367,7 @@ class Autoscaler:
         self.durations = durations
         self.clock = clock
 
+    @traced
     def run(self) -> Decision | None:
         """One tick: the decision applied, or None when nothing was (inputs missing, or another
         invocation kept writing first)."""

@@ -13,6 +13,7 @@ import math
 import os
 import pwd
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -222,15 +223,33 @@ def _run(
 
 
 def _wait_for_exit(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> bool:
-    """True once the child has exited (left unreaped where possible), False at the deadline or on stop."""
+    """True once the child has exited (left unreaped where possible), False at the deadline or on stop.
+
+    Where Linux offers a pidfd the wait wakes the moment the child exits; elsewhere it polls with
+    a growing step. `stop` is looked at every step either way."""
+    pidfd = _open_pidfd(process.pid)
     delay = 0.0005
-    while not _has_exited(process):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or (stop is not None and stop.is_set()):
-            return False
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)
-    return True
+    try:
+        while not _has_exited(process):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                return False
+            if pidfd is None:
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)
+            else:
+                select.select([pidfd], [], [], min(_MAX_WAIT_STEP_SECONDS, remaining))
+        return True
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return None
 
 
 def _has_exited(process: subprocess.Popen[bytes]) -> bool:
