@@ -41,6 +41,7 @@ INTERFACE_ENDPOINTS = {
     "LogsEndpoint",
     "EcrApiEndpoint",
     "EcrDockerEndpoint",
+    "XRayEndpoint",
 }
 GATEWAY_ENDPOINTS = {"S3GatewayEndpoint", "DynamoDbGatewayEndpoint"}
 FUNCTIONS = [
