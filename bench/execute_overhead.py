@@ -3,7 +3,7 @@ plain subprocess.run in the same run.
 
 The command is `[python, "-c", "pass"]` with the same interpreter path on both sides: this
 interpreter when the sandbox can run it, else python3 on the sandbox's PATH (a worker running as
-root hands children to `nobody`, who cannot reach an interpreter under /root).
+root hands children to an unprivileged uid, which cannot reach an interpreter under /root).
 
 - baseline: `subprocess.run(command, capture_output=True)` (the sandbox captures output too).
 - processor: the real TaskProcessor (claim -> sandboxed execute -> terminal record, status
@@ -34,7 +34,6 @@ import faulthandler
 import json
 import math
 import os
-import pwd
 import resource
 import shutil
 import statistics
@@ -105,10 +104,8 @@ def sandboxed(command: list[str], limits: WorkLimits) -> SandboxResult:
 
 
 def child_account(confinement: Confinement) -> tuple[int, int] | None:
-    if os.geteuid() != 0:
-        return None
-    entry = pwd.getpwnam(confinement.run_as_user)
-    return entry.pw_uid, entry.pw_gid
+    # The first of the sandbox's per-run uids (runs here never overlap).
+    return None if os.geteuid() != 0 else (confinement.child_uid_base, confinement.child_uid_base)
 
 
 class SandboxSpawn:
@@ -259,7 +256,7 @@ def main() -> int:
         values = samples[name]
         print(f"  {label:<58} {median(values):>7.2f} {p90(values):>7.2f}   x{median(values) / base:.2f}")
 
-    user = f"as {limits.confinement.run_as_user}" if spawn.account else "as this user"
+    user = f"as uid {limits.confinement.child_uid_base}" if spawn.account else "as this user"
     # What a fork copies the page tables of.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"execute {json.dumps(command)}: {REPEATS} runs of each after {WARMUPS} warm-ups, interleaved")

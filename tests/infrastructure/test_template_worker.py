@@ -117,10 +117,17 @@ def test_worker_container_root_filesystem_read_only(worker_container):
     assert worker_container["ReadonlyRootFilesystem"] is True
 
 
-def test_worker_container_user_non_root(worker_container):
-    # Given the container / When it starts / Then it runs as an unprivileged numeric user
-    user = worker_container["User"]
-    assert user.split(":")[0] not in {"0", "root"}
+def test_worker_container_root_keeps_only_what_handing_children_their_own_uids_takes(worker_container):
+    # Given the container / When it starts / Then it is root (children of each run then get a uid of
+    # their own, which cannot read PID 1's environment) with every other default capability dropped
+    assert worker_container["User"] == "0"
+    dropped = set(worker_container["LinuxParameters"]["Capabilities"]["Drop"])
+    docker_defaults = {
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+        "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    }  # fmt: skip
+    assert docker_defaults - dropped == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"}
+    assert "Add" not in worker_container["LinuxParameters"]["Capabilities"]
 
 
 def test_worker_container_tmp_is_a_writable_scratch_volume(resources, worker_container):

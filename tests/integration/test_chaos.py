@@ -42,7 +42,8 @@ def mixed_tasks(run: str, marks: Path) -> dict[str, tuple[dict, str]]:
             expected = "SUCCEEDED"
         elif kind in (3, 4):
             seconds = round(rng.uniform(0, 1.5), 2)
-            code = f"import time; open({str(marks / task_id)!r}, 'a').write(repr(time.time()) + '\\n'); time.sleep({seconds})"
+            # umask 0: each attempt's child runs as a uid of its own and appends to the same file.
+            code = f"import os, time; os.umask(0); open({str(marks / task_id)!r}, 'a').write(repr(time.time()) + '\\n'); time.sleep({seconds})"
             body = {"task_type": "execute", "payload": {"command": ["python3", "-c", code]}}
             expected = "SUCCEEDED"
         else:

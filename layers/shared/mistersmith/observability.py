@@ -116,8 +116,8 @@ def start_tracing(endpoint: str | None, service_name: str) -> Callable[[], None]
         # X-Ray accepts only trace ids that start with the epoch seconds.
         id_generator=AwsXRayIdGenerator(),
     )
-    provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces"))
-    )
+    # A short export timeout: the last flush happens inside the container's stopTimeout.
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces", timeout=5)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider.shutdown

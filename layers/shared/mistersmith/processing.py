@@ -63,6 +63,9 @@ class StopSignal:
                 self.event.set()
 
 
+# The least time between a lease's end and the message's return to the queue.
+LEASE_MARGIN_SECONDS = 2.0
+
 _OUTCOME_METRICS = {
     TaskStatus.SUCCEEDED: "TasksSucceeded",
     TaskStatus.FAILED: "TasksFailed",
@@ -85,7 +88,12 @@ class TaskProcessor:
         self.store = lifecycle.store
         self.blobs = blobs
         self.worker_id = worker_id
+        # The message's visibility timeout, which heartbeats extend to.
         self.lease_seconds = lease_seconds
+        # The lease ends this much before the message would be visible again (it is taken after the
+        # receive): a redelivery after the holder died finds it expired and takes over, and is
+        # never dropped as a duplicate of a task nobody is running any more.
+        self.lease_duration = lease_seconds - max(LEASE_MARGIN_SECONDS, lease_seconds / 10)
         self.limits = limits
         self.clock = clock
         self.heartbeats = _Heartbeats(self)
@@ -191,14 +199,14 @@ class TaskProcessor:
             task_id,
             TaskStatus.RUNNING,
             allowed_from={TaskStatus.RUNNING},
-            changes={"lease_expires_at": self.clock() + self.lease_seconds},
+            changes={"lease_expires_at": self.clock() + self.lease_duration},
             holder=self.worker_id,
         )
 
     def _claim(self, message: TaskMessage) -> StoredTask | None:
         try:
             return self.store.claim(
-                message.id, worker_id=self.worker_id, lease_seconds=self.lease_seconds, now=self.clock()
+                message.id, worker_id=self.worker_id, lease_seconds=self.lease_duration, now=self.clock()
             )
         except TransitionRejected as rejected:
             if rejected.current is not None:
@@ -207,7 +215,7 @@ class TaskProcessor:
         self.store.create(StoredTask.queued(message, now_iso()))
         try:
             return self.store.claim(
-                message.id, worker_id=self.worker_id, lease_seconds=self.lease_seconds, now=self.clock()
+                message.id, worker_id=self.worker_id, lease_seconds=self.lease_duration, now=self.clock()
             )
         except TransitionRejected:
             return None
@@ -298,7 +306,7 @@ class _Heartbeats:
     def __init__(self, processor: TaskProcessor) -> None:
         self.processor = processor
         # A third of the lease: two renewals can fail before the lease runs out.
-        self.interval = max(0.5, processor.lease_seconds / 3)
+        self.interval = max(0.5, processor.lease_duration / 3)
         self.beats: dict[int, _Beat] = {}
         self._keys = itertools.count()
         self._lock = threading.Lock()

@@ -68,7 +68,8 @@ class WorkSettings(LifecycleSettings, SourceSettings):
     # Unique per process, so two workers on one host never share a lease.
     worker_id: NonEmpty = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     # Matches the visibility timeout of the queue the process reads (template.yaml sets both).
-    lease_seconds: Annotated[int, Field(ge=1, le=43_200)] = 300
+    # At least 5 s: the lease ends a margin (2 s or a tenth) before the message is visible again.
+    lease_seconds: Annotated[int, Field(ge=5, le=43_200)] = 300
     execute_timeout_seconds: Annotated[float, Field(gt=0)] = 600
     # Captured per output stream; past the inline part it is kept in the bucket, not the record.
     output_limit_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
@@ -78,7 +79,7 @@ class WorkSettings(LifecycleSettings, SourceSettings):
     child_memory_bytes: Annotated[int, Field(ge=16 << 20)] = Confinement().memory_bytes
     child_max_file_bytes: Annotated[int, Field(ge=1024)] = Confinement().max_file_bytes
     child_max_processes: Annotated[int, Field(ge=1)] = Confinement().max_processes
-    child_user: NonEmpty = Confinement().run_as_user
+    child_uid_base: Annotated[int, Field(ge=1000, le=4_000_000_000)] = Confinement().child_uid_base
 
     @field_validator("execute_allowed_executables", mode="before")
     @classmethod
@@ -96,7 +97,7 @@ class WorkSettings(LifecycleSettings, SourceSettings):
             memory_bytes=self.child_memory_bytes,
             max_file_bytes=self.child_max_file_bytes,
             max_processes=self.child_max_processes,
-            run_as_user=self.child_user,
+            child_uid_base=self.child_uid_base,
         )
 
 

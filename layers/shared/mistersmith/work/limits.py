@@ -12,14 +12,15 @@ class Confinement:
 
     `allowed_executables` are names looked up on the sandbox's PATH, or absolute paths; a command
     runs only if it resolves to one of them (the worker's own interpreter by default). When the
-    worker runs as root, children run as `run_as_user` and the process limit applies to that user;
-    otherwise the process limit is left alone (it would count the developer's own processes)."""
+    worker runs as root, each run's child gets a uid of its own from `child_uid_base` on (no
+    account entry is needed) and the process limit applies to it; otherwise the process limit is
+    left alone (it would count the worker's and the developer's own processes)."""
 
     allowed_executables: tuple[str, ...] = (sys.executable, "python3")
     memory_bytes: int = 1 << 30
     max_file_bytes: int = 64 << 20
     max_processes: int = 64
-    run_as_user: str = "nobody"
+    child_uid_base: int = 61000
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,17 @@
 environment built from scratch, a wall-clock timeout that kills the whole process group, and
 stdout / stderr capped at a byte limit.
 
-This is the base that resource limits (rlimits) and an executable allowlist will extend.
+Every child also gets resource limits (rlimits) and must be an allowed executable; when the
+worker is root, each run's child gets an unprivileged uid of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import math
 import os
-import pwd
 import resource
 import select
 import selectors
@@ -22,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
@@ -43,6 +44,10 @@ _POLL_SECONDS = 0.1
 # After the process group is killed, pipes reach EOF at once unless something escaped the group.
 _DRAIN_GRACE_SECONDS = 2.0
 _MAX_WAIT_STEP_SECONDS = 0.05
+# Children get uids from child_uid_base on, one per run in flight; the locks that say which are taken.
+_ACCOUNTS = 1000
+_ACCOUNT_LOCKS = "mistersmith-accounts"
+_SWEEP_PASSES = 50
 
 
 @dataclass(frozen=True)
@@ -122,17 +127,20 @@ def run_sandboxed(
     argv = _checked_argv(command)
     wanted = [_collectable(relpath) for relpath in collect]
     stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
+    confinement = confinement or Confinement()
     workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-")).resolve()
     try:
         _write_files(workdir, files or {})
         child_env = child_environment(workdir, env)
-        confinement = confinement or Confinement()
         executable = _allowed_executable(argv[0], child_env, workdir, confinement)
-        account = _child_account(confinement)
-        if account is not None:
-            _hand_over(workdir, account)
-        jail = _Jail(executable, account, _rlimits(confinement, timeout_seconds, account is not None))
-        result = _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail)
+        # Leftovers of the run are killed when the account is given back, before the directory goes.
+        with _leased_account(confinement) as account:
+            if account is not None:
+                _hand_over(workdir, account)
+            jail = _Jail(executable, account, _rlimits(confinement, timeout_seconds, account is not None))
+            result = _run(
+                argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail
+            )
         if not wanted:
             return result
         owner = account[0] if account else None
@@ -387,17 +395,61 @@ def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confin
     return resolved
 
 
-def _child_account(confinement: Confinement) -> tuple[int, int] | None:
-    """The (uid, gid) children run as when the worker is root; None when it is not."""
+@contextlib.contextmanager
+def _leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None]:
+    """The (uid, gid) the child of this run gets when the worker is root (None when it is not):
+    one no other run in flight on this host holds, so that runs cannot read each other's files
+    or signal each other. Whatever still runs as it when the lease ends is killed, including
+    processes that left the run's session."""
     if os.geteuid() != 0:
-        return None
-    try:
-        entry = pwd.getpwnam(confinement.run_as_user)
-    except KeyError:
-        raise RuntimeError(
-            f"user {confinement.run_as_user!r} for sandboxed children does not exist"
-        ) from None
-    return entry.pw_uid, entry.pw_gid
+        yield None
+        return
+    locks = Path(tempfile.gettempdir()) / _ACCOUNT_LOCKS
+    locks.mkdir(mode=0o700, exist_ok=True)
+    base = confinement.child_uid_base
+    for uid in range(base, base + _ACCOUNTS):
+        descriptor = os.open(locks / str(uid), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            # One lock per open file: other threads and other workers on the host skip this uid.
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        try:
+            _kill_account_processes(uid)  # a worker that died holding it may have left some
+            yield uid, uid
+        finally:
+            _kill_account_processes(uid)
+            os.close(descriptor)
+        return
+    raise RuntimeError(f"all {_ACCOUNTS} accounts for sandboxed children from uid {base} are in use")
+
+
+def _kill_account_processes(uid: int) -> None:
+    """Kills every process of `uid`, pass after pass, until a pass finds none left: what they
+    fork meanwhile is found by the next pass (the process limit bounds how many there can be)."""
+    for _ in range(_SWEEP_PASSES):
+        found = list(_live_processes_of(uid))
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _live_processes_of(uid: int) -> Iterator[int]:
+    # /proc/<pid>/status, not the directory's owner: a non-dumpable process's directory is root's.
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        dead = fields.get("State", "").split()[:1] in (["Z"], ["X"])
+        if not dead and str(uid) in fields.get("Uid", "").split():
+            yield int(entry.name)
 
 
 def _hand_over(workdir: Path, account: tuple[int, int]) -> None:

@@ -1,0 +1,104 @@
+"""A root worker gives each run's child a uid of its own: runs cannot see or signal each other or the
+worker, and nothing a run starts outlives it, not even what left its session."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mistersmith.work.limits import Confinement
+from mistersmith.work.sandbox import SandboxResult, run_sandboxed
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker hands children to users of their own"),
+]
+
+CONFINEMENT = Confinement(allowed_executables=("python3",), max_processes=32)
+
+
+def run(code: str, timeout: float = 20) -> SandboxResult:
+    return run_sandboxed(
+        ["python3", "-c", code], timeout_seconds=timeout, output_limit_bytes=65536, confinement=CONFINEMENT
+    )
+
+
+def state_of(pid: int) -> str | None:
+    """The process's state letter, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
+
+
+def test_runs_in_flight_get_different_uids_and_cannot_read_each_other():
+    # Given a run that waits with a secret in its directory, and a second run at the same time
+    first: dict[str, SandboxResult] = {}
+    holder = threading.Thread(
+        target=lambda: first.setdefault(
+            "run",
+            run(
+                "import os, time; open('secret', 'w').write('s3cr3t'); print(os.getuid(), os.getcwd(), flush=True);"
+                " time.sleep(3)"
+            ),
+        )
+    )
+    holder.start()
+    time.sleep(1)
+    # When the second looks for the first's directory and tries to read it
+    second = run(
+        "import glob, os\n"
+        "print(os.getuid())\n"
+        "for path in glob.glob('/tmp/mistersmith-run-*/secret'):\n"
+        "    try:\n"
+        "        print(open(path).read())\n"
+        "    except OSError as error:\n"
+        "        print(type(error).__name__)\n"
+    )
+    holder.join()
+    # Then each ran as a non-root uid of its own, and the secret stayed unread
+    first_uid = int(first["run"].stdout.split()[0])
+    second_uid, *attempts = second.stdout.split()
+    assert 0 not in (first_uid, int(second_uid))
+    assert first_uid != int(second_uid)
+    assert "s3cr3t" not in second.stdout
+    assert set(attempts) <= {"PermissionError"}
+
+
+def test_a_child_cannot_signal_the_worker_or_read_its_environment():
+    # Given the worker's pid / When a child tries to signal it and to read its environment
+    result = run(
+        f"import os\n"
+        f"try:\n    os.kill({os.getpid()}, 0); print('signalled')\nexcept PermissionError:\n    print('refused')\n"
+        f"try:\n    open('/proc/{os.getpid()}/environ', 'rb').read(); print('read')\n"
+        f"except PermissionError:\n    print('refused')\n"
+    )
+    # Then both are refused
+    assert result.stdout.split() == ["refused", "refused"]
+
+
+def test_a_process_that_leaves_the_run_s_session_is_killed_when_the_run_ends():
+    # Given a child that starts a grandchild in a session of its own, which would sleep for a minute
+    code = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(60); os._exit(0)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.5)\n"
+        "print([p for p in os.listdir('/proc') if p.isdigit() and os.stat('/proc/' + p).st_uid == os.getuid()"
+        " and p != str(os.getpid())])\n"
+    )
+    # When the run ends
+    result = run(code)
+    escaped = [int(pid) for pid in result.stdout.strip("[]'\n").replace("'", "").split(", ") if pid]
+    # Then the process that escaped the group existed, and is gone (or a zombie) now
+    assert escaped, result
+    for pid in escaped:
+        assert state_of(pid) in (None, "Z")
