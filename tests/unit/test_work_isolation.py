@@ -4,6 +4,9 @@ worker, and nothing a run starts outlives it, not even what left its session."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,3 +105,28 @@ def test_a_process_that_leaves_the_run_s_session_is_killed_when_the_run_ends():
     assert escaped, result
     for pid in escaped:
         assert state_of(pid) in (None, "Z")
+
+
+def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again():
+    # Given a uid whose lease was never ended (its worker died) and a process it left running
+    confinement = Confinement(allowed_executables=("python3",), child_uid_base=62000)
+    locks = Path(tempfile.gettempdir()) / "mistersmith-accounts"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    (locks / "62000").write_bytes(b"inuse")
+    leftover = subprocess.Popen(["sleep", "60"], user=62000, group=62000)
+    try:
+        # When a run leases it
+        result = run_sandboxed(
+            ["python3", "-c", "import os; print(os.getuid())"],
+            timeout_seconds=20,
+            output_limit_bytes=1024,
+            confinement=confinement,
+        )
+        # Then it ran as that uid, and the leftover was killed first
+        assert result.stdout.strip() == "62000"
+        assert leftover.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        leftover.kill()
+        leftover.wait()
+    # And a lease that ended cleanly leaves the uid marked clean
+    assert (locks / "62000").read_bytes() == b"clean"

@@ -48,6 +48,9 @@ _MAX_WAIT_STEP_SECONDS = 0.05
 _ACCOUNTS = 1000
 _ACCOUNT_LOCKS = "mistersmith-accounts"
 _SWEEP_PASSES = 50
+_STATUS_HEAD_BYTES = 1024
+_CLEAN = b"clean"
+_IN_USE = b"inuse"
 
 
 @dataclass(frozen=True)
@@ -416,10 +419,14 @@ def _leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None
             os.close(descriptor)
             continue
         try:
-            _kill_account_processes(uid)  # a worker that died holding it may have left some
+            # The lock file says "clean" once a lease ended with its sweep; else its holder died.
+            if os.pread(descriptor, len(_CLEAN), 0) != _CLEAN:
+                _kill_account_processes(uid)
+            os.pwrite(descriptor, _IN_USE, 0)
             yield uid, uid
         finally:
             _kill_account_processes(uid)
+            os.pwrite(descriptor, _CLEAN, 0)
             os.close(descriptor)
         return
     raise RuntimeError(f"all {_ACCOUNTS} accounts for sandboxed children from uid {base} are in use")
@@ -439,17 +446,33 @@ def _kill_account_processes(uid: int) -> None:
 
 def _live_processes_of(uid: int) -> Iterator[int]:
     # /proc/<pid>/status, not the directory's owner: a non-dumpable process's directory is root's.
+    wanted = str(uid).encode()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            status = Path(entry.path, "status").read_text()
+            descriptor = os.open(f"{entry.path}/status", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        dead = fields.get("State", "").split()[:1] in (["Z"], ["X"])
-        if not dead and str(uid) in fields.get("Uid", "").split():
+        try:
+            # State and Uid are among the first lines: the head of the file is enough.
+            head = os.read(descriptor, _STATUS_HEAD_BYTES)
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
+        alive = _status_field(head, b"State")[:1] not in (b"Z", b"X", b"")
+        if alive and wanted in _status_field(head, b"Uid").split():
             yield int(entry.name)
+
+
+def _status_field(head: bytes, name: bytes) -> bytes:
+    start = head.find(b"\n" + name + b":")
+    if start < 0:
+        return b""
+    start += len(name) + 2
+    end = head.find(b"\n", start)
+    return head[start : end if end >= 0 else len(head)].strip()
 
 
 def _hand_over(workdir: Path, account: tuple[int, int]) -> None:
