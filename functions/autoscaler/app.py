@@ -20,8 +20,15 @@ def get_autoscaler() -> Autoscaler:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = get_autoscaler().run()
+    # One reply shape: without a decision the counts are unknown (null), not left out.
     if decision is None:
-        return {"changed": False, "reason": "nothing applied: inputs unavailable (see the log)"}
+        return {
+            "changed": False,
+            "desired_count": None,
+            "previous_desired_count": None,
+            "adjustment": 0,
+            "reason": "nothing applied: inputs unavailable (see the log)",
+        }
     return {
         "changed": decision.changed,
         "desired_count": decision.desired,

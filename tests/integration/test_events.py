@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from local_stack.lambda_runtime import invoke
+from local_stack.lambda_runtime import invoke, module_of
 from tests.conftest import event_files, load_event
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,18 @@ def test_autoscaler_schedule_event_decides_a_count_within_bounds(stack):
     minimum = int(stack.template.parameters["MinTasks"])
     maximum = int(stack.template.parameters["MaxTasks"])
     assert minimum <= response["desired_count"] <= maximum
+
+
+def test_autoscaler_reply_has_one_shape_also_when_its_inputs_are_unavailable(stack, monkeypatch):
+    # Given an autoscaler whose inputs cannot be read this minute
+    module = module_of(stack.template, "AutoscalerFunction")
+    monkeypatch.setattr(module, "get_autoscaler", lambda: SimpleNamespace(run=lambda: None))
+    # When the schedule invokes it
+    response = invoke(stack.template, "AutoscalerFunction", load_event("autoscaler_schedule.json"))
+    # Then it answers with the same fields as a decision, saying nothing was applied
+    assert set(response) == {"changed", "desired_count", "previous_desired_count", "adjustment", "reason"}
+    assert (response["changed"], response["desired_count"]) == (False, None)
+    assert "inputs unavailable" in response["reason"]
 
 
 def test_dead_letter_sqs_batch_event_ends_the_task_dead_lettered(stack, wait_terminal):
