@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
@@ -13,8 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
+
+# CI gets the same examples on every run, so that its verdict is about the change, not the draw;
+# locally the draw varies and keeps exploring.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 VISIBILITY_SECONDS = 10

@@ -53,7 +53,7 @@ PAYLOADS = st.fixed_dictionaries(
         "language": st.sampled_from(["python", ""]) | JSON,
         "stdin": JSON,
         "env": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2) | JSON,
-        "timeout_seconds": st.floats(allow_nan=False) | JSON,
+        "timeout_seconds": st.floats(allow_nan=False, allow_infinity=False) | JSON,
         "shell": JSON,
     },
 )
