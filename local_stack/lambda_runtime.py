@@ -38,8 +38,17 @@ class LambdaContext:
 @cache
 def load_module(code_uri: str, module_name: str) -> ModuleType:
     """Imports `module_name` from the function's folder under a name unique to that folder."""
+    return _import(code_uri, module_name, f"lambda_{code_uri.strip('/').replace('/', '_')}_{module_name}")
+
+
+def fresh_module(code_uri: str, module_name: str) -> ModuleType:
+    """Another copy of a function's module, not the one the local stack runs: overriding its
+    dependencies leaves the stack's alone."""
+    return _import(code_uri, module_name, f"fresh_{uuid.uuid4().hex}")
+
+
+def _import(code_uri: str, module_name: str, unique: str) -> ModuleType:
     path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
-    unique = f"lambda_{code_uri.strip('/').replace('/', '_')}_{module_name}"
     spec = importlib.util.spec_from_file_location(unique, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

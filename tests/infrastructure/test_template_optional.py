@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.infrastructure.conftest import ALL_ON, evaluate
+from tests.infrastructure.test_template_observability import FUNCTIONS
 
 pytestmark = pytest.mark.infrastructure
 
@@ -44,13 +45,6 @@ INTERFACE_ENDPOINTS = {
     "XRayEndpoint",
 }
 GATEWAY_ENDPOINTS = {"S3GatewayEndpoint", "DynamoDbGatewayEndpoint"}
-FUNCTIONS = [
-    "IntakeFunction",
-    "RouterFunction",
-    "AnalyzeFunction",
-    "DeadLetterFunction",
-    "AutoscalerFunction",
-]
 CANARY = {"ServerlessDeploymentApplication", "CodeDeployServiceRole"} | {
     f"{f}DeploymentGroup" for f in FUNCTIONS
 }

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 import warnings
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from local_stack.template import ROOT
+from local_stack.lambda_runtime import fresh_module
 from mistersmith.adapters.memory import MemoryTaskStore, NullPublisher
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -43,22 +40,10 @@ class RecordingStore(MemoryTaskStore):
         return super().list(**query)
 
 
-def intake_app() -> ModuleType:
-    """A copy of functions/intake/app.py of its own, so that overriding its dependencies leaves the
-    local stack's API (the same file, already imported) alone."""
-    name = f"intake_app_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / "intake" / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def app_client():
     """The intake app in-process on in-memory adapters, and its store."""
-    module = intake_app()
+    module = fresh_module("functions/intake", "app")
     store = RecordingStore()
     intake = Intake(Lifecycle(store, NullPublisher()), blobs=None, settings=SETTINGS)
     module.app.dependency_overrides[module.get_intake] = lambda: intake

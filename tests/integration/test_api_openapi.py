@@ -6,14 +6,12 @@ After changing the API, rewrite it with:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
-import uuid
 
 import pytest
 
+from local_stack.lambda_runtime import fresh_module
 from local_stack.template import ROOT
 
 pytestmark = pytest.mark.integration
@@ -22,13 +20,7 @@ DOCUMENT = ROOT / "docs" / "openapi.json"
 
 
 def current_document() -> dict:
-    name = f"intake_app_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / "intake" / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module.app.openapi()
+    return fresh_module("functions/intake", "app").app.openapi()
 
 
 def test_openapi_document_in_docs_matches_the_app():

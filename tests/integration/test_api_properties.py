@@ -4,18 +4,15 @@ and on the local stack (fewer)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 import warnings
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local_stack.template import ROOT
+from local_stack.lambda_runtime import fresh_module
 from mistersmith.adapters.memory import MemoryTaskStore, NullPublisher
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -88,23 +85,11 @@ class NoBlobs(BlobStore):
         return f"https://{BUCKET}.example/{key}"
 
 
-def intake_app() -> ModuleType:
-    """A copy of functions/intake/app.py of its own, so that overriding its dependencies leaves the
-    local stack's API (the same file, already imported) alone."""
-    name = f"intake_app_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / "intake" / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class InMemoryApi:
     """The app on a fresh store and publisher per call of `fresh()`."""
 
     def __init__(self) -> None:
-        self.module = intake_app()
+        self.module = fresh_module("functions/intake", "app")
         self.client = TestClient(self.module.app, raise_server_exceptions=False)
         self.fresh()
 

@@ -16,6 +16,7 @@ from mistersmith.models import CompilePayload, CompileResult
 from mistersmith.work import WorkLimits, perform, run_compile, run_sandboxed
 from mistersmith.work import compile as compile_module
 from mistersmith.work.limits import Confinement
+from tests.unit.test_work_artifacts import Sink
 
 pytestmark = pytest.mark.unit
 
@@ -30,15 +31,6 @@ PROGRAM = {
     'void greet(const char *name) { printf("hello, %s\\n", name); }\n',
     "src/main.c": '#include "include/greet.h"\n#include "local.h"\nint main(void) {\n    greet(NAME);\n    return 0;\n}\n',
 }
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.stored: dict[str, bytes] = {}
-
-    def __call__(self, name: str, data: bytes, content_type: str) -> str:
-        self.stored[name] = data
-        return f"s3://bucket/{name}"
 
 
 def compile_c(

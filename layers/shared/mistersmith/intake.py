@@ -229,15 +229,14 @@ class Intake:
         """A `source_uri` must name an object in this API's bucket that fits the archive limit, so
         that a mistake is a 4xx now rather than a FAILED task later."""
         bucket, key = parse_s3_uri(uri)
-        loc = ["body", "payload", "source_uri"]
+        field = ("payload", "source_uri")
         if bucket != self.blobs.bucket:
             message = f"{uri} is outside this API's bucket (POST /uploads hands out s3://{self.blobs.bucket}/uploads/...)"
-            raise UploadRejected(message, [{"loc": loc, "msg": message, "type": "source_foreign"}])
+            raise _upload_error(message, "source_foreign", *field)
         try:
             size = self.blobs.size(bucket, key)
         except BlobNotFound as error:
-            message = f"nothing has been uploaded to {uri}"
-            raise UploadRejected(message, [{"loc": loc, "msg": message, "type": "source_missing"}]) from error
+            raise _upload_error(f"nothing has been uploaded to {uri}", "source_missing", *field) from error
         if size > self.settings.source_archive_limit_bytes:
             raise PayloadTooLarge(
                 f"the source archive is {size} bytes; the limit is {self.settings.source_archive_limit_bytes}"
@@ -346,8 +345,10 @@ class Intake:
         return PayloadRef(bucket=self.blobs.bucket, key=key, sha256=digest, size=len(body))
 
 
-def _upload_error(message: str, error_type: str) -> UploadRejected:
-    return UploadRejected(message, [{"loc": ["body", "payload_uri"], "msg": message, "type": error_type}])
+def _upload_error(message: str, error_type: str, *field: str) -> UploadRejected:
+    """Refuses the object a request names, at `field` in the body (by default payload_uri)."""
+    loc = ["body", *(field or ("payload_uri",))]
+    return UploadRejected(message, [{"loc": loc, "msg": message, "type": error_type}])
 
 
 def _encode_position(position: int, inner: str | None) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
 from mistersmith.errors import TaskFailure
+from mistersmith.observability import logger
 from mistersmith.work.limits import Confinement
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -442,6 +443,8 @@ def _kill_account_processes(uid: int) -> None:
         for pid in found:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    # Not silent: a process that outlives every pass could watch the next run of this uid.
+    logger.warning("processes of a sandbox uid survived the sweep", extra={"uid": uid, "pids": found})
 
 
 def _live_processes_of(uid: int) -> Iterator[int]:
