@@ -49,6 +49,7 @@ infrastructure: $(BIN)/.installed
 
 lint: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --region us-east-1
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
