@@ -1,4 +1,5 @@
-"""The WorkTask, its per-type payloads and results, the task record and its lifecycle."""
+"""Task models: the API's submissions and uploads, per-type payloads and results, the task record and
+its lifecycle."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_lambda_limit_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
-class WorkSettings(LifecycleSettings, SourceSettings):
+class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 
     # Unique per process, so two workers on one host never share a lease.
@@ -101,7 +101,7 @@ class WorkSettings(LifecycleSettings, SourceSettings):
         )
 
 
-class AnalyzeSettings(WorkSettings):
+class AnalyzeSettings(TaskRunnerSettings):
     pass
 
 
@@ -149,7 +149,7 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
         return max_tasks
 
 
-class WorkerSettings(WorkSettings, WorkQueueSettings):
+class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
     # Tasks at once: one per vCPU of the Fargate task by default.
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.
