@@ -78,7 +78,7 @@ class Backoff:
             raise ValueError("backoff needs max_attempts >= 1 and 0 <= base_seconds <= cap_seconds")
 
     def delay(self, retry: int, rand: Callable[[], float]) -> float:
-        return rand() * min(self.cap_seconds, self.base_seconds * 2**retry)
+        return rand() * min(self.cap_seconds, self.base_seconds * 2.0**retry)
 
 
 class ServiceResolver:

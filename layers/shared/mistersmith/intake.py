@@ -59,7 +59,7 @@ class Intake:
         payload named by `payload_uri` is read and checked here, then treated as if it came inline."""
         if isinstance(request, UploadedTaskRequest):
             request = self.uploads.read(request)
-        if getattr(request.payload, "source_uri", None):
+        if request.payload.source_uri:
             self.uploads.check_source(request.payload.source_uri)
         task_id = request.id or uuid.uuid4().hex
         with task_context(task_id, trace_root(trace_header)):

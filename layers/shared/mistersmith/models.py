@@ -8,7 +8,7 @@ import json
 import posixpath
 import re
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +28,7 @@ TASK_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
 
 
-def is_task_id(value: object) -> bool:
+def is_task_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and re.fullmatch(TASK_ID_PATTERN, value) is not None
 
 
@@ -160,7 +160,7 @@ class AnalyzePayload(FilesPayload):
     pass
 
 
-PAYLOAD_MODELS: dict[TaskType, type[StrictModel]] = {
+PAYLOAD_MODELS: dict[TaskType, type[_Sources]] = {
     TaskType.EXECUTE: ExecutePayload,
     TaskType.COMPILE: CompilePayload,
     TaskType.ANALYZE: AnalyzePayload,
@@ -261,7 +261,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
+def request_fingerprint(task_type: str, payload: dict[str, Any]) -> str:
     """Identifies a submission's body, so that a retried POST with the same id is recognised."""
     return hashlib.sha256(canonical_json({"task_type": task_type, "payload": payload}).encode()).hexdigest()
 

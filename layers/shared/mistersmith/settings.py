@@ -8,7 +8,7 @@ import uuid
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mistersmith.scaling import DEFAULT_POLICY, SEED_STEPS, PolicyKind, ScalingPolicy, StepTable
@@ -143,7 +143,7 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
 
     @field_validator("max_tasks")
     @classmethod
-    def _max_not_below_min(cls, max_tasks: int, info) -> int:
+    def _max_not_below_min(cls, max_tasks: int, info: ValidationInfo) -> int:
         if max_tasks < info.data.get("min_tasks", 0):
             raise ValueError("max_tasks must be at least min_tasks")
         return max_tasks
