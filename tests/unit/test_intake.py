@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 import pytest
 
@@ -21,7 +20,7 @@ from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import CompileRequest, TaskStatus, UploadedTaskRequest
 from mistersmith.settings import IntakeSettings
-from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
+from tests.fakes import BrokenBus, MemoryBlobStore, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -33,11 +32,6 @@ SETTINGS = IntakeSettings(
     inline_payload_limit_bytes=1024,
     max_payload_bytes=4096,
 )
-
-
-class DownBus(NullPublisher):
-    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
-        raise ConnectionError("bus unreachable")
 
 
 @pytest.fixture
@@ -104,7 +98,7 @@ def test_a_payload_over_the_maximum_is_refused_and_nothing_is_recorded(intake, s
 
 
 def test_when_the_bus_refuses_the_new_task_is_taken_back(store, blobs):
-    intake = Intake(Lifecycle(store, DownBus()), blobs, SETTINGS)
+    intake = Intake(Lifecycle(store, BrokenBus()), blobs, SETTINGS)
     with pytest.raises(PublishFailed, match="event bus is unavailable"):
         intake.submit(compile_request("t-1"))
     assert store.get("t-1") is None

@@ -10,7 +10,7 @@ from mistersmith.clock import now_iso
 from mistersmith.errors import TransitionRejected
 from mistersmith.lifecycle import STATUS_CHANGED, Lifecycle
 from mistersmith.models import StoredTask, TaskError, TaskMessage, TaskStatus
-from tests.fakes import MemoryTaskStore, NullPublisher
+from tests.fakes import BrokenBus, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -23,11 +23,6 @@ class RecordingBus(NullPublisher):
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
         super().publish(source=source, detail_type=detail_type, detail=detail)
         self.events.append((detail_type, detail))
-
-
-class DownBus(NullPublisher):
-    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
-        raise ConnectionError("bus unreachable")
 
 
 def store_with(task_id: str, *, worker: str | None = None) -> MemoryTaskStore:
@@ -78,6 +73,6 @@ def test_only_the_holder_of_the_lease_can_move_a_running_task():
 
 def test_a_bus_failure_does_not_undo_the_move():
     store = store_with("t-1")
-    moved = Lifecycle(store, DownBus()).move("t-1", TaskStatus.CANCELLED)
+    moved = Lifecycle(store, BrokenBus()).move("t-1", TaskStatus.CANCELLED)
     assert moved.status is TaskStatus.CANCELLED
     assert store.get("t-1").status is TaskStatus.CANCELLED
