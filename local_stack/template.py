@@ -114,7 +114,9 @@ class Template:
             return self.condition(argument)
         return self.resolve(expression)
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> str | list[str]:
+        if self.body.get("Parameters", {}).get(name, {}).get("Type") == "CommaDelimitedList":
+            return self.parameters[name].split(",")  # as CloudFormation hands a list parameter to Fn::Join
         pseudo = {
             "AWS::Region": self.region,
             "AWS::AccountId": self.account,
@@ -143,6 +145,6 @@ class Template:
             name = match.group(1)
             if name in local:
                 return local[name]
-            return self._get_att(name) if "." in name else self._ref(name)
+            return self._get_att(name) if "." in name else str(self._ref(name))
 
         return _SUB_VARIABLE.sub(replace, text)
