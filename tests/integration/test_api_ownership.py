@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from local_stack.lambda_runtime import LambdaContext, fresh_module
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryTaskStore, NullPublisher
 from mistersmith.callers import CALLER_HEADER
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskStatus
 from mistersmith.settings import IntakeSettings
 from tests.conftest import load_event
+from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's testclient warns about its httpx dependency
