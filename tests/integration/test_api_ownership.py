@@ -45,8 +45,15 @@ class Api:
         self.module.app.dependency_overrides[self.module.get_intake] = lambda: intake
         self.client = TestClient(self.module.app)
 
-    def call(self, caller: str | None, method: str, path: str, **options: Any) -> Any:
-        headers = {CALLER_HEADER: caller} if caller else {}
+    def call(
+        self,
+        caller: str | None,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Any:
+        headers = (headers or {}) | ({CALLER_HEADER: caller} if caller else {})
         return self.client.request(method, path, headers=headers, **options)
 
     def proxy(self, event: dict[str, Any]) -> dict[str, Any]:
