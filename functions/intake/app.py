@@ -32,7 +32,7 @@ from openapi_document import problem_openapi
 from problems import PROBLEM_MEDIA_TYPE, add_problem_handlers, problem, problem_responses
 from size_limit import MAX_REQUEST_BYTES, RequestSizeLimit
 
-API_VERSION = "1.1.0"
+API_VERSION = "1.2.0"
 
 app = FastAPI(
     title="MisterSmith intake",
