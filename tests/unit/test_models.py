@@ -155,3 +155,10 @@ def test_fingerprint_ignores_key_order_and_tells_bodies_apart():
         "compile", {"b": 2, "a": 1}
     )
     assert request_fingerprint("compile", {"a": 1}) != request_fingerprint("analyze", {"a": 1})
+
+
+def test_task_from_the_bus_with_a_long_key_is_shown_under_it():
+    # Given an unowned task whose id is as long as an owned task's key
+    message = TaskMessage(id="x" * 145, task_type="analyze", payload={})
+    # When its record is shown (GET, or a status event) / Then it is, under that id
+    assert StoredTask.queued(message, "t").public().id == "x" * 145

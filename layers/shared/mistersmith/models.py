@@ -369,7 +369,8 @@ class AnalyzeResult(BaseModel):
 class TaskRecord(BaseModel):
     """The task as clients see it."""
 
-    id: TaskRef
+    # A key's alphabet and length: a task from the bus is shown under its key, which may be long.
+    id: TaskKey
     task_type: str
     status: TaskStatus
     created_at: str
@@ -390,8 +391,7 @@ class TaskRecord(BaseModel):
 class StoredTask(TaskRecord):
     """The task as the state table holds it: the record plus what workers and intake need."""
 
-    # The table key: task_key(owner, id) for an owned task, the id itself for an unowned one.
-    id: TaskKey
+    # id is the table key: task_key(owner, id) for an owned task, the id itself for an unowned one.
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
