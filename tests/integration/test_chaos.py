@@ -17,7 +17,7 @@ import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso
-from tests.conftest import TERMINAL, own_workers
+from tests.conftest import TERMINAL, own_workers, stored_key
 
 pytestmark = pytest.mark.chaos
 
@@ -136,11 +136,12 @@ def run_until_all_ended(fleet: Fleet, store: DynamoTaskStore, task_ids: list[str
     poison_kills = 0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        held_by = store.get(poison_id)
+        held_by = store.get(stored_key(poison_id))
         if held_by is not None and held_by.status == "RUNNING":
             poison_kills += fleet.kill_holder(held_by.worker_id)
         fleet.replenish()
-        if all(task.status.is_terminal for task in map(store.get, (*task_ids, poison_id)) if task):
+        keys = [stored_key(task_id) for task_id in (*task_ids, poison_id)]
+        if all(task.status.is_terminal for task in map(store.get, keys) if task):
             break
         time.sleep(0.3)
     return poison_kills

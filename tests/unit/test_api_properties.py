@@ -4,6 +4,7 @@ tests/integration/test_api_properties.py checks fewer on the local stack."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -31,6 +32,7 @@ SETTINGS = IntakeSettings(
     artifacts_bucket_name=BUCKET,
     inline_payload_limit_bytes=1024,
     max_payload_bytes=4096,
+    local_caller_header=True,  # no API Gateway here: the requests come from the local caller
 )
 
 
@@ -87,7 +89,9 @@ def test_api_post_tasks_any_json_body_never_5xx_and_refused_leaves_nothing(in_me
     # Given an empty store and bus
     in_memory.fresh()
     # When any JSON body is posted
-    response = in_memory.client.post("/tasks", json=body)
+    # Sent as ASCII JSON (surrogates escaped), as a client's json.dumps would.
+    content = json.dumps(body)
+    response = in_memory.client.post("/tasks", content=content, headers={"content-type": "application/json"})
     # Then it is accepted with one record and one event, or refused (4xx, problem details) with neither
     assert_outcome(response.status_code, len(in_memory.store.tasks), in_memory.events.published)
     if response.status_code != 202:
