@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from mistersmith.callers import Caller
 from mistersmith.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -16,7 +17,6 @@ from mistersmith.errors import (
     TaskNotFound,
     UploadRejected,
 )
-from mistersmith.callers import Caller
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import CompileRequest, TaskStatus, UploadedTaskRequest, task_key
@@ -114,7 +114,9 @@ def test_when_the_bus_refuses_the_new_task_is_taken_back(store, blobs):
 def test_an_uploaded_payload_is_read_checked_and_then_accepted_as_if_inline(intake, store, blobs):
     ticket = intake.new_upload()
     upload_key = ticket.source_uri.removeprefix(f"s3://{BUCKET}/")
-    blobs.put(upload_key, json.dumps({"files": {"a.py": "x = 1\n"}}).encode(), content_type="application/json")
+    blobs.put(
+        upload_key, json.dumps({"files": {"a.py": "x = 1\n"}}).encode(), content_type="application/json"
+    )
     record, created = intake.submit(
         UploadedTaskRequest(id="t-up", task_type="compile", payload_uri=ticket.source_uri), CALLER
     )
