@@ -7,7 +7,7 @@ from typing import Any
 
 from mistersmith import wiring
 from mistersmith.observability import logger, tracer
-from mistersmith.scaling import Autoscaler
+from mistersmith.autoscaler import Autoscaler
 from mistersmith.settings import AutoscalerSettings, load
 
 
