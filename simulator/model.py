@@ -275,10 +275,10 @@ class _Run:
     def task_times(self) -> TaskTimes:
         """What DynamoTaskTimes reads: the newest finished by creation, the running of that cohort."""
         finished = sorted(self.newest, reverse=True)
-        since, until = (finished[-1][0], finished[0][0]) if finished else (0, -1)
+        since = finished[-1][0] if finished else len(self.times)
         return TaskTimes(
             tuple((self.times[task], seconds) for task, seconds in finished),
-            tuple((self.times[task], started) for task, started in self.running.items() if since <= task <= until),
+            tuple((self.times[task], started) for task, started in self.running.items() if task >= since),
         )
 
     def tick(self, t: int) -> None:
@@ -294,7 +294,7 @@ class _Run:
             self.policy,
             now=now,
             last=self.last,
-            task_seconds=estimate_task_seconds(self.task_times(), now=now),
+            task_seconds=estimate_task_seconds(self.task_times(), now=now, prior=self.policy.task_seconds),
         )
         if decision is None:
             return

@@ -68,7 +68,7 @@ class Autoscaler:
             logger.exception("scaling inputs unavailable; desired count left as it is")
             return None
         now = self.clock()
-        task_seconds = estimate_task_seconds(times, now=now) if times else None
+        task_seconds = estimate_task_seconds(times, now=now, prior=self.policy.task_seconds) if times else None
         decision = decide(depth, counts, self.policy, now=now, last=last, task_seconds=task_seconds)
         if decision is None:
             logger.warning(

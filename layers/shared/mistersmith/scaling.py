@@ -29,9 +29,11 @@ from mistersmith.ports import LastAction, Observation, QueueDepth, ServiceCounts
 
 SEED_STEPS = "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
 # drain: the weight of a tick's offered-load measurement in the smoothed load.
-RATE_SMOOTHING = 0.3
+RATE_SMOOTHING = 0.2
+# The configured task time weighs in the estimate as this many finished tasks.
+PRIOR_TASKS = 20
 # Finished tasks the task-time estimate reads each tick (one Query page of the by-status index).
-TASK_TIME_SAMPLE = 100
+TASK_TIME_SAMPLE = 1000
 
 
 class PolicyKind(StrEnum):
@@ -145,23 +147,40 @@ def next_record(decision: Decision, *, now: float, last: LastAction | None) -> L
     return replace(action, seen=decision.seen, version=(last.version if last else 0) + 1)
 
 
-def estimate_task_seconds(times: TaskTimes, *, now: float) -> float | None:
-    """Mean processing time of the cohort of the newest finished tasks (by creation time): the time
-    its tasks have taken so far, the running ones' elapsed time included, over its finished count.
+def estimate_task_seconds(times: TaskTimes, *, now: float, prior: float) -> float:
+    """Mean processing time of the cohort of the newest finished tasks (created no earlier than the
+    oldest of them): the Kaplan-Meier mean, with the cohort's running tasks as censored at their
+    elapsed time. None when nothing has finished.
 
     Finished tasks alone are biased low in a backlog (the first of a cohort to finish are its short
-    ones); counting the elapsed time of the cohort's running tasks is the total-time-on-test estimate,
-    which counts the long ones from the moment they start. The cohort ends at the newest finished
-    task: tasks created later started later (first come first served) and have run too briefly to
-    say anything but "not finished yet", which would bias the estimate high. None when nothing has
-    finished."""
+    ones); dividing the time spent by the finished count is biased high while the cohort is young
+    (its tasks have run too briefly to finish). Kaplan-Meier counts a running task only for as long
+    as it has run. Beyond the longest finished task, the survivors are taken to need as long again.
+    Until many have finished, `prior` (the configured task time) weighs as PRIOR_TASKS finished ones."""
     if not times.finished:
-        return None
+        return prior
     since = min(created for created, _ in times.finished)
-    until = max(created for created, _ in times.finished)
-    spent = sum(seconds for _, seconds in times.finished)
-    spent += sum(max(now - started, 0.0) for created, started in times.running if since <= created <= until)
-    return spent / len(times.finished)
+    ends = sorted(
+        [(seconds, True) for _, seconds in times.finished]
+        + [(max(now - started, 0.0), False) for created, started in times.running if created >= since]
+    )
+    at_risk, surviving, mean, previous, last_event = len(ends), 1.0, 0.0, 0.0, 0.0
+    index = 0
+    while index < len(ends):
+        moment, finished = ends[index][0], 0
+        gone = 0
+        while index < len(ends) and ends[index][0] == moment:
+            finished += ends[index][1]
+            gone += 1
+            index += 1
+        if finished:
+            mean += surviving * (moment - previous)
+            surviving *= 1 - finished / at_risk
+            previous = last_event = moment
+        at_risk -= gone
+    observed = mean + surviving * last_event
+    count = len(times.finished)
+    return (count * observed + PRIOR_TASKS * prior) / (count + PRIOR_TASKS)
 
 
 def _bad(*numbers: float) -> bool:
@@ -191,8 +210,10 @@ def decide(
         task_seconds = None
     # Busy in slots (messages in flight on running workers) and in workers (what a scale-in must keep).
     busy_slots = min(depth.in_flight, service.running * policy.concurrency)
-    busy = math.ceil(busy_slots / policy.concurrency)
-    floor = min(max(policy.min_tasks, busy), policy.max_tasks)
+    waiting = depth.visible + depth.delayed
+    # A scale-in keeps the busy workers and one slot for every task that waits: it never cancels a
+    # task that would take waiting work (billed its start for nothing) nor stops one that works.
+    floor = min(max(policy.min_tasks, math.ceil((busy_slots + waiting) / policy.concurrency)), policy.max_tasks)
     rate = 0.0
     if policy.kind is PolicyKind.BACKLOG:
         proposal = _backlog(depth, service, policy)
@@ -257,9 +278,11 @@ def _offered_load(
     # max(2x, + growth_tasks workers) of the busy ones; the backlog term clears the rest.
     most = max(seen.busy, busy)
     measured = min(measured, max(2 * most, most + policy.growth_tasks * policy.concurrency))
-    # A doubling or a halving is a change of load (a start, a burst over),
-    # taken at once; anything less is smoothed as noise.
-    if measured > 2 * seen.load or measured < seen.load / 2:
+    # A doubling while the queue grows, or a halving that the busy slots confirm, is a change of load
+    # (a start, a burst over), taken at once; anything less is smoothed as noise.
+    if measured > 2 * seen.load and waiting > seen.waiting:
+        return measured
+    if measured < seen.load / 2 and busy < seen.load / 2:
         return measured
     return (1 - RATE_SMOOTHING) * seen.load + RATE_SMOOTHING * measured
 
@@ -285,14 +308,14 @@ def _drain(
         f"{waiting} waiting, {busy} busy slots, {task_seconds:.0f} s a task: "
         f"{serving:.1f} serving + {draining:.1f} draining + {spare:.1f} spare slots"
     )
-    target, held = _drain_target(wanted, current, waiting, policy, now, last)
+    target, held = _drain_target(wanted, current, policy, now, last)
     if held:
         return Decision(current, current, 0, f"{reason}; {held}", current), serving
     return Decision(target, current, target - current, reason, current), serving
 
 
 def _drain_target(
-    wanted: float, current: int, waiting: int, policy: ScalingPolicy, now: float, last: LastAction | None
+    wanted: float, current: int, policy: ScalingPolicy, now: float, last: LastAction | None
 ) -> tuple[int, str]:
     """The count drain moves to, or why it keeps the current one. A change within the noise of the
     busy count (half its square root, Poisson) would be undone by the next: a reversal."""
@@ -300,9 +323,6 @@ def _drain_target(
     if wanted > current:
         grow = wanted > current + noise
         return math.ceil(wanted - 1e-9), "" if grow else "growth within the noise"
-    if waiting:
-        # Every task is (or soon is) busy: one cancelled while starting is billed its minute for nothing.
-        return current, "nothing taken back while work waits"
     # Scale in to the need plus its noise, so that the next tick's noise does not call them back.
     target = math.ceil(wanted + math.sqrt(wanted) / 2 - 1e-9)
     if target >= current - noise:
@@ -340,16 +360,13 @@ def _bounded(
     if proposal.adjustment < 0:
         if service.deployment_in_progress:
             return _settle(hold, policy, f"{proposal.reason}; no scale-in during a deployment")
-        if policy.kind is PolicyKind.BACKLOG and waiting:
-            # Tasks it had just started would be cancelled while their work still waits.
-            return _settle(hold, policy, f"{proposal.reason}; nothing taken back while work waits")
         # AAS holds a scale-in for the cooldown of the last activity, a scale-out's included; a
         # scale-out during a scale-in's cooldown ends it (scale-outs are never held here).
         if policy.kind is not PolicyKind.DRAIN and _in_cooldown(last, policy, now):
             return _settle(hold, policy, f"{proposal.reason}; scale-in waits for the cooldown")
         target = _clamp(max(target, floor), policy)
         if target >= current:
-            return _settle(hold, policy, f"{proposal.reason}; {floor} busy or minimum kept")
+            return _settle(hold, policy, f"{proposal.reason}; {floor} busy, waiting or minimum kept")
         return replace(proposal, desired=target)
     if current == 0 and waiting > 0:
         # No policy may strand work: with min 0 the first message starts a task.
