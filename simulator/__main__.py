@@ -27,9 +27,15 @@ def parser() -> argparse.ArgumentParser:
     fleet = MODELS[DEFAULT_MODEL].fleet
     cli = argparse.ArgumentParser(prog="python -m simulator", description=(__doc__ or "").split("\n\n")[0])
     cli.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help="profiles and fleet")
-    cli.add_argument("--profile", action="append", help="profile to run (repeat; default: the model's standard ones)")
     cli.add_argument(
-        "--profile-file", type=Path, action="append", default=[], help="CSV: seconds,rate_per_second[,burst_tasks]"
+        "--profile", action="append", help="profile to run (repeat; default: the model's standard ones)"
+    )
+    cli.add_argument(
+        "--profile-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="CSV: seconds,rate_per_second[,burst_tasks]",
     )
     cli.add_argument(
         "--policy",
@@ -41,25 +47,35 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     cli.add_argument("--runs", action="store_true", help="also print every run's waits and task-hours")
     cli.add_argument("--robustness", action="store_true", help="the fault runs instead of the goal table")
-    cli.add_argument("--plot", type=Path, help=f"write a PNG of --plot-profile (e.g. {DEFAULT_PLOT.relative_to(ROOT)})")
+    cli.add_argument(
+        "--plot", type=Path, help=f"write a PNG of --plot-profile (e.g. {DEFAULT_PLOT.relative_to(ROOT)})"
+    )
     cli.add_argument("--plot-profile", default="burst", help="profile to plot, seed 1 (default burst)")
     scaling = cli.add_argument_group("scaling (defaults: template.yaml's)")
     scaling.add_argument("--steps", type=StepTable.parse, help="step table, e.g. '<=0:-1,>=10:1'")
     scaling.add_argument("--min-tasks", type=int)
     scaling.add_argument("--max-tasks", type=int)
     scaling.add_argument("--cooldown", type=int, dest="cooldown_seconds")
-    scaling.add_argument("--latency", type=float, dest="scaling_latency_seconds", help="backlog target / drain budget, s")
-    scaling.add_argument("--task-seconds", type=float, dest="scaling_task_seconds", help="expected processing time, s")
+    scaling.add_argument(
+        "--latency", type=float, dest="scaling_latency_seconds", help="backlog target / drain budget, s"
+    )
+    scaling.add_argument(
+        "--task-seconds", type=float, dest="scaling_task_seconds", help="expected processing time, s"
+    )
     scaling.add_argument("--headroom", type=float, dest="scaling_headroom")
     model = cli.add_argument_group("load and fleet (defaults: the model's)")
     model.add_argument("--processing-mean", type=float, help="mean processing seconds per task")
     model.add_argument("--processing-sigma", type=float, help="log-normal shape of processing times")
-    model.add_argument("--start-seconds", type=float, help=f"Fargate start latency, s ({fleet.start_seconds:g})")
+    model.add_argument(
+        "--start-seconds", type=float, help=f"Fargate start latency, s ({fleet.start_seconds:g})"
+    )
     model.add_argument("--launches-per-second", type=float)
     model.add_argument("--launch-burst", type=int)
     model.add_argument("--spot-interruptions-per-hour", type=float)
     model.add_argument("--concurrency", type=int, help="tasks per worker at once (the policy is told too)")
-    cost = cli.add_argument_group("cost (defaults: us-east-1 Fargate prices, template's worker size and Spot mix)")
+    cost = cli.add_argument_group(
+        "cost (defaults: us-east-1 Fargate prices, template's worker size and Spot mix)"
+    )
     cost.add_argument("--architecture", choices=["x86", "arm"], default=prices.architecture)
     cost.add_argument("--vcpu", type=float, default=prices.vcpu)
     cost.add_argument("--memory-gb", type=float, default=prices.memory_gb)
@@ -75,14 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     chosen = MODELS[args.model]
     unknown = set(args.profile or []) - set(chosen.profiles)
     if unknown:
-        parser().error(f"unknown profile(s) {sorted(unknown)} for model {args.model}: {sorted(chosen.profiles)}")
+        parser().error(
+            f"unknown profile(s) {sorted(unknown)} for model {args.model}: {sorted(chosen.profiles)}"
+        )
     names = args.profile or [name for name, profile in chosen.profiles.items() if profile.standard]
     profiles = [chosen.profiles[name] for name in dict.fromkeys(names)]
-    profiles += [replace(load_profile(path), task_median=chosen.profiles["steady"].task_median) for path in args.profile_file]
+    profiles += [
+        replace(load_profile(path), task_median=chosen.profiles["steady"].task_median)
+        for path in args.profile_file
+    ]
     if args.processing_sigma is not None:
         profiles = [replace(p, task_sigma=args.processing_sigma) for p in profiles]
     if args.processing_mean is not None:
-        profiles = [replace(p, task_median=median_for_mean(args.processing_mean, p.task_sigma)) for p in profiles]
+        profiles = [
+            replace(p, task_median=median_for_mean(args.processing_mean, p.task_sigma)) for p in profiles
+        ]
     fleet = replace(
         chosen.fleet,
         **{
@@ -130,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.robustness:
         print(robustness_report(base, fleet, prices, markdown=args.markdown))
         return 0
-    kinds = tuple(dict.fromkeys([PolicyKind.STEP, *(PolicyKind(v) for v in args.policy or [DEFAULT_POLICY.value])]))
+    kinds = tuple(
+        dict.fromkeys([PolicyKind.STEP, *(PolicyKind(v) for v in args.policy or [DEFAULT_POLICY.value])])
+    )
     seeds = args.seed or [1, 2, 3]
     comparisons: list[Comparison] = []
     for profile in profiles:
@@ -146,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     print(goal_table(verdicts, markdown=args.markdown))
     print()
     print(closing_note(verdicts))
-    plotted = next((c for c in comparisons if c.profile.name == args.plot_profile and c.seed == seeds[0]), None)
+    plotted = next(
+        (c for c in comparisons if c.profile.name == args.plot_profile and c.seed == seeds[0]), None
+    )
     if plotted and args.plot:
         print(f"\nplot: {plot(plotted, args.plot)}")
     return 0 if all(v.passed for v in verdicts) else 1

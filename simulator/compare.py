@@ -40,7 +40,10 @@ MODELS = {
         Fleet(),
     ),
     "issue8": Model(
-        "issue8", "issue 8's: tasks mean 60 s / sigma 0.5, start 60 s +/- 20 %", ISSUE8, Fleet(start_jitter=12.0)
+        "issue8",
+        "issue 8's: tasks mean 60 s / sigma 0.5, start 60 s +/- 20 %",
+        ISSUE8,
+        Fleet(start_jitter=12.0),
     ),
 }
 DEFAULT_MODEL = "judge"
@@ -123,7 +126,7 @@ def compare(
         )
         for kind in kinds
     ]
-    comparison = Comparison(profile, seed, oracle(profile.name, arrivals, prices), runs)
+    comparison = Comparison(profile, seed, oracle(profile.name, arrivals, prices, fleet.concurrency), runs)
     step = comparison.run(PolicyKind.STEP)
     if not bound or step is None:
         return comparison
@@ -145,7 +148,9 @@ def verdict(comparison: Comparison, policy: PolicyKind = DEFAULT_POLICY) -> Verd
         return None
     busy = comparison.oracle.busy_hours
     hours = run.task_hours / busy
-    wait = run.wait(0.95) / step.wait(0.95) if step.wait(0.95) else (0.0 if not run.wait(0.95) else float("inf"))
+    wait = (
+        run.wait(0.95) / step.wait(0.95) if step.wait(0.95) else (0.0 if not run.wait(0.95) else float("inf"))
+    )
     bound = comparison.bound / busy if comparison.bound is not None else None
     within = comparison.bound is not None and run.task_hours <= BOUND_GOAL * comparison.bound
     cost_ok = hours <= TASK_HOURS_GOAL or (bound is not None and bound > TASK_HOURS_GOAL and within)

@@ -95,10 +95,12 @@ class _Worker:
         self.ready = False
 
 
-def oracle(profile: str, arrivals: list[tuple[float, float]], prices: Prices) -> RunResult:
+def oracle(
+    profile: str, arrivals: list[tuple[float, float]], prices: Prices, concurrency: int = 1
+) -> RunResult:
     """Capacity that appears exactly when a task arrives, starts at once and is billed for processing
-    time only."""
-    busy = sum(seconds for _, seconds in arrivals) / 3600
+    time only (a worker's time shared by the `concurrency` tasks it runs)."""
+    busy = sum(seconds for _, seconds in arrivals) / 3600 / concurrency
     end = max((t + seconds for t, seconds in arrivals), default=0.0)
     return RunResult(
         profile=profile,
@@ -164,7 +166,13 @@ class _Run:
         self.to_launch = 0
         self.depths: deque[QueueDepth] = deque(maxlen=fleet.depth_lag_ticks + 1)
         self.direction = 0
-        self.samples: dict[str, list[float]] = {"t": [], "depth": [], "desired": [], "running": [], "pending": []}
+        self.samples: dict[str, list[float]] = {
+            "t": [],
+            "depth": [],
+            "desired": [],
+            "running": [],
+            "pending": [],
+        }
 
     def _push(self, heap: list[tuple[float, int, _Worker]], at: float, worker: _Worker) -> None:
         self.seq += 1
@@ -283,14 +291,18 @@ class _Run:
 
     def tick(self, t: int) -> None:
         running = self.alive[False] + self.alive[True] - self.n_starting - self.n_noticed
-        self.depths.append(QueueDepth(visible=len(self.queue), in_flight=len(self.running), delayed=len(self.requeued)))
+        self.depths.append(
+            QueueDepth(visible=len(self.queue), in_flight=len(self.running), delayed=len(self.requeued))
+        )
         depth: QueueDepth | None = self.depths[0]
         if self.fleet.missing_metrics and self.rng.random() < self.fleet.missing_metrics:
             depth = None
         now = float(t)
         decision = decide(
             depth,
-            ServiceCounts(desired=self.desired, running=running, pending=self.n_starting, deployment_in_progress=False),
+            ServiceCounts(
+                desired=self.desired, running=running, pending=self.n_starting, deployment_in_progress=False
+            ),
             self.policy,
             now=now,
             last=self.last,

@@ -34,7 +34,7 @@ GOAL_HEADERS = (
 )
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -47,10 +47,10 @@ def row(run: RunResult, oracle: RunResult, seed: int) -> tuple[str, ...]:
         run.profile,
         str(seed),
         run.policy,
-        _duration(run.wait(0.5)),
-        _duration(run.wait(0.95)),
-        _duration(run.wait(1.0)),
-        _duration(run.longest_backlog),
+        duration_text(run.wait(0.5)),
+        duration_text(run.wait(0.95)),
+        duration_text(run.wait(1.0)),
+        duration_text(run.longest_backlog),
         f"{run.task_hours:.1f}",
         f"{run.task_hours / oracle.busy_hours:.2f}" if oracle.busy_hours else "-",
         f"{run.reversals_per_hour:.1f}",
@@ -58,7 +58,7 @@ def row(run: RunResult, oracle: RunResult, seed: int) -> tuple[str, ...]:
     )
 
 
-def _render(headers: Sequence[str], rows: list[tuple[str, ...]], *, markdown: bool) -> str:
+def render(headers: Sequence[str], rows: list[tuple[str, ...]], *, markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(cells) + " |" for cells in rows]
@@ -72,7 +72,7 @@ def _render(headers: Sequence[str], rows: list[tuple[str, ...]], *, markdown: bo
 
 def table(comparisons: list[Comparison], *, markdown: bool = False) -> str:
     rows = [row(run, c.oracle, c.seed) for c in comparisons for run in c.all]
-    return _render(HEADERS, rows, markdown=markdown)
+    return render(HEADERS, rows, markdown=markdown)
 
 
 def goal_table(verdicts: list[Verdict], *, markdown: bool = False) -> str:
@@ -90,7 +90,7 @@ def goal_table(verdicts: list[Verdict], *, markdown: bool = False) -> str:
         )
         for v in verdicts
     ]
-    return _render(GOAL_HEADERS, rows, markdown=markdown)
+    return render(GOAL_HEADERS, rows, markdown=markdown)
 
 
 def closing_note(verdicts: list[Verdict]) -> str:
@@ -128,7 +128,7 @@ def plot(comparison: Comparison, path: Path) -> Path:
         tasks.set_ylabel("tasks")
         ratio = run.task_hours / comparison.oracle.busy_hours
         axis.set_title(
-            f"{run.policy}: p95 wait {_duration(run.wait(0.95))}, {run.task_hours:.0f} task-hours "
+            f"{run.policy}: p95 wait {duration_text(run.wait(0.95))}, {run.task_hours:.0f} task-hours "
             f"({ratio:.2f}x oracle)",
             fontsize=9,
             loc="left",

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mistersmith.scaling import DEFAULT_POLICY, PolicyKind, ScalingPolicy
-from simulator.compare import LABELS, compare
+from simulator.compare import compare
 from simulator.model import Fleet
 from simulator.pricing import Prices
 from simulator.profiles import HOUR, JUDGE, MINUTE, Profile, sigma_for_p95
+from simulator.report import duration_text, render
 
 _IDLE_SPIKE = Profile(
     "idle-then-spike",
@@ -30,10 +31,17 @@ class Scenario:
 SCENARIOS = (
     Scenario("stale depth, 1 tick", (JUDGE["steady"], JUDGE["burst"]), {"depth_lag_ticks": 1}, {}),
     Scenario("stale depth, 3 ticks", (JUDGE["steady"], JUDGE["burst"]), {"depth_lag_ticks": 3}, {}),
-    Scenario("missing metrics (30 % of ticks)", (JUDGE["steady"], JUDGE["burst"]), {"missing_metrics": 0.3}, {}),
+    Scenario(
+        "missing metrics (30 % of ticks)", (JUDGE["steady"], JUDGE["burst"]), {"missing_metrics": 0.3}, {}
+    ),
     Scenario("MaxTasks 100", (JUDGE["burst"], JUDGE["ramp"]), {}, {"max_tasks": 100}),
     Scenario("long idle, then a spike", (_IDLE_SPIKE,), {}, {}),
-    Scenario("Spot notices (2 per task-hour)", (JUDGE["steady"], JUDGE["burst"]), {"spot_interruptions_per_hour": 2}, {}),
+    Scenario(
+        "Spot notices (2 per task-hour)",
+        (JUDGE["steady"], JUDGE["burst"]),
+        {"spot_interruptions_per_hour": 2},
+        {},
+    ),
     Scenario(
         "heavier tail (p95 300 s)",
         tuple(replace(JUDGE[name], task_sigma=sigma_for_p95(30, 300)) for name in ("steady", "burst")),
@@ -42,12 +50,19 @@ SCENARIOS = (
     ),
     Scenario("concurrency 2", (JUDGE["steady"], JUDGE["burst"]), {"concurrency": 2}, {"concurrency": 2}),
 )
-HEADERS = ("scenario", "profile", "policy", "p95 wait", "task-hours x oracle", "reversals/h", "busy stopped", "unfinished")
+HEADERS = (
+    "scenario",
+    "profile",
+    "policy",
+    "p95 wait",
+    "task-hours x oracle",
+    "reversals/h",
+    "busy stopped",
+    "unfinished",
+)
 
 
 def robustness_report(base: ScalingPolicy, fleet: Fleet, prices: Prices, *, markdown: bool = False) -> str:
-    from simulator.report import _duration, _render
-
     rows: list[tuple[str, ...]] = []
     for scenario in SCENARIOS:
         policy = replace(base, **scenario.policy)  # type: ignore[arg-type]
@@ -68,12 +83,11 @@ def robustness_report(base: ScalingPolicy, fleet: Fleet, prices: Prices, *, mark
                         scenario.name,
                         profile.name,
                         run.policy,
-                        _duration(run.wait(0.95)),
+                        duration_text(run.wait(0.95)),
                         f"{run.task_hours / comparison.oracle.busy_hours:.2f}",
                         f"{run.reversals_per_hour:.1f}",
                         str(run.stopped_busy),
                         str(run.unfinished),
                     )
                 )
-    del LABELS
-    return _render(HEADERS, rows, markdown=markdown)
+    return render(HEADERS, rows, markdown=markdown)

@@ -18,7 +18,14 @@ from mistersmith.ports import (
     WorkerService,
     WorkQueue,
 )
-from mistersmith.scaling import TASK_TIME_SAMPLE, Decision, ScalingPolicy, decide, estimate_task_seconds, next_record
+from mistersmith.scaling import (
+    TASK_TIME_SAMPLE,
+    Decision,
+    ScalingPolicy,
+    decide,
+    estimate_task_seconds,
+    next_record,
+)
 
 RACE_RETRIES = 1
 
@@ -68,7 +75,9 @@ class Autoscaler:
             logger.exception("scaling inputs unavailable; desired count left as it is")
             return None
         now = self.clock()
-        task_seconds = estimate_task_seconds(times, now=now, prior=self.policy.task_seconds) if times else None
+        task_seconds = (
+            estimate_task_seconds(times, now=now, prior=self.policy.task_seconds) if times else None
+        )
         decision = decide(depth, counts, self.policy, now=now, last=last, task_seconds=task_seconds)
         if decision is None:
             logger.warning(

@@ -165,8 +165,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class LastAction:
-    """The autoscaler's record between invocations: its last change (for cooldowns and the hold) and
-    what the last invocation saw."""
+    """The autoscaler's record between invocations: its last change (for the cooldowns and drain's
+    hold) and what the last invocation saw."""
 
     at: float  # epoch seconds of the last change (0: none yet)
     desired: int  # the count it set
@@ -174,7 +174,6 @@ class LastAction:
     adjustment: int  # signed change it meant to make (for `step`, the table's step; 0: none)
     seen: Observation | None = None
     version: int = 0  # bumped on every write; writes are conditional on the version read
-    scaled_out_at: float = 0.0  # epoch seconds of the last scale-out (drain's hold against reversals)
 
     @property
     def scaled_out(self) -> bool:

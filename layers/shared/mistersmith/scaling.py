@@ -133,14 +133,12 @@ class Decision:
 def next_record(decision: Decision, *, now: float, last: LastAction | None) -> LastAction:
     """The record this invocation leaves: a changed decision is the new last action; either way the
     observation is the next invocation's reference."""
-    out_at = last.scaled_out_at if last else 0.0
     if decision.changed or last is None:
         action = LastAction(
             at=now if decision.changed else 0.0,
             desired=decision.desired,
             base=decision.base,
             adjustment=decision.adjustment if decision.changed else 0,
-            scaled_out_at=now if decision.changed and decision.adjustment > 0 else out_at,
         )
     else:
         action = last
@@ -208,20 +206,24 @@ def decide(
         return None
     if task_seconds is not None and (_bad(task_seconds) or task_seconds == 0):
         task_seconds = None
-    # Busy in slots (messages in flight on running workers) and in workers (what a scale-in must keep).
+    # Busy slots: messages in flight on running workers (drain sizes in slots, then in workers).
     busy_slots = min(depth.in_flight, service.running * policy.concurrency)
     waiting = depth.visible + depth.delayed
-    # A scale-in keeps the busy workers and one slot for every task that waits: it never cancels a
-    # task that would take waiting work (billed its start for nothing) nor stops one that works.
-    floor = min(max(policy.min_tasks, math.ceil((busy_slots + waiting) / policy.concurrency)), policy.max_tasks)
-    rate = 0.0
+    # A scale-in keeps every worker that may be busy (each task in flight may hold a worker of its
+    # own) and a slot for every task that waits: it never stops one that works, nor cancels one that
+    # would take waiting work (billed its start for nothing).
+    keep = min(depth.in_flight, service.running) + math.ceil(waiting / policy.concurrency)
+    floor = min(max(policy.min_tasks, keep), policy.max_tasks)
+    load = 0.0
     if policy.kind is PolicyKind.BACKLOG:
         proposal = _backlog(depth, service, policy)
     elif policy.kind is PolicyKind.DRAIN:
-        proposal, rate = _drain(depth, service, policy, busy_slots, task_seconds or policy.task_seconds, now, last)
+        proposal, load = _drain(
+            depth, service, policy, busy_slots, task_seconds or policy.task_seconds, now, last
+        )
     else:
         proposal = _step(depth, service, policy, now, last)
-    proposal = replace(proposal, seen=Observation(now, depth.visible + depth.delayed, busy_slots, rate))
+    proposal = replace(proposal, seen=Observation(now, waiting, busy_slots, load))
     return _bounded(proposal, depth, service, policy, now, last, floor)
 
 
@@ -278,11 +280,12 @@ def _offered_load(
     # max(2x, + growth_tasks workers) of the busy ones; the backlog term clears the rest.
     most = max(seen.busy, busy)
     measured = min(measured, max(2 * most, most + policy.growth_tasks * policy.concurrency))
-    # A doubling while the queue grows, or a halving that the busy slots confirm, is a change of load
-    # (a start, a burst over), taken at once; anything less is smoothed as noise.
+    # A doubling while the queue grows, or a halving that the busy slots confirm (below half the load,
+    # or down to a third since the last look), is a change of load (a start, a burst over), taken at
+    # once; anything less is smoothed as noise.
     if measured > 2 * seen.load and waiting > seen.waiting:
         return measured
-    if measured < seen.load / 2 and busy < seen.load / 2:
+    if measured < seen.load / 2 and (busy < seen.load / 2 or 3 * busy < seen.busy):
         return measured
     return (1 - RATE_SMOOTHING) * seen.load + RATE_SMOOTHING * measured
 
@@ -327,8 +330,9 @@ def _drain_target(
     target = math.ceil(wanted + math.sqrt(wanted) / 2 - 1e-9)
     if target >= current - noise:
         return current, "surplus within the noise"
-    if wanted > current / 2 and last is not None and now - last.scaled_out_at < policy.hold_seconds:
-        # Unless the load halved (a burst is over), a scale-in waits after a scale-out.
+    if wanted > current / 2 and last is not None and last.scaled_out and now - last.at < policy.hold_seconds:
+        # A scale-in right after a scale-out is a reversal: it waits, unless the load halved (a burst
+        # is over). After a scale-in, another one reverses nothing.
         return current, f"held {policy.hold_seconds:g} s after a scale-out"
     return target, ""
 

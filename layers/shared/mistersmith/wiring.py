@@ -8,11 +8,11 @@ from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
 from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes
 from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.autoscaler import Autoscaler
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.processing import TaskProcessor
 from mistersmith.routing import Router
-from mistersmith.autoscaler import Autoscaler
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,

@@ -73,7 +73,6 @@ def _encode(record_id: str, action: LastAction) -> dict[str, Any]:
         "base": _number(action.base),
         "adjustment": _number(action.adjustment),
         "version": _number(action.version),
-        "scaled_out_at": _number(action.scaled_out_at),
         "updated_at": {"S": iso_from_epoch(action.seen.at if action.seen else action.at)},
     }
     if action.seen is not None:
@@ -105,7 +104,6 @@ def _decode(item: dict[str, Any]) -> LastAction:
         adjustment=int(number("adjustment")),
         seen=seen,
         version=int(number("version")),
-        scaled_out_at=number("scaled_out_at") if "scaled_out_at" in item else 0.0,
     )
 
 
