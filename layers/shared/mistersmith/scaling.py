@@ -322,7 +322,7 @@ def _drain_target(
 ) -> tuple[int, str]:
     """The count drain moves to, or why it keeps the current one. A change within the noise of the
     busy count (half its square root, Poisson) would be undone by the next: a reversal."""
-    noise = math.sqrt(max(current, 1)) / 2
+    noise = max(math.sqrt(current) / 2, 1.0)
     if wanted > current:
         grow = wanted > current + noise
         return math.ceil(wanted - 1e-9), "" if grow else "growth within the noise"
