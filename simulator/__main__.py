@@ -15,7 +15,7 @@ from mistersmith.scaling import DEFAULT_POLICY, PolicyKind, StepTable
 from simulator.compare import DEFAULT_MODEL, MODELS, Comparison, compare, default_policy, verdict
 from simulator.pricing import Prices
 from simulator.profiles import load_profile, median_for_mean
-from simulator.report import closing_note, goal_table, plot, table
+from simulator.report import closing_note, goal_table, plot, table, write_between_markers
 from simulator.robustness import robustness_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +48,18 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--runs", action="store_true", help="also print every run's waits and task-hours")
     cli.add_argument("--robustness", action="store_true", help="the fault runs instead of the goal table")
     cli.add_argument(
-        "--plot", type=Path, help=f"write a PNG of --plot-profile (e.g. {DEFAULT_PLOT.relative_to(ROOT)})"
+        "--plot",
+        type=Path,
+        default=DEFAULT_PLOT,
+        help=f"PNG of --plot-profile ({DEFAULT_PLOT.relative_to(ROOT)})",
     )
-    cli.add_argument("--plot-profile", default="burst", help="profile to plot, seed 1 (default burst)")
+    cli.add_argument("--plot-profile", default="burst", help="profile to plot, first seed (default burst)")
+    cli.add_argument("--no-plot", action="store_true")
+    cli.add_argument(
+        "--write-tables",
+        action="store_true",
+        help="also write the goal table into README.md and docs/scaling.md (between their markers)",
+    )
     scaling = cli.add_argument_group("scaling (defaults: template.yaml's)")
     scaling.add_argument("--steps", type=StepTable.parse, help="step table, e.g. '<=0:-1,>=10:1'")
     scaling.add_argument("--min-tasks", type=int)
@@ -174,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     plotted = next(
         (c for c in comparisons if c.profile.name == args.plot_profile and c.seed == seeds[0]), None
     )
-    if plotted and args.plot:
+    if plotted and not args.no_plot:
         print(f"\nplot: {plot(plotted, args.plot)}")
+    if args.write_tables:
+        block = f"{goal_table(verdicts, markdown=True)}\n\n{closing_note(verdicts)}"
+        for path in (ROOT / "README.md", ROOT / "docs" / "scaling.md"):
+            write_between_markers(path, block)
+            print(f"wrote the goal table into {path.relative_to(ROOT)}")
     return 0 if all(v.passed for v in verdicts) else 1
 
 

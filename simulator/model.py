@@ -166,6 +166,10 @@ class _Run:
         self.to_launch = 0
         self.depths: deque[QueueDepth] = deque(maxlen=fleet.depth_lag_ticks + 1)
         self.direction = 0
+        self.desired = policy.min_tasks
+        self.last: LastAction | None = None
+        self.tokens = float(fleet.launch_burst)
+        self.next_arrival = self.done = 0
         self.samples: dict[str, list[float]] = {
             "t": [],
             "depth": [],
@@ -355,12 +359,8 @@ class _Run:
             self.tokens -= 1
 
     def run(self, profile: str, label: str, duration: float) -> RunResult:
-        self.desired = self.policy.min_tasks
         for _ in range(self.desired):
             self.launch(0.0, ready=True)
-        self.last: LastAction | None = None
-        self.tokens = float(self.fleet.launch_burst)
-        self.next_arrival = self.done = 0
         backlog_run = longest_backlog = 0
         t = 0
         limit = duration + OVERTIME_SECONDS

@@ -58,7 +58,7 @@ def row(run: RunResult, oracle: RunResult, seed: int) -> tuple[str, ...]:
     )
 
 
-def render(headers: Sequence[str], rows: list[tuple[str, ...]], *, markdown: bool) -> str:
+def render(headers: Sequence[str], rows: Sequence[tuple[str, ...]], *, markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(cells) + " |" for cells in rows]
@@ -101,11 +101,11 @@ def closing_note(verdicts: list[Verdict]) -> str:
         "reversals/h on steady, no busy worker stopped, every task finished"
     )
     if not failing:
-        return f"{goal}\nevery cell passes ({len(verdicts)} of {len(verdicts)})"
-    lines = [goal, f"{len(failing)} of {len(verdicts)} cells fail:"]
+        return f"{goal}\n\nevery cell passes ({len(verdicts)} of {len(verdicts)})"
+    lines = [goal, "", f"{len(failing)} of {len(verdicts)} cells fail:", ""]
     for v in failing:
         bound = f"; clairvoyant bound {v.bound_ratio:.2f}x oracle" if v.bound_ratio is not None else ""
-        lines.append(f"  {v.profile} seed {v.seed}: {v.why}{bound}")
+        lines.append(f"- {v.profile} seed {v.seed}: {v.why}{bound}")
     return "\n".join(lines)
 
 
@@ -143,3 +143,16 @@ def plot(comparison: Comparison, path: Path) -> Path:
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
+
+
+BEGIN_MARKER = "<!-- make simulate: goal table -->"
+END_MARKER = "<!-- end of the goal table -->"
+
+
+def write_between_markers(path: Path, block: str) -> None:
+    """Replaces what lies between the two markers in `path` with `block`."""
+    text = path.read_text()
+    start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
+    if start < 0 or end < start:
+        raise ValueError(f"{path}: no {BEGIN_MARKER} ... {END_MARKER} block to write the table into")
+    path.write_text(f"{text[:start]}{BEGIN_MARKER}\n{block}\n{text[end:]}")

@@ -18,7 +18,15 @@ from simulator.compare import LABELS, Comparison, compare, default_policy, verdi
 from simulator.model import Fleet, RunResult, _Run, oracle, simulate
 from simulator.pricing import Prices
 from simulator.profiles import ISSUE8, JUDGE, Burst, Profile, load_profile
-from simulator.report import closing_note, goal_table, plot, table
+from simulator.report import (
+    BEGIN_MARKER,
+    END_MARKER,
+    closing_note,
+    goal_table,
+    plot,
+    table,
+    write_between_markers,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -203,16 +211,9 @@ def test_simulate_start_latency_delays_the_first_scale_out():
 
 
 def test_simulate_reads_task_times_as_the_lambda_does():
-    # Given a run stopped in the middle of the spike's backlog
+    # Given 300 workers two minutes into the spike's backlog, before any decision
     arrivals = JUDGE["spike"].arrivals(1)
-    run = _Run(arrivals, default_policy(), QUIET, Prices(), 1)
-    run.run("spike", "drain", 0.0)
     probe = _Run(arrivals, default_policy(), QUIET, Prices(), 1)
-    probe.tick = lambda t: None  # type: ignore[method-assign]
-    probe.desired = 300
-    probe.last = None
-    probe.tokens = 100.0
-    probe.next_arrival = probe.done = 0
     for _ in range(300):
         probe.launch(0.0, ready=True)
     for t in range(1, 420):
@@ -349,7 +350,7 @@ def test_plot_writes_a_small_png(tmp_path):
 
 def test_main_prints_the_goal_per_seed_and_exits_0_when_every_cell_passes(tmp_path, capsys):
     # Given the steady profile, one seed / When the CLI runs it
-    code = main(["--profile", "steady", "--seed", "1"])
+    code = main(["--profile", "steady", "--seed", "1", "--no-plot"])
     # Then it prints the cell with its verdict and the closing note, and exits 0
     output = capsys.readouterr().out
     assert "steady   1" in output and "PASS" in output
@@ -361,8 +362,20 @@ def test_main_profile_file_runs_with_the_models_task_times(tmp_path, capsys):
     # Given a profile file / When the CLI runs it with a seed
     path = tmp_path / "night.csv"
     path.write_text("seconds,rate_per_second,burst_tasks\n0,0.05,\n600,0,100\n1800,0,\n")
-    main(["--profile-file", str(path), "--profile", "spike", "--seed", "2", "--runs"])
+    main(["--profile-file", str(path), "--profile", "spike", "--seed", "2", "--runs", "--no-plot"])
     # Then both profiles' runs and cells are printed
     output = capsys.readouterr().out
     assert "night" in output and "spike" in output
     assert "oracle" in output
+
+
+def test_write_between_markers_replaces_only_the_marked_block(tmp_path):
+    # Given a document with a marked block / When the table is written
+    path = tmp_path / "doc.md"
+    path.write_text(f"before\n{BEGIN_MARKER}\nold table\n{END_MARKER}\nafter\n")
+    write_between_markers(path, "| new |")
+    # Then only the block changes; a document without the markers is refused
+    assert path.read_text() == f"before\n{BEGIN_MARKER}\n| new |\n{END_MARKER}\nafter\n"
+    (tmp_path / "bare.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match=r"bare\.md"):
+        write_between_markers(tmp_path / "bare.md", "| new |")
