@@ -323,11 +323,18 @@ def test_decide_drain_adds_what_stops_a_growing_queue_within_the_growth_bound():
 
 
 def test_decide_drain_counts_busy_in_workers_at_concurrency_two():
-    # Given 2 tasks a worker, 20 running workers with 40 tasks in flight, nothing waits
+    # Given 2 tasks a worker, 30 running workers with 40 tasks in flight (20 workers' worth), nothing waits
     policy = replace(DRAIN, concurrency=2)
-    decision = decide(depth(0, in_flight=40), counts(20), policy, now=NOW)
-    # Then the 40 busy slots need 20 workers plus spare, not 40 + spare
-    assert 20 <= decision.desired <= 25
+    decision = decide(depth(0, in_flight=40), counts(30), policy, now=NOW)
+    # Then it does not grow: 40 messages counted as 40 busy workers would ask for 33
+    assert decision.desired <= 30
+
+
+def test_decide_drain_sizes_a_backlog_in_workers_at_concurrency_two():
+    # Given 2 tasks a worker, 2 running and 540 waiting / When decided
+    decision = decide(depth(540), counts(2), replace(DRAIN, concurrency=2), now=NOW)
+    # Then 540 x 60 s over 540 s is 60 slots: 30 workers
+    assert decision.desired == 30
 
 
 def test_decide_drain_keeps_a_worker_for_every_task_that_waits():
