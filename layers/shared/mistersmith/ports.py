@@ -202,8 +202,9 @@ class ScalingState(ABC):
         """Writes `action` if the stored record is still `previous` (by version); returns False when
         another invocation wrote first, in which case the caller must not act."""
 
-    def record_decision(self, decision: Decision, *, now: float) -> None:  # noqa: B027 - optional hook
-        """Keeps one applied decision for its history (e.g. an item with a TTL); by default none is kept."""
+    def record_decision(self, decision: Decision, *, now: float) -> None:  # noqa: B027 - optional, no-op
+        """Keeps one applied decision for a history (e.g. an item of its own with a TTL); called once per
+        tick after the record is written and the count applied. By default no history is kept."""
 
 
 @dataclass(frozen=True)

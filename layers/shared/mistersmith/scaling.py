@@ -5,19 +5,20 @@ policies behind it, and the task-time estimate. The controller that feeds it is 
 service (each choice is written beside the code in `_step` and `_bounded`). A step is `<=UPPER:CHANGE`
 (scale in while visible depth is at most UPPER) or `>=LOWER:CHANGE` (scale out from LOWER up).
 
-`backlog` is the AWS recipe (and Copilot's worker service): keep visible messages per task at
-acceptable latency / average processing time; it does not scale in while work waits.
+`backlog` is the AWS recipe (and Copilot's worker service): keep visible messages per worker at
+acceptable latency / average processing time.
 
-`drain` is ours: the slots that keep up with arrivals (a smoothed arrival rate x task time), plus
-enough to clear what waits within a latency budget (a new task helps only once started), plus
-square-root headroom, divided by the tasks a worker runs at once. The rate may at most double the
-busy slots (or add `growth_tasks`) in one tick: a burst's first minutes are cleared by the backlog
-term, not extrapolated. A scale-in waits while work waits, is held `hold_seconds` after a scale-out
-and needs a surplus beyond the noise of the busy count, unless the load halved (a burst is over).
+`drain` is ours: the slots that keep up with arrivals (the offered load: a smoothed arrival rate x
+task time), plus enough to clear what waits within a latency budget (a new task helps only once
+started), plus square-root headroom, divided by the tasks a worker runs at once. The load may grow
+to at most max(2x, + `growth_tasks` workers) of the busy slots in one tick: a burst's first minutes
+are cleared by the backlog term, not extrapolated. A change within the noise of the busy count is
+not made, and a scale-in right after a scale-out waits `hold_seconds`, unless the load halved.
 
-Every policy: the result stays in [min, max]; it never drops below the busy workers (an empty visible
-queue with work in flight does not kill that work); no scale-in during a deployment; a service at
-zero with work waiting gets a task; missing or NaN inputs change nothing (`decide` returns None)."""
+Every policy: the result stays in [min, max]; a scale-in keeps every worker that may be busy and a
+slot for every task that waits; no scale-in during a deployment; a service at zero with work
+waiting gets a task; missing or NaN inputs change nothing (`decide` returns None). The task time is
+`estimate_task_seconds` over what `ports.TaskTimeSource` reads."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ SEED_STEPS = "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
 RATE_SMOOTHING = 0.2
 # The configured task time weighs in the estimate as this many finished tasks.
 PRIOR_TASKS = 20
-# Finished tasks the task-time estimate reads each tick (one Query page of the by-status index).
+# Finished tasks the task-time estimate reads each tick (about 2 MB of by-status index items).
 TASK_TIME_SAMPLE = 1000
 
 
@@ -101,8 +102,7 @@ class ScalingPolicy:
     kind: PolicyKind = PolicyKind.STEP
     # Acceptable queue wait: the backlog policy's latency target, the drain policy's budget.
     latency_seconds: float = 600
-    # Expected processing time of one task: the backlog policy's divisor, the drain policy's fallback
-    # while no task has finished recently.
+    # Expected processing time of one task: the backlog policy's divisor, the estimate's prior.
     task_seconds: float = 60
     # How long a new Fargate task takes to start taking work (image pull, boot): the drain policy's lead.
     start_seconds: float = 60
@@ -148,7 +148,7 @@ def next_record(decision: Decision, *, now: float, last: LastAction | None) -> L
 def estimate_task_seconds(times: TaskTimes, *, now: float, prior: float) -> float:
     """Mean processing time of the cohort of the newest finished tasks (created no earlier than the
     oldest of them): the Kaplan-Meier mean, with the cohort's running tasks as censored at their
-    elapsed time. None when nothing has finished.
+    elapsed time; `prior` when nothing has finished.
 
     Finished tasks alone are biased low in a backlog (the first of a cohort to finish are its short
     ones); dividing the time spent by the finished count is biased high while the cohort is young
@@ -165,9 +165,8 @@ def estimate_task_seconds(times: TaskTimes, *, now: float, prior: float) -> floa
     at_risk, surviving, mean, previous, last_event = len(ends), 1.0, 0.0, 0.0, 0.0
     index = 0
     while index < len(ends):
-        moment, finished = ends[index][0], 0
-        gone = 0
-        while index < len(ends) and ends[index][0] == moment:
+        moment, finished, gone = ends[index][0], 0, 0
+        while index < len(ends) and ends[index][0] == moment:  # ties: every end at this moment at once
             finished += ends[index][1]
             gone += 1
             index += 1
@@ -196,8 +195,8 @@ def decide(
 ) -> Decision | None:
     """The new desired count and why, or None to change nothing (missing data is never a reason to act).
 
-    `now` is epoch seconds; `last` is the autoscaler's last action; `task_seconds` is the observed mean
-    processing time (None: not known, the policy's estimate is used)."""
+    `now` is epoch seconds; `last` is the autoscaler's last action; `task_seconds` is the estimated
+    mean processing time (None: the policy's `task_seconds`)."""
     if depth is None or service is None:
         return None
     if _bad(depth.visible, depth.in_flight, depth.delayed, service.desired, service.running, service.pending):
