@@ -30,7 +30,7 @@ from mistersmith.ports import LastAction, Observation, QueueDepth, ServiceCounts
 
 SEED_STEPS = "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
 # drain: the weight of a tick's offered-load measurement in the smoothed load.
-RATE_SMOOTHING = 0.2
+LOAD_SMOOTHING = 0.2
 # The configured task time weighs in the estimate as this many finished tasks.
 PRIOR_TASKS = 20
 # Finished tasks the task-time estimate reads each tick (about 2 MB of by-status index items).
@@ -269,7 +269,7 @@ def _offered_load(
 ) -> float:
     """The slots arrivals keep busy (arrival rate x task time): the mean busy slots since the last
     look plus the growth of the work in the system (waiting and in flight) over a task time, smoothed
-    (a tick's measurement weighs RATE_SMOOTHING), its growth bounded."""
+    (a tick's measurement weighs LOAD_SMOOTHING), its growth bounded."""
     seen = last.seen if last else None
     if seen is None or now <= seen.at:
         return float(busy)
@@ -286,7 +286,7 @@ def _offered_load(
         return measured
     if measured < seen.load / 2 and (busy < seen.load / 2 or 3 * busy < seen.busy):
         return measured
-    return (1 - RATE_SMOOTHING) * seen.load + RATE_SMOOTHING * measured
+    return (1 - LOAD_SMOOTHING) * seen.load + LOAD_SMOOTHING * measured
 
 
 def _drain(
