@@ -16,8 +16,8 @@ import pytest
 
 from local_stack.lambda_runtime import invoke, load_module
 from mistersmith import wiring
-from mistersmith.adapters.scaling_state import DynamoScalingState, control_id
-from mistersmith.clock import iso_from_epoch
+from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes, control_id
+from mistersmith.clock import epoch_from_iso, iso_from_epoch
 from mistersmith.ports import LastAction
 from mistersmith.settings import AutoscalerSettings
 from tests.conftest import load_event
@@ -207,3 +207,33 @@ def test_scaling_state_second_writer_on_the_same_version_is_refused(stack, targe
     third = LastAction(at=2.0, desired=5, base=3, adjustment=2, version=2)
     assert state.record(third, previous=first) is True
     assert state.last_action() == third
+
+
+def test_task_times_reads_the_newest_finished_and_the_running_of_their_cohort(stack):
+    # Given 30 finished worker tasks created a second apart, a finished analyze task (not a worker's),
+    # and two running tasks: one created before the 10 newest finished, one after
+    ddb = stack.session().client("dynamodb")
+    table = task_table(stack, f"tasks-{uuid.uuid4().hex[:8]}")
+
+    def put(
+        task_id: str, status: str, second: int, times: dict[str, Any], task_type: str = "compile"
+    ) -> None:
+        created = {"S": f"2026-11-28T08:{second // 60:02d}:{second % 60:02d}.000Z"}
+        item = {
+            "id": {"S": task_id},
+            "task_type": {"S": task_type},
+            "status": {"S": status},
+            "created_at": created,
+        }
+        ddb.put_item(TableName=table, Item=item | times)
+
+    for second in range(30):
+        put(f"done-{second}", "SUCCEEDED", second, {"duration_ms": {"N": str(1000 * (second + 1))}})
+    put("analyzed", "SUCCEEDED", 40, {"duration_ms": {"N": "1"}}, task_type="analyze")
+    put("old-runner", "RUNNING", 5, {"started_at": {"S": "2026-11-28T08:00:06.000Z"}})
+    put("new-runner", "RUNNING", 35, {"started_at": {"S": "2026-11-28T08:00:36.000Z"}})
+    # When the 10 newest are read
+    times = DynamoTaskTimes(table).task_times(sample=10)
+    # Then the 10 newest worker tasks (29 s down to 20 s), and only the runner of their cohort
+    assert [seconds for _, seconds in times.finished] == [float(s + 1) for s in range(29, 19, -1)]
+    assert [started for _, started in times.running] == [epoch_from_iso("2026-11-28T08:00:36.000Z")]

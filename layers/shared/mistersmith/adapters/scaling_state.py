@@ -108,28 +108,27 @@ def _decode(item: dict[str, Any]) -> LastAction:
 
 
 class DynamoTaskTimes(TaskTimeSource):
-    """Implements `ports.TaskTimeSource` on the by-status index (status, created_at): one Query of the
-    newest SUCCEEDED worker tasks (one page of at most `scan` items), then one of the RUNNING ones
-    created since the oldest of those (a key condition, so only that cohort is read)."""
+    """Implements `ports.TaskTimeSource` on the by-status index (status, created_at): a Query of the
+    newest SUCCEEDED worker tasks (at most `sample`, in pages of as many), then one of the RUNNING
+    ones created since the oldest of those (a key condition, so only that cohort is read). Items are
+    projected to the times the estimate needs."""
 
-    def __init__(self, table_name: str, *, scan: int = 200) -> None:
+    def __init__(self, table_name: str) -> None:
         self._table = table_name
-        self._scan = scan
         self._ddb = client("dynamodb")
 
     def task_times(self, *, sample: int) -> TaskTimes:
-        finished = [
-            (epoch_from_iso(item["created_at"]["S"]), float(item["duration_ms"]["N"]) / 1000)
-            for item in self._query(TaskStatus.SUCCEEDED, "duration_ms", since=None, limit=self._scan)
-        ][:sample]
-        since = iso_from_epoch(min(created for created, _ in finished)) if finished else None
-        running = [
-            (epoch_from_iso(item["created_at"]["S"]), epoch_from_iso(item["started_at"]["S"]))
-            for item in self._query(TaskStatus.RUNNING, "started_at", since=since, limit=None)
-        ]
-        return TaskTimes(tuple(finished), tuple(running))
+        done = self._query(TaskStatus.SUCCEEDED, "duration_ms", since=None, most=sample)
+        since = min((item["created_at"]["S"] for item in done), default=None)
+        running = self._query(TaskStatus.RUNNING, "started_at", since=since, most=None)
+        return TaskTimes(
+            tuple((epoch_from_iso(i["created_at"]["S"]), float(i["duration_ms"]["N"]) / 1000) for i in done),
+            tuple(
+                (epoch_from_iso(i["created_at"]["S"]), epoch_from_iso(i["started_at"]["S"])) for i in running
+            ),
+        )
 
-    def _query(self, status: TaskStatus, needed: str, *, since: str | None, limit: int | None) -> list[Any]:
+    def _query(self, status: TaskStatus, needed: str, *, since: str | None, most: int | None) -> list[Any]:
         values: dict[str, Any] = {":status": {"S": status.value}}
         values |= {f":type{i}": {"S": task_type.value} for i, task_type in enumerate(WORKER_TASK_TYPES)}
         types = ", ".join(f":type{i}" for i in range(len(WORKER_TASK_TYPES)))
@@ -137,19 +136,15 @@ class DynamoTaskTimes(TaskTimeSource):
         if since is not None:
             key += " AND created_at >= :since"
             values[":since"] = {"S": since}
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": key,
-            "FilterExpression": f"task_type IN ({types}) AND attribute_exists({needed})",
-            "ProjectionExpression": f"created_at, {needed}",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": False,
-        }
-        if limit is not None:
-            return list(self._ddb.query(**request, Limit=limit).get("Items", []))
-        items: list[Any] = []
-        for page in self._ddb.get_paginator("query").paginate(**request):
-            items += page.get("Items", [])
-        return items
+        pages = self._ddb.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression=key,
+            FilterExpression=f"task_type IN ({types}) AND attribute_exists({needed})",
+            ProjectionExpression=f"created_at, {needed}",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            PaginationConfig={"MaxItems": most, "PageSize": most} if most else {},
+        )
+        return [item for page in pages for item in page.get("Items", [])]
