@@ -3,6 +3,7 @@ worker, and nothing a run starts outlives it, not even what left its session."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mistersmith.work.limits import Confinement
+from mistersmith.work import sandbox
 from mistersmith.work.sandbox import SandboxResult, run_sandboxed
 
 pytestmark = [
@@ -107,8 +109,10 @@ def test_a_process_that_leaves_the_run_s_session_is_killed_when_the_run_ends():
         assert state_of(pid) in (None, "Z")
 
 
-def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again():
-    # Given a uid whose lease was never ended (its worker died) and a process it left running
+def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again(monkeypatch):
+    # Given a uid whose lease was never ended (its worker died) and a process it left running,
+    # and the rotation of uids at its start
+    monkeypatch.setattr(sandbox, "_rotation", itertools.count())
     confinement = Confinement(allowed_executables=("python3",), child_uid_base=62000)
     locks = Path(tempfile.gettempdir()) / "mistersmith-accounts"
     locks.mkdir(mode=0o700, exist_ok=True)

@@ -95,11 +95,32 @@ def checked_relative_path(path: str) -> str:
     return normalised
 
 
-def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
-    return {checked_relative_path(path): text for path, text in files.items()}
+# Linux's NAME_MAX and PATH_MAX, in bytes: a longer name or path can never be written.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
 
 
-RelativeFiles = Annotated[dict[str, str], AfterValidator(_checked_relative_paths)]
+def unique_relative_paths(files: dict[str, str]) -> dict[str, str]:
+    """The files by normalised path; ValueError when a path is unusable (see checked_relative_path,
+    plus: not UTF-8, a name over 255 bytes, a path over 4095) or two name one file ("a", "./a")."""
+    normalised: dict[str, str] = {}
+    for path, text in files.items():
+        key = checked_relative_path(path)
+        try:
+            encoded = key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"file path {path[:200]!r} is not valid Unicode text") from None
+        if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+            raise ValueError(
+                f"file path {path[:200]!r} is too long: names up to {MAX_NAME_BYTES} bytes, paths up to {MAX_PATH_BYTES}"
+            )
+        if key in normalised:
+            raise ValueError(f"file paths {path[:200]!r} and another name the same file {key[:200]!r}")
+        normalised[key] = text
+    return normalised
+
+
+RelativeFiles = Annotated[dict[str, str], AfterValidator(unique_relative_paths)]
 MAX_SOURCE_FILES = 1000
 SourceFiles = Annotated[RelativeFiles, Field(min_length=1, max_length=MAX_SOURCE_FILES)]
 S3_URI = re.compile(
