@@ -99,10 +99,16 @@ def test_attack_a_uid_that_cannot_be_emptied_is_quarantined():
         while not list(_live_processes_of(base)) and time.monotonic() < deadline:
             time.sleep(0.05)
         # When a run asks for a uid from that one on
-        result = run("import os; print(os.getuid())", Confinement(allowed_executables=("python3",), child_uid_base=base))
+        result = run(
+            "import os; print(os.getuid())",
+            Confinement(allowed_executables=("python3",), child_uid_base=base),
+        )
         # Then it is never given that uid
         assert int(result.stdout) != base
-        again = run("import os; print(os.getuid())", Confinement(allowed_executables=("python3",), child_uid_base=base))
+        again = run(
+            "import os; print(os.getuid())",
+            Confinement(allowed_executables=("python3",), child_uid_base=base),
+        )
         assert int(again.stdout) != base
     finally:
         stubborn.kill()
@@ -255,16 +261,20 @@ def test_attack_a_child_cannot_open_a_network_socket(listener):
 
 
 def test_network_can_be_allowed_for_a_deployment(listener):
-    port, accepted = listener
+    port, _accepted = listener
     # Given a confinement that allows the network / When a child connects to loopback, then it does
-    result = run(CONNECT.format(port=port).split("for family")[0] + (
-        f"s = socket.socket(); s.settimeout(5); s.connect(('127.0.0.1', {port})); print('connected')\n"
-    ), Confinement(allowed_executables=("python3",), allow_network=True))
+    result = run(
+        CONNECT.format(port=port).split("for family")[0]
+        + (f"s = socket.socket(); s.settimeout(5); s.connect(('127.0.0.1', {port})); print('connected')\n"),
+        Confinement(allowed_executables=("python3",), allow_network=True),
+    )
     assert result.stdout.split() == ["connected"], result.stderr
 
 
 # Arguments under which each call fails, unfiltered, with an errno other than EPERM (or succeeds).
-SYSCALL = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall({call})\nprint(ctypes.get_errno())"
+SYSCALL = (
+    "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall({call})\nprint(ctypes.get_errno())"
+)
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,11 @@ class WorkSettings(LifecycleSettings, SourceSettings):
     child_max_file_bytes: Annotated[int, Field(ge=1024)] = Confinement().max_file_bytes
     child_max_processes: Annotated[int, Field(ge=1)] = Confinement().max_processes
     child_uid_base: Annotated[int, Field(ge=1000, le=4_000_000_000)] = Confinement().child_uid_base
+    child_disk_bytes: Annotated[int, Field(ge=1 << 20)] = Confinement().disk_bytes
+    # Off by default: a child with the network reaches the sidecars, task metadata, the VPC and the internet.
+    execute_allow_network: bool = False
+    # Where run directories are made; the system's temporary directory when unset.
+    sandbox_scratch_root: str | None = None
 
     @field_validator("execute_allowed_executables", mode="before")
     @classmethod
@@ -98,6 +103,9 @@ class WorkSettings(LifecycleSettings, SourceSettings):
             max_file_bytes=self.child_max_file_bytes,
             max_processes=self.child_max_processes,
             child_uid_base=self.child_uid_base,
+            disk_bytes=self.child_disk_bytes,
+            allow_network=self.execute_allow_network,
+            scratch_root=self.sandbox_scratch_root,
         )
 
 
@@ -164,6 +172,8 @@ class WorkerSettings(WorkSettings, WorkQueueSettings):
     otel_exporter_otlp_endpoint: str | None = None
     receive_batch_size: Annotated[int, Field(ge=1, le=10)] = 10
     receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
+    # In the container (the worker owns /tmp and /dev/shm there): children cannot write to them at all.
+    sandbox_seal_shared_temp: bool = False
 
 
 @cache

@@ -77,7 +77,7 @@ def perform(
         message = f"unknown task type {task_type!r}; valid types: {valid}"
         raise TaskFailure("UnknownTaskType", message) from None
     try:
-        parsed = PAYLOAD_MODELS[kind].model_validate(payload)
+        parsed: Any = PAYLOAD_MODELS[kind].model_validate(payload)
     except ValidationError as exc:
         raise TaskFailure("InvalidPayload", f"invalid {kind.value} payload: {_describe(exc)}") from None
     archive = None

@@ -223,7 +223,8 @@ def run_compile(
         _build_in_child,
         (language, artifacts is not None),
         timeout_seconds=limits.execute_timeout_seconds,
-        confinement=toolchain.confinement(limits.confinement),
+        # Never the network, whatever execute may: a build needs none.
+        confinement=toolchain.confinement(replace(limits.confinement, allow_network=False)),
         stop=stop,
         files=payload.files,
         archive=archive,

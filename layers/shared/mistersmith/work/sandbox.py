@@ -60,7 +60,7 @@ _STATUS_HEAD_BYTES = 1024
 _CLEAN = b"clean"
 _IN_USE = b"inuse"
 # Where a child could leave files for the next tenant of its uid: purged at every lease's end.
-SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
+SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108 - purged, never written
 # How often a run's memory and disk are measured; what it writes in between is the disk overshoot.
 _BUDGET_POLL_SECONDS = 0.25
 # Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
@@ -212,7 +212,9 @@ def run_sandboxed(
         child_env = child_environment(workdir, env)
         executable = _allowed_executable(argv[0], child_env, workdir, confinement)
         jail = _Jail(executable, confinement, timeout_seconds, files or {}, archive)
-        return _spawn(jail, argv, workdir, child_env, stdin, timeout_seconds, output_limit_bytes, stop, collect)
+        return _spawn(
+            jail, argv, workdir, child_env, stdin, timeout_seconds, output_limit_bytes, stop, collect
+        )
 
 
 def run_in_sandbox(
@@ -244,7 +246,9 @@ def run_in_sandbox(
     with _sandbox_dir(confinement) as workdir:
         jail = _Jail(sys.executable, confinement, timeout_seconds, files or {}, archive, (function, argument))
         env = child_environment(workdir)
-        run = _spawn(jail, [sys.executable], workdir, env, None, timeout_seconds, output_limit_bytes, stop, collect)
+        run = _spawn(
+            jail, [sys.executable], workdir, env, None, timeout_seconds, output_limit_bytes, stop, collect
+        )
     if run.stopped:
         raise TaskStopped("the task was stopped before it finished")
     failure = budget_failure(run, "the task")
@@ -254,7 +258,9 @@ def run_in_sandbox(
         raise TaskFailure("Timeout", f"the task did not finish within {timeout_seconds:g} s and was killed")
     if run.exit_code != 0 or run.value is _NO_VALUE:
         said = run.stderr.strip()[-_UNPARSED_STDERR_CHARS:]
-        raise RuntimeError(f"the sandboxed function ended with exit code {run.exit_code} and no result: {said}")
+        raise RuntimeError(
+            f"the sandboxed function ended with exit code {run.exit_code} and no result: {said}"
+        )
     return SandboxCall(run.value, run.files, run.stdout, run.stderr, run.duration_ms)
 
 
@@ -288,7 +294,18 @@ def _spawn(
         if account is not None:
             os.chown(workdir, *account)
         budget = _Budget(workdir, account[0] if account else None, confinement, jail.inline is not None)
-        result = _run(argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail, account, budget)
+        result = _run(
+            argv,
+            workdir,
+            child_env,
+            stdin_bytes,
+            timeout_seconds,
+            output_limit_bytes,
+            stop,
+            jail,
+            account,
+            budget,
+        )
         if account is not None:
             _kill_as(account[0])
         if result.report is not None:
@@ -557,7 +574,7 @@ class _Jail:
         """Runs in the child as its user (after Popen's setuid, before exec); never raises."""
         try:
             self._enter()
-        except BaseException as error:  # noqa: BLE001 - nothing may escape into _posixsubprocess
+        except BaseException as error:
             self._report(_failure_message(error))
             os._exit(_CHILD_FAILED)
 
@@ -713,8 +730,6 @@ def _tree_bytes(root: Path | str) -> int:
         path = pending.pop()
         try:
             info = os.lstat(path)
-        except OSError:
-            continue
         except OSError as error:
             if error.errno == errno.ENAMETOOLONG:
                 return _UNMEASURABLE  # a tree too deep to walk by path is over any budget
@@ -729,9 +744,8 @@ def _tree_bytes(root: Path | str) -> int:
 def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confinement: Confinement) -> str:
     """The real path `name` runs as, if that is one of the allowed executables."""
     if "/" in name:
-        candidate: str | None = str(workdir / name) if not os.path.isabs(name) else name
-        if not os.path.exists(candidate):
-            candidate = None
+        given = str(workdir / name) if not os.path.isabs(name) else name
+        candidate: str | None = given if os.path.exists(given) else None
     else:
         candidate = shutil.which(name, path=env.get("PATH", SAFE_PATH))
     if candidate is None:
@@ -791,6 +805,8 @@ def _take_account(base: int) -> tuple[int, int]:
         if os.pread(descriptor, len(_CLEAN), 0) != _CLEAN and not _end_tenancy(uid):
             _quarantine(uid, descriptor)
             continue
+        # Files a worker of an older release left for this uid are not the new tenant's to find.
+        _purge_shared_temp(uid)
         os.pwrite(descriptor, _IN_USE, 0)
         return uid, descriptor
     raise RuntimeError(f"all {_ACCOUNTS} accounts for sandboxed children from uid {base} are in use")
@@ -820,7 +836,7 @@ def _kill_as(uid: int) -> None:
     The helper then removes the uid's System V IPC objects, which only their owner (or
     CAP_SYS_ADMIN, which the container lacks) may remove."""
     # The helper never execs: its work is all in _kill_everything, which ends with os._exit.
-    helper = subprocess.Popen(  # noqa: S603
+    helper = subprocess.Popen(
         [sys.executable],
         user=uid,
         group=uid,
@@ -847,11 +863,12 @@ def _kill_everything() -> None:
 
 
 def _remove_ipc_objects(uid: int) -> None:
-    for kind, remove in (
-        ("shm", lambda ident: _LIBC.shmctl(ident, _IPC_RMID, None)),
-        ("msg", lambda ident: _LIBC.msgctl(ident, _IPC_RMID, None)),
-        ("sem", lambda ident: _LIBC.semctl(ident, 0, _IPC_RMID)),
-    ):
+    removers: dict[str, Callable[[int], object]] = {
+        "shm": lambda ident: _LIBC.shmctl(ident, _IPC_RMID, None),
+        "msg": lambda ident: _LIBC.msgctl(ident, _IPC_RMID, None),
+        "sem": lambda ident: _LIBC.semctl(ident, 0, _IPC_RMID),
+    }
+    for kind, remove in removers.items():
         try:
             lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
         except OSError:
@@ -902,7 +919,7 @@ def seal_shared_temp() -> list[str]:
         with contextlib.suppress(OSError):
             info = os.stat(path)
             if info.st_uid == os.geteuid() and info.st_mode & stat.S_IWOTH:
-                os.chmod(path, 0o711)
+                os.chmod(path, 0o711)  # noqa: S103 - narrower than it was: children may only pass through
                 sealed.append(path)
     return sealed
 
@@ -965,7 +982,9 @@ def _write_files(workdir: Path, files: Mapping[str, str]) -> None:
         try:
             target = (workdir / relpath).resolve()
         except OSError as exc:
-            raise TaskFailure("InvalidPayload", f"file path {relpath[:200]!r} cannot be used: {exc.strerror}") from None
+            raise TaskFailure(
+                "InvalidPayload", f"file path {relpath[:200]!r} cannot be used: {exc.strerror}"
+            ) from None
         if target == workdir or not target.is_relative_to(workdir):
             raise TaskFailure("InvalidPayload", f"file path {relpath!r} resolves outside the work directory")
         # Surrogate escapes are the undecodable bytes of an unpacked source archive.
@@ -982,10 +1001,14 @@ def _write_files(workdir: Path, files: Mapping[str, str]) -> None:
             ) from None
         except OSError as exc:
             if exc.errno == errno.EFBIG:
-                raise TaskFailure("InvalidPayload", f"file {relpath[:200]!r} is over the file size limit") from None
+                raise TaskFailure(
+                    "InvalidPayload", f"file {relpath[:200]!r} is over the file size limit"
+                ) from None
             if exc.errno not in _INVALID_PATH_ERRNOS:
                 raise
-            raise TaskFailure("InvalidPayload", f"file path {relpath[:200]!r} cannot be made: {exc.strerror}") from None
+            raise TaskFailure(
+                "InvalidPayload", f"file path {relpath[:200]!r} cannot be made: {exc.strerror}"
+            ) from None
 
 
 def _collectable(relpath: str) -> tuple[str, ...]:
@@ -1031,7 +1054,9 @@ def remove_tree(root: Path | str) -> bool:
     except OSError as error:
         if error.errno == errno.ENOENT:
             return True
-        logger.warning("a sandbox directory could not be removed", extra={"path": str(root), "error": str(error)})
+        logger.warning(
+            "a sandbox directory could not be removed", extra={"path": str(root), "error": str(error)}
+        )
         return False
     return True
 

@@ -44,34 +44,62 @@ _AF_UNIX, _AF_NETLINK = 1, 16
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 _CLONE_NAMESPACES = 0x7E020000
 
-# Per architecture: (socket, clone, clone3, refused calls).
-_REFUSED_NAMES = (
-    "ptrace mount umount2 keyctl add_key request_key bpf perf_event_open io_uring_setup io_uring_enter"
-    " io_uring_register unshare setns pivot_root chroot kexec_load kexec_file_load init_module finit_module"
-    " delete_module process_vm_readv process_vm_writev userfaultfd swapon swapoff reboot acct"
-    " open_by_handle_at name_to_handle_at fsopen fsconfig fsmount move_mount open_tree fspick mount_setattr"
-    " quotactl syslog pidfd_getfd kcmp lookup_dcookie settimeofday clock_settime"
-).split()
+# name, x86_64, aarch64: from asm/unistd_64.h and asm-generic/unistd.h. socket, clone and clone3
+# have rules of their own; every other call listed is refused.
+_TABLE = """
+socket 41 198
+clone 56 220
+clone3 435 435
+ptrace 101 117
+mount 165 40
+umount2 166 39
+keyctl 250 219
+add_key 248 217
+request_key 249 218
+bpf 321 280
+perf_event_open 298 241
+io_uring_setup 425 425
+io_uring_enter 426 426
+io_uring_register 427 427
+unshare 272 97
+setns 308 268
+pivot_root 155 41
+chroot 161 51
+kexec_load 246 104
+kexec_file_load 320 294
+init_module 175 105
+finit_module 313 273
+delete_module 176 106
+process_vm_readv 310 270
+process_vm_writev 311 271
+userfaultfd 323 282
+swapon 167 224
+swapoff 168 225
+reboot 169 142
+acct 163 89
+open_by_handle_at 304 265
+name_to_handle_at 303 264
+fsopen 430 430
+fsconfig 431 431
+fsmount 432 432
+move_mount 429 429
+open_tree 428 428
+fspick 433 433
+mount_setattr 442 442
+quotactl 179 60
+syslog 103 116
+pidfd_getfd 438 438
+kcmp 312 272
+lookup_dcookie 212 18
+settimeofday 164 170
+clock_settime 227 112
+"""
+_ROWS = [line.split() for line in _TABLE.strip().splitlines()]
 _NUMBERS = {
-    "x86_64": dict(
-        zip(
-            ["socket", "clone", "clone3", *_REFUSED_NAMES],
-            [41, 56, 435, 101, 165, 166, 250, 248, 249, 321, 298, 425, 426, 427, 272, 308, 155, 161, 246, 320,
-             175, 313, 176, 310, 311, 323, 167, 168, 169, 163, 304, 303, 430, 431, 432, 429, 428, 433, 442,
-             179, 103, 438, 312, 212, 164, 227],  # fmt: skip
-            strict=True,
-        )
-    ),
-    "aarch64": dict(
-        zip(
-            ["socket", "clone", "clone3", *_REFUSED_NAMES],
-            [198, 220, 435, 117, 40, 39, 219, 217, 218, 280, 241, 425, 426, 427, 97, 268, 41, 51, 104, 294,
-             105, 273, 106, 270, 271, 282, 224, 225, 142, 89, 265, 264, 430, 431, 432, 429, 428, 433, 442,
-             60, 116, 438, 272, 18, 170, 112],  # fmt: skip
-            strict=True,
-        )
-    ),
+    machine: {row[0]: int(row[column]) for row in _ROWS}
+    for column, machine in ((1, "x86_64"), (2, "aarch64"))
 }
+_REFUSED_NAMES = tuple(row[0] for row in _ROWS if row[0] not in ("socket", "clone", "clone3"))
 
 
 class _SockFprog(ctypes.Structure):

@@ -96,18 +96,31 @@ def unpack_into(data: bytes, directory: Path, *, unpacked_limit_bytes: int, text
     except OSError as error:
         if error.errno not in _UNUSABLE_PATH_ERRNOS:
             raise
-        raise TaskFailure("InvalidSource", f"a member of the archive cannot be written: {error.strerror}") from None
+        raise TaskFailure(
+            "InvalidSource", f"a member of the archive cannot be written: {error.strerror}"
+        ) from None
     if not seen:
         raise TaskFailure("InvalidSource", "the archive holds no files")
     return len(seen)
 
 
 _UNUSABLE_PATH_ERRNOS = frozenset(
-    {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EFBIG}
+    {
+        errno.ENAMETOOLONG,
+        errno.EILSEQ,
+        errno.EINVAL,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ELOOP,
+        errno.EFBIG,
+    }
 )
 
 
-def _copy_member(stream: IO[bytes], size: int, target: Path, path: str, budget: _Budget, text_only: bool) -> None:
+def _copy_member(
+    stream: IO[bytes], size: int, target: Path, path: str, budget: _Budget, text_only: bool
+) -> None:
     if size > budget.left:
         budget.exceeded(path)
     decoder = codecs.getincrementaldecoder("utf-8")() if text_only else None
