@@ -66,8 +66,10 @@ _BUDGET_POLL_SECONDS = 0.25
 # Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
 _MIN_ENTRY_BYTES = 4096
 _UNMEASURABLE = 1 << 62
-# kill(-1) passes before the helper gives up (a fork cannot complete with a kill pending: a few do).
-_KILL_PASSES = 1000
+# kill(-1) passes at most: one already reaches every process and fork of the uid (a fork cannot
+# complete with a kill pending); more only while it still finds some, zombies included, which
+# are not the uid's to reap. The scan after it says whether anything lives.
+_KILL_PASSES = 20
 _CLEANUP_ATTEMPTS = 2
 # The exit code of a child that failed before it could exec or return (its report says why).
 _CHILD_FAILED = 125
@@ -81,6 +83,8 @@ _INVALID_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL
 _rotation = itertools.count()
 _quarantined: set[int] = set()
 _quarantine_locks: list[int] = []
+# Uids killed atomically since their last process could have started: their lease end only verifies.
+_emptied: set[int] = set()
 _NO_VALUE: Any = object()
 
 
@@ -290,7 +294,7 @@ def _spawn(
     wanted = [_collectable(relpath) for relpath in collect]
     stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
     confinement = jail.confinement
-    with _leased_account(confinement) as account:
+    with leased_account(confinement) as account:
         if account is not None:
             os.chown(workdir, *account)
         budget = _Budget(workdir, account[0] if account else None, confinement, jail.inline is not None)
@@ -308,6 +312,7 @@ def _spawn(
         )
         if account is not None:
             _kill_as(account[0])
+            _emptied.add(account[0])
         if result.report is not None:
             result = _with_report(result, result.report)
         if result.exceeded is None and budget.disk_exceeded():
@@ -767,7 +772,7 @@ def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confin
 
 
 @contextlib.contextmanager
-def _leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None]:
+def leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None]:
     """The (uid, gid) the child of this run gets when the worker is root (None when it is not):
     one no other run in flight on this host holds, so that runs cannot read each other's files
     or signal each other. Uids are handed out in rotation. When the lease ends, everything of the
@@ -823,7 +828,9 @@ def _end_tenancy(uid: int) -> bool:
     """Ends everything `uid` left: its processes, its System V IPC objects, its files in the shared
     temporary directories (POSIX shared memory and queues included). True when nothing of it runs."""
     for _ in range(_CLEANUP_ATTEMPTS):
-        _kill_as(uid)
+        if uid not in _emptied:
+            _kill_as(uid)
+        _emptied.discard(uid)
         _purge_shared_temp(uid)
         if not any(True for _ in _live_processes_of(uid)):
             return True
