@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -213,6 +215,26 @@ def test_attack_compiling_a_huge_source_is_held_to_the_run_s_memory_budget():
     with pytest.raises(TaskFailure) as failed:
         run_compile(CompilePayload(files={"big.py": source}), limits=limits)
     assert failed.value.error_type == "MemoryLimitExceeded"
+
+
+def test_attack_an_archive_that_unpacks_past_the_disk_budget_is_stopped_in_the_child():
+    # Given a 40 MiB member compressed to a few KiB, and a disk budget of 16 MiB
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("big.py", b"#" * (40 << 20))
+    limits = WorkLimits(
+        execute_timeout_seconds=60,
+        confinement=Confinement(allowed_executables=("python3",), disk_bytes=16 << 20),
+    )
+    # When a compile names it, then the child unpacking it is held to the run's disk budget
+    with pytest.raises(TaskFailure) as failed:
+        perform(
+            "compile",
+            {"source_uri": "s3://bucket/uploads/bomb.zip"},
+            limits,
+            sources=lambda _uri, _limit: buffer.getvalue(),
+        )
+    assert failed.value.error_type == "DiskLimitExceeded"
 
 
 # 5. The network.

@@ -9,9 +9,15 @@ archive's headers lie about sizes.
 
 from __future__ import annotations
 
+# What zipfile and tarfile import on first use (cp437 member names, compressed tars), imported in
+# the worker: the sandboxed child that unpacks may not be able to read the interpreter's library.
+import bz2  # noqa: F401
 import codecs
+import encodings.cp437  # noqa: F401
 import errno
+import gzip  # noqa: F401
 import io
+import lzma  # noqa: F401
 import stat
 import tarfile
 import zipfile
