@@ -359,6 +359,7 @@ def _run(
     budget: _Budget,
 ) -> SandboxResult:
     started = time.monotonic()
+    _seccomp_filter(jail.confinement.allow_network)  # built here, so the child only installs it
     report_read, report_write = os.pipe()
     jail = replace(jail, account=account, report_fd=report_write)
     try:
@@ -411,6 +412,7 @@ def _run(
     for thread in threads:
         thread.start()
 
+    ending: str | None = None
     try:
         ending = _wait_for_exit(process, started + timeout_seconds, stop, budget)
         duration_ms = round((time.monotonic() - started) * 1000)
