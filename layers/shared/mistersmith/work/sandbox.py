@@ -593,7 +593,9 @@ class _Jail:
         limits = _rlimits(self.confinement, self.timeout_seconds, self.account is not None)
         # A fork still maps the worker: the address-space backstop is on top of that until exec.
         _set_limits(limits, _address_space_now() if self.inline or self.files or self.archive else 0)
-        _seccomp_filter(self.confinement.allow_network).install()
+        seccomp = _seccomp_filter(self.confinement.allow_network)
+        if seccomp is not None:
+            seccomp.install()
         # A file past the size limit is an error to report here, not a signal that kills silently.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         workdir = Path.cwd()
@@ -630,13 +632,17 @@ def _failure_message(error: BaseException) -> dict[str, Any]:
 
 
 @functools.cache
-def _seccomp_filter(allow_network: bool) -> SeccompFilter:
-    return build_filter(allow_network)
+def _seccomp_filter(allow_network: bool) -> SeccompFilter | None:
+    # Only Linux has seccomp: elsewhere (a developer's Mac) the sandbox is no boundary at all.
+    return build_filter(allow_network) if sys.platform.startswith("linux") else None
 
 
 def _address_space_now() -> int:
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[0]) * resource.getpagesize()
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:  # no /proc (macOS): no address-space limit to make room in either
+        return 0
 
 
 def _set_limits(limits: tuple[tuple[int, int, int], ...], headroom: int) -> None:
