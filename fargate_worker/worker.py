@@ -256,7 +256,7 @@ def _keep_environment_from_children() -> None:
 def main() -> int:
     _keep_environment_from_children()
     settings = load(WorkerSettings)
-    if settings.sandbox_seal_shared_temp:
+    if settings.ecs_agent_uri:  # in an ECS task, where the worker owns /tmp and /dev/shm
         logger.info("shared temporary directories sealed", extra={"sealed": seal_shared_temp()})
     protection = EcsAgentTaskProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else None
     worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)

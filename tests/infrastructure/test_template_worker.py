@@ -218,5 +218,3 @@ def test_worker_children_have_no_network_unless_the_deployment_allows_it(
     # When a deployment keeps the defaults, then execute's children get no IPv4/IPv6 sockets
     assert env["EXECUTE_ALLOW_NETWORK"] == {"Ref": "ExecuteNetworkAccess"}
     assert parameter_defaults["ExecuteNetworkAccess"] == "false"
-    # And the worker takes the shared temporary directories from children at start
-    assert env["SANDBOX_SEAL_SHARED_TEMP"] == "true"

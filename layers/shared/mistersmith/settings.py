@@ -179,7 +179,8 @@ class WorkerSettings(WorkSettings, WorkQueueSettings):
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.
     drain_grace_seconds: Annotated[float, Field(ge=0, le=115)] = 90
-    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op.
+    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op and the shared
+    # temporary directories (the developer's) are left as they are.
     ecs_agent_uri: str | None = None
     # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
     max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
@@ -189,8 +190,6 @@ class WorkerSettings(WorkSettings, WorkQueueSettings):
     otel_exporter_otlp_endpoint: str | None = None
     receive_batch_size: Annotated[int, Field(ge=1, le=10)] = 10
     receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
-    # In the container (the worker owns /tmp and /dev/shm there): children cannot write to them at all.
-    sandbox_seal_shared_temp: bool = False
 
 
 @cache
