@@ -78,7 +78,11 @@ def test_attack_fork_churn_does_not_outlive_its_run():
         "if os.fork() == 0:\n"
         "    os.setsid()\n"
         "    while time.monotonic() < deadline:\n"
-        "        if os.fork() != 0:\n"
+        "        try:\n"
+        "            child = os.fork()\n"
+        "        except BlockingIOError:\n"  # at the process limit until init reaps: try again
+        "            continue\n"
+        "        if child != 0:\n"
         "            os._exit(0)\n"
         "    os._exit(0)\n"
         "print(os.getuid(), flush=True)\n"
@@ -88,6 +92,36 @@ def test_attack_fork_churn_does_not_outlive_its_run():
     uid = int(result.stdout.split()[0])
     # When the run has ended, then nothing it started is left running
     assert survivors(uid, marker) == set()
+
+
+def live_threads(pid: int) -> list[str]:
+    states = []
+    for stat_file in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):
+            states.append(stat_file.read_text().rsplit(")", 1)[1].split()[0])
+    return [state for state in states if state not in ("Z", "X")]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="SYS_exit is 60 on x86_64")
+def test_attack_a_process_whose_main_thread_exited_does_not_outlive_its_run():
+    # Given a run that leaves behind a process whose main thread has exited (so that /proc shows it
+    # as a zombie) while another of its threads runs on for 10 s
+    code = (
+        "import ctypes, os, threading, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    threading.Thread(target=time.sleep, args=(10,)).start()\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    ctypes.CDLL(None).syscall(60, 0)\n"  # SYS_exit: this thread only, not the process
+        "time.sleep(0.5)\n"
+    )
+    result = run(code)
+    pid = int(result.stdout.split()[0])
+    # When the run has ended, then none of that process's threads is running
+    deadline = time.monotonic() + 1
+    while live_threads(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live_threads(pid) == []
 
 
 def test_attack_a_uid_that_cannot_be_emptied_is_quarantined():

@@ -956,9 +956,19 @@ def _live_processes_of(uid: int) -> Iterator[int]:
             continue
         finally:
             os.close(descriptor)
-        alive = _status_field(head, b"State")[:1] not in (b"Z", b"X", b"")
-        if alive and wanted in _status_field(head, b"Uid").split():
+        if wanted not in _status_field(head, b"Uid").split():
+            continue
+        state = _status_field(head, b"State")[:1]
+        # A zombie leader whose other threads run on (its main thread called exit, not exit_group) lives.
+        if state not in (b"Z", b"X", b"") or (state == b"Z" and _has_other_threads(entry.path)):
             yield int(entry.name)
+
+
+def _has_other_threads(proc_path: str) -> bool:
+    try:
+        return len(os.listdir(f"{proc_path}/task")) > 1
+    except OSError:
+        return False
 
 
 def _status_field(head: bytes, name: bytes) -> bytes:
