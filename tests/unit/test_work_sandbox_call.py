@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -88,3 +90,18 @@ def test_a_stopped_child_raises_task_stopped():
 def test_any_other_error_in_the_child_is_a_worker_fault():
     with pytest.raises(RuntimeError, match="KeyError"):
         run_in_sandbox(crash, None, timeout_seconds=30, confinement=CONFINEMENT)
+
+
+def test_run_directories_are_made_under_the_configured_scratch_root():
+    # Given a scratch root of the deployment's choosing
+    parent = Path(tempfile.mkdtemp(prefix="scratch-test-"))
+    parent.chmod(0o711)
+    try:
+        scratch = parent / "runs"
+        confinement = Confinement(allowed_executables=("python3",), scratch_root=str(scratch))
+        # When a child runs, then its directory was made there, and is gone afterwards
+        call = run_in_sandbox(describe, None, timeout_seconds=30, confinement=confinement)
+        assert Path(call.value["cwd"]).parent == scratch
+        assert list(scratch.iterdir()) == []
+    finally:
+        shutil.rmtree(parent)
