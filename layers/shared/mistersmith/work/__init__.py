@@ -39,7 +39,7 @@ __all__ = [
 # The validation errors spelled out in an InvalidPayload message.
 _REPORTED_ERRORS = 10
 
-# analyze runs in-process and briefly; execute and a compiled language's compiler are children to stop.
+# Each runs its tools in sandboxed children, which `stop` ends.
 _RUNNERS: dict[
     TaskType, Callable[[Any, WorkLimits, threading.Event | None, ArtifactSink | None], BaseModel]
 ] = {
@@ -47,7 +47,7 @@ _RUNNERS: dict[
     TaskType.COMPILE: lambda payload, limits, stop, artifacts: run_compile(
         payload, artifacts, limits=limits, stop=stop
     ),
-    TaskType.ANALYZE: lambda payload, _limits, _stop, _artifacts: run_analyze(payload),
+    TaskType.ANALYZE: run_analyze,
 }
 
 
