@@ -28,6 +28,7 @@ import sys
 import threading
 from dataclasses import replace
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ def run_analyze(
     paths = sorted(files)
     request = {
         "files": paths,
-        "ruff": _tool(_ruff(), "ruff", any(p.endswith((".py", ".pyi")) for p in paths)),
+        "ruff": _tool(_ruff()[0], "ruff", any(p.endswith((".py", ".pyi")) for p in paths)),
+        "ruff_version": _ruff()[1],
         "cppcheck": _tool(_cppcheck(), "cppcheck", any(p.endswith(".c") for p in paths)),
         "select": payload.select,
         "ignore": payload.ignore,
@@ -151,16 +153,15 @@ def _tool(path: str | None, name: str, needed: bool) -> str | None:
 
 
 @cache
-def _ruff() -> str | None:
-    """The ruff binary of the installed ruff package (in a Lambda layer: python/bin/ruff)."""
+def _ruff() -> tuple[str | None, str | None]:
+    """The ruff binary and its version: the installed ruff package's (in a Lambda layer, python/bin/ruff),
+    else a ruff on the sandbox's PATH, whose version the child asks it for."""
     try:
         from ruff import find_ruff_bin
-    except ImportError:
-        return shutil.which("ruff", path=SAFE_PATH)
-    try:
-        return os.path.realpath(find_ruff_bin())
-    except FileNotFoundError:
-        return shutil.which("ruff", path=SAFE_PATH)
+
+        return os.path.realpath(find_ruff_bin()), version("ruff")
+    except (ImportError, FileNotFoundError, PackageNotFoundError):
+        return shutil.which("ruff", path=SAFE_PATH), None
 
 
 @cache

@@ -23,6 +23,7 @@ FAILED = 3
 # Figures and framing of the stdout object, besides its findings.
 _SUMMARY_BYTES = 2048
 _RUFF_SYNTAX_ERROR = "invalid-syntax"
+_C901 = "C901"
 # `name` is too complex (12 > 0): the C901 message, the only place ruff gives the number.
 _COMPLEXITY = re.compile(r"\((\d+) > \d+\)$")
 # Rust's allocator and Python say this when the address-space budget is reached.
@@ -75,13 +76,9 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
     # The tools run while this process counts; each writes its output when it is done.
     tools: dict[str, Tool] = {}
     if python:
-        ruff = request["ruff"]
-        tools["ruff"] = Tool([ruff, "--version"], root)
-        tools["ruff findings"] = Tool(
-            ruff_check(ruff, request, request["select"], request["ignore"], python), root
-        )
-        # Every function over 0: one C901 finding per function, its complexity in the message.
-        tools["complexity"] = Tool(ruff_check(ruff, request, ["C901"], [], python, max_complexity=0), root)
+        if request["ruff_version"] is None:
+            tools["ruff"] = Tool([request["ruff"], "--version"], root)
+        tools["ruff findings"] = Tool(ruff_check(request, python), root)
     if c_sources:
         cppcheck = request["cppcheck"]
         tools["cppcheck"] = Tool([cppcheck, "--version"], root)
@@ -95,10 +92,19 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
     analyzers: dict[str, str] = {}
     max_complexity = 0
     if python:
-        analyzers["ruff"] = outputs["ruff"].strip().removeprefix("ruff ")
-        findings += [ruff_finding(item, root) for item in json.loads(outputs["ruff findings"])]
-        numbers = (_COMPLEXITY.search(item["message"]) for item in json.loads(outputs["complexity"]))
-        max_complexity = max((int(match[1]) for match in numbers if match), default=0)
+        analyzers["ruff"] = request["ruff_version"] or outputs["ruff"].strip().removeprefix("ruff ")
+        wanted = reports_complexity(request["select"], request["ignore"])
+        threshold = request["max_complexity"]
+        for item in json.loads(outputs["ruff findings"]):
+            complexity = _COMPLEXITY.search(item["message"]) if item["code"] == _C901 else None
+            if complexity is None:
+                findings.append(ruff_finding(item, root))
+                continue
+            number = int(complexity[1])
+            max_complexity = max(max_complexity, number)
+            if wanted and number > threshold:
+                item["message"] = item["message"][: complexity.start()] + f"({number} > {threshold})"
+                findings.append(ruff_finding(item, root))
     if c_sources:
         analyzers["cppcheck"] = outputs["cppcheck"].strip().removeprefix("Cppcheck ")
         findings += cppcheck_findings(outputs["cppcheck findings"])
@@ -180,17 +186,11 @@ class Tool:
         return said if self.reports_on_stderr else stdout.decode("utf-8", "replace")
 
 
-def ruff_check(
-    ruff: str,
-    request: dict[str, Any],
-    select: list[str],
-    ignore: list[str],
-    files: list[str],
-    max_complexity: int | None = None,
-) -> list[str]:
-    threshold = request["max_complexity"] if max_complexity is None else max_complexity
+def ruff_check(request: dict[str, Any], files: list[str]) -> list[str]:
+    """One ruff run for the findings and every function's complexity: C901 is always on, with a
+    threshold of 0, so that each function has a C901 finding that carries its number."""
     return [
-        ruff,
+        request["ruff"],
         "check",
         # Settings come from the request only, never from a pyproject.toml or ruff.toml among the files.
         "--isolated",
@@ -198,13 +198,26 @@ def ruff_check(
         "--exit-zero",
         "--output-format=json",
         f"--target-version={request['target_version']}",
-        f"--select={','.join(select)}",
-        *([f"--ignore={','.join(ignore)}"] if ignore else []),
-        f"--config=lint.mccabe.max-complexity = {threshold}",
+        # An exact code is ruff's most specific selector: C901 runs whatever else is ignored.
+        f"--select={','.join([*request['select'], _C901])}",
+        *(f"--ignore={code}" for code in request["ignore"] if code != _C901),
+        "--config=lint.mccabe.max-complexity = 0",
         # "./" keeps a file named like an option a file; named files skip ruff's default excludes.
         "--",
         *(f"./{path}" for path in files),
     ]
+
+
+def reports_complexity(select: list[str], ignore: list[str]) -> bool:
+    """Whether the request's own selection turns C901 on, as ruff resolves it: the most specific
+    selector that names it wins (ALL, then the linter C90, then the code), `ignore` on a tie."""
+    enabled = False
+    for selector in ("ALL", "C90", _C901):
+        if selector in select:
+            enabled = True
+        if selector in ignore:
+            enabled = False
+    return enabled
 
 
 def ruff_finding(item: dict[str, Any], root: str) -> dict[str, Any]:
