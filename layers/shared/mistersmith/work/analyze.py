@@ -71,12 +71,11 @@ def run_analyze(
     """
     limits = limits or WorkLimits()
     files = payload.files or {}
-    paths = sorted(files)
     request = {
-        "files": paths,
-        "ruff": _tool(_ruff()[0], "ruff", any(p.endswith((".py", ".pyi")) for p in paths)),
+        "files": files,
+        "ruff": _tool(_ruff()[0], "ruff", any(p.endswith((".py", ".pyi")) for p in files)),
         "ruff_version": _ruff()[1],
-        "cppcheck": _tool(_cppcheck(), "cppcheck", any(p.endswith(".c") for p in paths)),
+        "cppcheck": _tool(_cppcheck(), "cppcheck", any(p.endswith(".c") for p in files)),
         "select": payload.select,
         "ignore": payload.ignore,
         "target_version": "py" + payload.target_version.replace(".", ""),
@@ -84,9 +83,7 @@ def run_analyze(
         "inline_bytes": min(limits.inline_output_bytes, limits.output_limit_bytes),
         "report_bytes": min(_REPORT_BYTES, limits.confinement.max_file_bytes),
     }
-    run = _run_child(
-        request, {f"{analyze_child.SOURCE_DIR}/{path}": files[path] for path in paths}, limits, stop
-    )
+    run = _run_child(request, limits, stop)
     summary = _summary(run, limits)
     report = run.files.get(analyze_child.REPORT)
     if report is not None and artifacts is not None:
@@ -94,9 +91,7 @@ def run_analyze(
     return AnalyzeResult.model_validate(summary)
 
 
-def _run_child(
-    request: dict[str, Any], files: dict[str, str], limits: WorkLimits, stop: threading.Event | None
-) -> SandboxResult:
+def _run_child(request: dict[str, Any], limits: WorkLimits, stop: threading.Event | None) -> SandboxResult:
     """The one place the analysis starts its sandboxed child."""
     base = limits.confinement
     interpreter = _interpreter()
@@ -112,8 +107,8 @@ def _run_child(
         [interpreter, "-I", "-S", str(_CHILD)],
         timeout_seconds=limits.execute_timeout_seconds,
         output_limit_bytes=limits.output_limit_bytes,
+        # ASCII JSON: an archive's undecodable bytes (lone surrogates) travel as escapes.
         stdin=json.dumps(request),
-        files=files,
         stop=stop,
         confinement=confinement,
         collect=[analyze_child.REPORT],

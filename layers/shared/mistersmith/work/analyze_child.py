@@ -1,8 +1,9 @@
-"""What an analyze task's sandboxed child runs: ruff on the Python files, cppcheck on the C files,
-and the line, `def` and `class` counts, over the files the sandbox wrote under `src/`.
+"""What an analyze task's sandboxed child runs: it writes the files under `src/`, runs ruff on the
+Python files and cppcheck on the C files, and counts lines, `def`s and `class`es meanwhile.
 
 It runs as `python -I -S analyze_child.py` by path, so it imports the standard library only.
-stdin: the request (JSON, built by `mistersmith.work.analyze`). stdout: one JSON object, the
+stdin: the request with the files (JSON, built by `mistersmith.work.analyze`), so that the
+worker's interpreter neither writes nor reads them. stdout: one JSON object, the
 result's figures and the first findings that fit in `inline_bytes`; when there are more, every
 finding (up to `report_bytes` of them) is also in `findings.json` in the work directory. A
 failure is `{"error": {"type", "message"}}` with exit code 3.
@@ -35,7 +36,7 @@ _OUT_OF_MEMORY = ("memory allocation of", "MemoryError", "Cannot allocate memory
 # No possessive quantifiers: Python 3.11.2's re mismatches them around a lookahead.
 _COMMENTS_AND_STRINGS = re.compile(
     r"""
-    \#[^\n]*
+    (?P<comment>\#)[^\n]*
   | '''(?:[^'\\]|\\[\s\S]?|'(?!''))*(?:'''|\Z)
   | \"\"\"(?:[^"\\]|\\[\s\S]?|"(?!""))*(?:\"\"\"|\Z)
   | '(?:[^'\\\n]|\\[\s\S]?)*'?
@@ -44,6 +45,8 @@ _COMMENTS_AND_STRINGS = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = re.compile(r"\b(def|class)\b")
+# A line whose first token is a comment, once strings are gone (whitespace as str.strip() sees it).
+_COMMENT_LINE = re.compile(r"^[^\S\n]*#", re.MULTILINE)
 
 
 class Failure(Exception):
@@ -70,22 +73,26 @@ def main() -> int:
 
 def analyze(request: dict[str, Any]) -> dict[str, Any]:
     root = os.path.join(os.getcwd(), SOURCE_DIR)
-    paths: list[str] = request["files"]
+    files: dict[str, str] = request["files"]
+    paths = sorted(files)
+    write_files(root, files, paths)
     python = [path for path in paths if path.endswith((".py", ".pyi"))]
     c_sources = [path for path in paths if path.endswith(".c")]
+    threshold = request["max_complexity"]
     # The tools run while this process counts; each writes its output when it is done.
     tools: dict[str, Tool] = {}
     if python:
         if request["ruff_version"] is None:
             tools["ruff"] = Tool([request["ruff"], "--version"], root)
-        tools["ruff findings"] = Tool(ruff_check(request, python), root)
+        select = [*request["select"], _C901]
+        tools["ruff findings"] = Tool(ruff_check(request, python, select, request["ignore"], threshold), root)
     if c_sources:
         cppcheck = request["cppcheck"]
         tools["cppcheck"] = Tool([cppcheck, "--version"], root)
         tools["cppcheck findings"] = Tool(cppcheck_command(cppcheck, c_sources), root, output="stderr")
     figures = {"files": len(paths), "lines": 0, "code_lines": 0, "functions": 0, "classes": 0}
     for path in paths:
-        for name, value in count(path, read_text(os.path.join(root, path))).items():
+        for name, value in count(path, files[path]).items():
             figures[name] += value
     outputs = {name: tool.output() for name, tool in tools.items()}
     findings: list[dict[str, Any]] = []
@@ -94,17 +101,17 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
     if python:
         analyzers["ruff"] = request["ruff_version"] or outputs["ruff"].strip().removeprefix("ruff ")
         wanted = reports_complexity(request["select"], request["ignore"])
-        threshold = request["max_complexity"]
         for item in json.loads(outputs["ruff findings"]):
             complexity = _COMPLEXITY.search(item["message"]) if item["code"] == _C901 else None
-            if complexity is None:
+            if complexity is not None:
+                max_complexity = max(max_complexity, int(complexity[1]))
+            if complexity is None or wanted:
                 findings.append(ruff_finding(item, root))
-                continue
-            number = int(complexity[1])
-            max_complexity = max(max_complexity, number)
-            if wanted and number > threshold:
-                item["message"] = item["message"][: complexity.start()] + f"({number} > {threshold})"
-                findings.append(ruff_finding(item, root))
+        if max_complexity == 0:
+            # No function over the threshold: ask again with none, for the highest number.
+            complexities = Tool(ruff_check(request, python, [_C901], [], 0), root).output()
+            numbers = (_COMPLEXITY.search(item["message"]) for item in json.loads(complexities))
+            max_complexity = max((int(match[1]) for match in numbers if match), default=0)
     if c_sources:
         analyzers["cppcheck"] = outputs["cppcheck"].strip().removeprefix("Cppcheck ")
         findings += cppcheck_findings(outputs["cppcheck findings"])
@@ -124,34 +131,42 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def read_text(path: str) -> str:
-    with open(path, "rb") as file:
-        data = file.read()
-    return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+def write_files(root: str, files: dict[str, str], paths: list[str]) -> None:
+    """Writes each file under `root` as the payload's text, line endings normalised to \\n
+    (the counts are taken on that text too); undecodable bytes of an archive come back as they were."""
+    for path in paths:
+        target = os.path.normpath(os.path.join(root, path))
+        if not target.startswith(root + os.sep) or "\0" in path:
+            raise Failure("InvalidPayload", f"file path {path!r} leaves the work directory")
+        text = files[path].replace("\r\n", "\n").replace("\r", "\n")
+        files[path] = text
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "xb") as file:
+                file.write(data)
+        except UnicodeEncodeError as error:
+            raise Failure(
+                "InvalidPayload", f"file {path!r} is not valid Unicode text: {error.reason}"
+            ) from None
+        except OSError as error:
+            raise Failure("InvalidPayload", f"file {path!r} cannot be written: {error.strerror}") from None
 
 
 def count(path: str, text: str) -> dict[str, int]:
-    """lines, code_lines and, for Python, functions and classes of one file."""
+    """lines, code_lines and, for Python, functions and classes of one file (\\n line endings)."""
     if not text:
         return {"lines": 0}
     lines = text.count("\n") + (not text.endswith("\n"))
-    blank = sum(1 for line in text.split("\n")[:lines] if not line.strip())
+    blank = sum(1 for line in text.split("\n", lines - 1)[:lines] if not line.strip())
     figures = {"lines": lines, "code_lines": lines - blank}
     if path.endswith((".py", ".pyi")):
-        comment_lines = 0
-        code: list[str] = []
-        end = 0
-        for token in _COMMENTS_AND_STRINGS.finditer(text):
-            start = token.start()
-            code.append(text[end:start])
-            end = token.end()
-            if text[start] == "#":
-                comment_lines += not text[text.rfind("\n", 0, start) + 1 : start].strip()
-        code.append(text[end:])
-        # NUL between the pieces: a keyword cannot be glued together across a removed string.
-        keywords = _KEYWORDS.findall("\0".join(code))
+        # Each comment becomes "#" and each string NUL, so that neither a `#` nor a keyword inside
+        # a string counts, and no keyword is glued together across a removed string.
+        code = _COMMENTS_AND_STRINGS.sub("\\g<comment>\0", text)
+        keywords = _KEYWORDS.findall(code)
         figures |= {
-            "code_lines": lines - blank - comment_lines,
+            "code_lines": lines - blank - len(_COMMENT_LINE.findall(code)),
             "functions": keywords.count("def"),
             "classes": keywords.count("class"),
         }
@@ -186,9 +201,9 @@ class Tool:
         return said if self.reports_on_stderr else stdout.decode("utf-8", "replace")
 
 
-def ruff_check(request: dict[str, Any], files: list[str]) -> list[str]:
-    """One ruff run for the findings and every function's complexity: C901 is always on, with a
-    threshold of 0, so that each function has a C901 finding that carries its number."""
+def ruff_check(
+    request: dict[str, Any], files: list[str], select: list[str], ignore: list[str], max_complexity: int
+) -> list[str]:
     return [
         request["ruff"],
         "check",
@@ -198,10 +213,11 @@ def ruff_check(request: dict[str, Any], files: list[str]) -> list[str]:
         "--exit-zero",
         "--output-format=json",
         f"--target-version={request['target_version']}",
-        # An exact code is ruff's most specific selector: C901 runs whatever else is ignored.
-        f"--select={','.join([*request['select'], _C901])}",
-        *(f"--ignore={code}" for code in request["ignore"] if code != _C901),
-        "--config=lint.mccabe.max-complexity = 0",
+        # C901 is always selected (an exact code is ruff's most specific selector, so it runs
+        # whatever else is ignored): the numbers it reports give max_complexity.
+        f"--select={','.join(select)}",
+        *(f"--ignore={code}" for code in ignore if code != _C901),
+        f"--config=lint.mccabe.max-complexity = {max_complexity}",
         # "./" keeps a file named like an option a file; named files skip ruff's default excludes.
         "--",
         *(f"./{path}" for path in files),
