@@ -171,6 +171,14 @@ DEFAULT_RULES = ("F", "E", "C90", "B", "S")
 PythonVersion = Literal["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
 
 
+# C sources and headers: cppcheck analyzes them, and only the worker image has it.
+C_SOURCE_SUFFIXES = (".c", ".h")
+
+
+def has_c_sources(files: dict[str, Any]) -> bool:
+    return any(path.endswith(C_SOURCE_SUFFIXES) for path in files)
+
+
 class AnalyzePayload(FilesPayload):
     select: Annotated[
         list[RuleSelector],

@@ -39,7 +39,6 @@ from mistersmith.work.artifacts import ArtifactSink
 from mistersmith.work.limits import WorkLimits
 from mistersmith.work.sandbox import SAFE_PATH, SandboxResult, run_sandboxed
 
-C_EXTENSIONS = (".c", ".h")
 MAX_COMPLEXITY = 10
 _CHILD = Path(analyze_child.__file__).resolve()
 # More findings than this stay out of the bucket's report as well (they are still counted).
@@ -47,11 +46,6 @@ _REPORT_BYTES = 16 << 20
 # Floors for the child's Python and its tools: ruff maps 25 MiB and runs a thread per core.
 _MIN_MEMORY_BYTES = 128 << 20
 _CHILD_PROCESSES = (os.cpu_count() or 1) + 4
-
-
-def has_c_sources(files: dict[str, Any]) -> bool:
-    """Whether an analyze payload's files need the C analyzer, which only the worker image has."""
-    return any(path.endswith(C_EXTENSIONS) for path in files)
 
 
 def run_analyze(
