@@ -109,7 +109,7 @@ def test_analyze_as_non_root_user_lambda_path_finds_the_known_problems(tmp_path)
     as_nobody = {"user": "nobody", "group": "nogroup", "extra_groups": []} if os.geteuid() == 0 else {}
 
     # When it runs in a process of that user
-    done = subprocess.run(  # noqa: S603 - a fixed interpreter and script
+    done = subprocess.run(
         [interpreter, "-I", "-c", script],
         input=json.dumps({"files": KNOWN_PROBLEMS}),
         capture_output=True,
