@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -367,3 +368,19 @@ def test_run_analyze_settings_among_the_files_do_not_change_the_rules():
 
     # When it is analyzed / Then the request's rules apply
     assert [f.code for f in analyze(files).findings] == ["F401"]
+
+
+def _json_blocks(markdown: str) -> list[Any]:
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", markdown, flags=re.DOTALL)]
+
+
+@needs_cppcheck
+def test_analyze_doc_shows_the_sample_event_and_the_result_it_gets():
+    # Given docs/analyze.md's request and result, and the sample event
+    request, result = _json_blocks((ROOT / "docs" / "analyze.md").read_text())
+    event = json.loads((ROOT / "events" / "intake_submit_analyze.json").read_text())
+
+    # When the documented request is analyzed
+    # Then it is the event's body, and the documented result is what it gets
+    assert request == json.loads(event["body"])
+    assert perform("analyze", request["payload"], WorkLimits()) == result
