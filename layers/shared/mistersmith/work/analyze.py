@@ -20,6 +20,7 @@ Where each figure comes from:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -146,8 +147,8 @@ def _ruff() -> tuple[str | None, str | None]:
     """The ruff binary and its version: the installed ruff package's (in a Lambda layer, python/bin/ruff),
     else a ruff on the sandbox's PATH, whose version the child asks it for."""
     try:
-        from ruff import find_ruff_bin
-
+        # ruff's own lookup (its scripts directory, or python/bin beside the package in a layer).
+        find_ruff_bin = importlib.import_module("ruff").find_ruff_bin
         return os.path.realpath(find_ruff_bin()), version("ruff")
     except (ImportError, FileNotFoundError, PackageNotFoundError):
         return shutil.which("ruff", path=SAFE_PATH), None
