@@ -4,7 +4,7 @@ the frozen in-process one it replaced (bench/analyze_old.py), in the same run.
 
 The source: the running interpreter's standard library, `.py` files in path order (test suites
 and lib2to3 left out) until 5 MB, about 365 files, as an inline payload. Each measurement runs in a
-fresh process (`analyze.py measure new|old`) that first builds and validates the payload, as a
+fresh process (`-m bench.analyze measure new|old`) that first builds and validates the payload, as a
 worker holds it before it runs the task; then its peak resident memory is reset
 (/proc/self/clear_refs) and the analyzer runs. The figures: wall time, and the rise of that
 process's peak resident memory (VmHWM) over its resident memory before the run, and the CPU time
@@ -16,7 +16,7 @@ analyzer are not the worker process: their memory is bounded by the sandbox's bu
 Rounds alternate old and new (the old one takes about ten seconds a run). Goals (issue 17): the
 new analyzer at least 10x faster by median, and the worker's peak rising by at most 20 MiB.
 
-Run: make bench   (or: .venv/bin/python bench/analyze.py)
+Run: make bench   (or: .venv/bin/python -m bench.analyze)
 """
 
 from __future__ import annotations
@@ -90,8 +90,7 @@ def measure(which: str) -> dict[str, Any]:
         def analyze() -> Any:
             return run_analyze(payload, limits, None, sink)
     else:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from analyze_old import run_analyze as run_old
+        from bench.analyze_old import run_analyze as run_old
 
         def analyze() -> Any:
             return run_old(files)
@@ -118,7 +117,8 @@ def measure(which: str) -> dict[str, Any]:
 
 def _child(which: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, "measure", which],
+        [sys.executable, "-m", "bench.analyze", "measure", which],
+        cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_SECONDS,

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
+from mistersmith.callers import Caller
 from mistersmith.errors import PayloadTooLarge
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -16,6 +16,7 @@ from mistersmith.processing import TaskProcessor
 from mistersmith.routing import RouteOutcome, Router
 from mistersmith.settings import IntakeSettings
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -153,6 +154,6 @@ def test_intake_refuses_a_source_archive_over_the_limit_before_accepting_the_tas
     request = AnalyzeRequest(task_type="analyze", payload={"source_uri": "s3://bucket-a/uploads/big"})
     # When it is submitted / Then it is too large, nothing was read, and no task exists
     with pytest.raises(PayloadTooLarge, match="5000 bytes; the limit is 4096"):
-        intake.submit(request)
+        intake.submit(request, Caller("someone"))
     assert blobs.reads == []
     assert store.tasks == {}

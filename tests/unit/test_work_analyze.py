@@ -314,11 +314,13 @@ def test_perform_analyze_over_a_budget_is_a_task_failure_not_retried():
 
 
 def test_run_analyze_files_from_an_archive_with_undecodable_bytes_are_analyzed():
-    # Given a module from an archive whose comment held a byte that is not UTF-8 (a lone surrogate)
-    files = {"legacy.py": "# caf\udce9\nimport os\n"}
+    # Given a module unpacked from an archive (after validation, as perform does) whose comment
+    # held a byte that is not UTF-8 (a lone surrogate)
+    payload = AnalyzePayload(files={"legacy.py": ""})
+    payload = payload.model_copy(update={"files": {"legacy.py": "# caf\udce9\nimport os\n"}})
 
     # When it is analyzed
-    result = analyze(files)
+    result = run_analyze(payload)
 
     # Then the file keeps its bytes: ruff reports that it is not UTF-8 (E902), the task succeeds
     assert [(f.code, f.line) for f in result.findings] == [("E902", 1)]

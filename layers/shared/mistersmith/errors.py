@@ -23,6 +23,10 @@ class PayloadTooLarge(MisterSmithError):
     pass
 
 
+class CallerUnknown(MisterSmithError):
+    """A task request that names no caller: nothing can be shown or recorded for nobody."""
+
+
 class TransitionRejected(MisterSmithError):
     """A conditional write found the task in a state that does not allow the change."""
 
@@ -45,6 +49,14 @@ class TaskFailure(MisterSmithError):
 
 class InvalidRequest(MisterSmithError):
     """A request that passed the schema but cannot be served (a bad page token, say)."""
+
+
+class UploadRejected(InvalidRequest):
+    """The uploaded payload a task names is missing or does not fit its task type."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class PublishFailed(MisterSmithError):

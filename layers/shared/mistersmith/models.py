@@ -13,10 +13,13 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     GetJsonSchemaHandler,
     StringConstraints,
+    Tag,
     TypeAdapter,
+    field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -25,12 +28,29 @@ from pydantic_core import CoreSchema
 from mistersmith.observability import trace_root
 from mistersmith.ruff_rules import RUFF_VERSION, rule_selectors
 
-TASK_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# A new task's id starts with a letter or digit, so "." and ".." can never name one.
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+# What GET and DELETE accept: the first contract's ids, so that tasks submitted under it stay readable.
+TaskRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+# An owned task's table key is its id behind a fixed-length stand-in for its owner (see task_key).
+OWNER_SCOPE_CHARS = 16
+TASK_KEY_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{OWNER_SCOPE_CHARS + 1 + 128}}}$"
+TaskKey = Annotated[str, StringConstraints(pattern=TASK_KEY_PATTERN)]
 
 
-def is_task_id(value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(TASK_ID_PATTERN, value) is not None
+def is_task_key(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(TASK_KEY_PATTERN, value) is not None
+
+
+def owner_scope(owner: str) -> str:
+    """A key-safe, fixed-length stand-in for an owner: ARNs hold "/" and run long."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:OWNER_SCOPE_CHARS]
+
+
+def task_key(owner: str, task_id: str) -> str:
+    """The table key of `owner`'s task `task_id`: two callers' equal ids never meet."""
+    return f"{owner_scope(owner)}.{task_id}"
 
 
 class TaskType(StrEnum):
@@ -87,8 +107,31 @@ def sources_allowed_into(target: TaskStatus) -> frozenset[TaskStatus]:
     return frozenset(source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_surrogate(key) or _holds_surrogate(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_surrogate(item) for item in value)
+    return False
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        # JSON lets "\ud800" through; UTF-8 cannot hold it, so it would fail later, when stored.
+        if _holds_surrogate(value):
+            raise ValueError(
+                "text must be valid Unicode: a lone surrogate (\\ud800-\\udfff) cannot be encoded"
+            )
+        return value
 
 
 def checked_relative_path(path: str) -> str:
@@ -100,7 +143,16 @@ def checked_relative_path(path: str) -> str:
 
 
 def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
-    return {checked_relative_path(path): text for path, text in files.items()}
+    checked: dict[str, str] = {}
+    given: dict[str, str] = {}
+    for path, text in files.items():
+        normalised = checked_relative_path(path)
+        if normalised in checked:
+            raise ValueError(
+                f"file paths {given[normalised]!r} and {path!r} name the same file {normalised!r}"
+            )
+        checked[normalised], given[normalised] = text, path
+    return checked
 
 
 RelativeFiles = Annotated[dict[str, str], AfterValidator(_checked_relative_paths)]
@@ -234,6 +286,64 @@ class AnalyzeRequest(_TaskRequest):
 
 TaskRequest = Annotated[ExecuteRequest | CompileRequest | AnalyzeRequest, Field(discriminator="task_type")]
 TASK_REQUEST_ADAPTER: TypeAdapter[ExecuteRequest | CompileRequest | AnalyzeRequest] = TypeAdapter(TaskRequest)
+TaskRequestModel = ExecuteRequest | CompileRequest | AnalyzeRequest
+
+# An object that POST /uploads handed out: the API's bucket, under uploads/.
+UPLOAD_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>uploads/[A-Za-z0-9._-]{1,200})$")
+
+
+class UploadedTaskRequest(StrictModel):
+    """A task whose payload was uploaded first (POST /uploads, then PUT to the URL it returned)."""
+
+    id: TaskId | None = None
+    task_type: Literal["execute", "compile", "analyze"]
+    payload_uri: Annotated[
+        str,
+        StringConstraints(pattern=UPLOAD_URI.pattern),
+        Field(description="The `source_uri` that POST /uploads returned, after the PUT succeeded."),
+    ]
+
+
+def _submission_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return "uploaded" if isinstance(value, UploadedTaskRequest) else getattr(value, "task_type", None)
+    if not isinstance(value, dict):
+        return None
+    if "payload_uri" in value:
+        return "uploaded"
+    task_type = value.get("task_type")
+    # Only a string can name a tag; anything else is reported as a missing tag, not a crash.
+    return task_type if isinstance(task_type, str) else None
+
+
+TaskSubmission = Annotated[
+    Annotated[ExecuteRequest, Tag("execute")]
+    | Annotated[CompileRequest, Tag("compile")]
+    | Annotated[AnalyzeRequest, Tag("analyze")]
+    | Annotated[UploadedTaskRequest, Tag("uploaded")],
+    Discriminator(
+        _submission_tag,
+        custom_error_type="invalid_task_type",
+        custom_error_message="task_type must be one of execute, compile, analyze",
+    ),
+]
+
+
+class UploadRequest(StrictModel):
+    content_type: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
+    ] = "application/json"
+
+
+class UploadTicket(BaseModel):
+    """Where and how to PUT an upload, and the URI that a task then names."""
+
+    upload_id: str
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str]
+    expires_at: str
+    source_uri: str
 
 
 def canonical_json(value: Any) -> str:
@@ -248,12 +358,14 @@ def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
 class TaskMessage(BaseModel):
     """What travels on the bus (detail of `Worker Task`) and in the queues."""
 
-    id: TaskId
+    id: TaskKey
     task_type: str
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
     # X-Ray trace header (Root=...;Parent=...;Sampled=...) of the request that submitted the task.
     trace_header: str | None = None
+    # Travels with the task, so that a record recreated from the message keeps its owner.
+    owner: str | None = None
 
 
 class TaskError(BaseModel):
@@ -326,7 +438,8 @@ class _ResultSchema:
 class TaskRecord(BaseModel):
     """The task as clients see it."""
 
-    id: TaskId
+    # A key's alphabet and length: a task from the bus is shown under its key, which may be long.
+    id: TaskKey
     task_type: str
     status: TaskStatus
     created_at: str
@@ -340,11 +453,14 @@ class TaskRecord(BaseModel):
     trace_id: str | None = None
     # Set by DELETE on a RUNNING task; its worker sees it at the next heartbeat and stops.
     cancel_requested: bool | None = None
+    # Who submitted it (see callers.py); none on tasks from the bus or from before owners were kept.
+    owner: str | None = None
 
 
 class StoredTask(TaskRecord):
     """The task as the state table holds it: the record plus what workers and intake need."""
 
+    # id is the table key: task_key(owner, id) for an owned task, the id itself for an unowned one.
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
@@ -369,10 +485,17 @@ class StoredTask(TaskRecord):
             payload_ref=message.payload_ref,
             trace_id=trace_root(message.trace_header),
             trace_header=message.trace_header,
+            owner=message.owner,
         )
 
+    @property
+    def public_id(self) -> str:
+        """The id its owner chose (the key without the owner's scope)."""
+        return self.id.removeprefix(f"{owner_scope(self.owner)}.") if self.owner else self.id
+
     def public(self) -> TaskRecord:
-        return TaskRecord.model_validate(self.model_dump(include=set(TaskRecord.model_fields)))
+        fields = self.model_dump(include=set(TaskRecord.model_fields))
+        return TaskRecord.model_validate(fields | {"id": self.public_id})
 
     def message(self) -> TaskMessage:
         return TaskMessage(
@@ -381,6 +504,7 @@ class StoredTask(TaskRecord):
             payload=self.payload,
             payload_ref=self.payload_ref,
             trace_header=self.trace_header,
+            owner=self.owner,
         )
 
 
