@@ -31,16 +31,17 @@ _COMPLEXITY = re.compile(r"\((\d+) > \d+\)$")
 _OUT_OF_MEMORY = ("memory allocation of", "MemoryError", "Cannot allocate memory", "std::bad_alloc")
 
 # Comments and strings (the prefix letters of a string do not change where it ends; an
-# unterminated one ends at its line's end or, triple-quoted, at the end of the file). Every loop
-# stops only where what follows it matches, so the scan never backtracks and stays linear.
-# No possessive quantifiers: Python 3.11.2's re mismatches them around a lookahead.
+# unterminated one ends at its line's end or, triple-quoted, at the end of the file). Each loop
+# is unrolled (a run of plain characters, then one escape or lone quote) and stops only where
+# what follows it matches, so the scan never backtracks and stays linear. No possessive
+# quantifiers: Python 3.11.2's re mismatches them around a lookahead.
 _COMMENTS_AND_STRINGS = re.compile(
     r"""
     (?P<comment>\#)[^\n]*
-  | '''(?:[^'\\]|\\[\s\S]?|'(?!''))*(?:'''|\Z)
-  | \"\"\"(?:[^"\\]|\\[\s\S]?|"(?!""))*(?:\"\"\"|\Z)
-  | '(?:[^'\\\n]|\\[\s\S]?)*'?
-  | "(?:[^"\\\n]|\\[\s\S]?)*"?
+  | '''[^'\\]*(?:(?:\\[\s\S]?|'(?!''))[^'\\]*)*(?:'''|\Z)
+  | \"\"\"[^"\\]*(?:(?:\\[\s\S]?|"(?!""))[^"\\]*)*(?:\"\"\"|\Z)
+  | '[^'\\\n]*(?:\\[\s\S]?[^'\\\n]*)*'?
+  | "[^"\\\n]*(?:\\[\s\S]?[^"\\\n]*)*"?
     """,
     re.VERBOSE,
 )
