@@ -74,10 +74,10 @@ def measure(which: str) -> dict[str, Any]:
     files = corpus()
     if which == "new":
         from mistersmith.models import AnalyzePayload
-        from mistersmith.settings import WorkSettings
+        from mistersmith.settings import TaskRunnerSettings
         from mistersmith.work import WorkLimits, run_analyze
 
-        defaults = WorkSettings.model_fields
+        defaults = TaskRunnerSettings.model_fields
         limits = WorkLimits(
             output_limit_bytes=defaults["output_limit_bytes"].default,
             inline_output_bytes=defaults["inline_output_bytes"].default,

@@ -128,6 +128,11 @@ def simulate(
 
 
 class _Run:
+    # Set at the start of each run().
+    desired: int
+    last: LastAction | None
+    tokens: float
+
     def __init__(
         self,
         arrivals: list[tuple[float, float]],
@@ -165,7 +170,7 @@ class _Run:
             "pending": [],
         }
 
-    def _push(self, heap: list, at: float, worker: _Worker) -> None:
+    def _push(self, heap: list[tuple[float, int, _Worker]], at: float, worker: _Worker) -> None:
         self.seq += 1
         heapq.heappush(heap, (at, self.seq, worker))
 
@@ -310,7 +315,7 @@ class _Run:
         self.desired = self.policy.min_tasks
         for _ in range(self.desired):
             self.launch(0.0, ready=True)
-        self.last: LastAction | None = None
+        self.last = None
         self.tokens = float(self.fleet.launch_burst)
         self.next_arrival = self.done = 0
         backlog_run = longest_backlog = 0

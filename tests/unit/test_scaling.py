@@ -455,7 +455,7 @@ def test_autoscaler_hold_records_the_observation_without_touching_the_service(lo
 def test_autoscaler_scaling_event_line_matches_the_seed_logs_insights_query(log_output):
     # Given a run that scales out from 4 running to 9
     Autoscaler(FakeQueue(150), FakeService(4), STEP, FakeState(), clock=lambda: NOW).run()
-    # When its line is read as seed 4.2's query reads @message
+    # When its line is read as the scaling-events query reads @message
     (line,) = [line for line in log_output().splitlines() if "scaling_event" in line]
     # Then the filter matches and the parse expressions find the counts as JSON numbers
     assert re.search(r'"desired_count":(\d+)', line).group(1) == "9"

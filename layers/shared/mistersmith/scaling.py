@@ -408,7 +408,7 @@ class Autoscaler:
     def _report(
         self, decision: Decision, depth: QueueDepth, counts: ServiceCounts, task_seconds: float | None
     ) -> None:
-        # Seed 4.2's Logs Insights query parses "desired_count":N and "running_count":N from this line.
+        # The scaling-events Logs Insights query parses "desired_count":N and "running_count":N from this line.
         logger.info(
             "scaling_event",
             extra={

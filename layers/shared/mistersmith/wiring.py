@@ -18,7 +18,7 @@ from mistersmith.settings import (
     IntakeSettings,
     LifecycleSettings,
     RouterSettings,
-    WorkSettings,
+    TaskRunnerSettings,
 )
 from mistersmith.work import WorkLimits
 
@@ -40,7 +40,7 @@ def router(settings: RouterSettings) -> Router:
     )
 
 
-def processor(settings: WorkSettings) -> TaskProcessor:
+def processor(settings: TaskRunnerSettings) -> TaskProcessor:
     return TaskProcessor(
         lifecycle(settings),
         S3BlobStore(settings.artifacts_bucket_name),
