@@ -306,6 +306,16 @@ def test_run_analyze_source_over_the_memory_budget_fails_with_memory_limit_excee
     assert raised.value.error_type == "MemoryLimitExceeded"
 
 
+def test_run_analyze_over_the_output_budget_fails_with_output_limit_exceeded():
+    # Given an output budget smaller than the analysis's summary
+    limits = WorkLimits(output_limit_bytes=64, inline_output_bytes=64)
+
+    # When it runs / Then it ends with the budget's error type
+    with pytest.raises(TaskFailure) as raised:
+        run_analyze(AnalyzePayload(files=KNOWN_PROBLEMS), limits)
+    assert raised.value.error_type == "OutputLimitExceeded"
+
+
 def test_perform_analyze_over_a_budget_is_a_task_failure_not_retried():
     # Given the worker's entry point and a budget the analysis overruns
     # When it performs the task / Then it raises TaskFailure, which the processor records as FAILED
