@@ -67,8 +67,8 @@ bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/de
 	$(BIN)/python -m bench.execute_overhead
 	$(BIN)/python -m bench.analyze
 
-simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: latency, task-hours, cost, plot
-	$(BIN)/python -m simulator
+simulate: $(BIN)/.installed  ## the scaling goal per profile and seed (PASS/FAIL), the plot; writes the goal table into README.md and docs/scaling.md
+	$(BIN)/python -m simulator --write-tables
 
 build: $(BIN)/.installed $(SAM_VENV)/.installed  ## sam build, then import every handler from its build folder
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build

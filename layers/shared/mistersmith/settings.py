@@ -138,6 +138,8 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
     worker_start_seconds: Annotated[float, Field(ge=0, le=3_600)] = 60
     # drain: spare tasks = headroom x sqrt(busy tasks) (square-root staffing).
     scaling_headroom: Annotated[float, Field(ge=0, le=10)] = 0.5
+    # Tasks one worker runs at once (the worker's CONCURRENCY): busy and capacity count in workers.
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("scaling_steps", mode="before")
     @classmethod
@@ -156,6 +158,7 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
             task_seconds=self.scaling_task_seconds,
             start_seconds=self.worker_start_seconds,
             headroom=self.scaling_headroom,
+            concurrency=self.worker_concurrency,
         )
 
     @field_validator("max_tasks")
