@@ -62,9 +62,10 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 	for function in functions/*/; do MYPYPATH=$$function $(BIN)/mypy --no-warn-unused-configs $$function || exit 1; done
 
-bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; an execute task's RUNNING -> SUCCEEDED beside subprocess.run
+bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; an execute task's RUNNING -> SUCCEEDED beside subprocess.run; analyze on 5 MB beside the old analyzer
 	$(BIN)/python -m bench.worker_throughput
 	$(BIN)/python -m bench.execute_overhead
+	$(BIN)/python -m bench.analyze
 
 simulate: $(BIN)/.installed  ## the scaling goal per profile and seed (PASS/FAIL), the plot; writes the goal table into README.md and docs/scaling.md
 	$(BIN)/python -m simulator --write-tables
