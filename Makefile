@@ -62,6 +62,7 @@ $(BIN)/.bench-installed: requirements-bench.txt $(BIN)/.installed
 bench: $(BIN)/.bench-installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; beside Celery on SQS (throughput, memory, latency); an execute task's RUNNING -> SUCCEEDED beside subprocess.run
 	$(BIN)/python -m bench.worker_throughput
 	$(BIN)/python -m bench.peer_throughput
+	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.execute_overhead
 
 simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: latency, task-hours, cost, plot
