@@ -10,7 +10,7 @@ PY312_DIR := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/) $(dir $(
 export SAM_CLI_TELEMETRY := 0
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo local test unit integration infrastructure lint build bench simulate clean
+.PHONY: demo local invoke test unit integration infrastructure lint build bench simulate clean
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,9 @@ demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, c
 
 local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env
 	$(BIN)/python -m local_stack local
+
+invoke: $(BIN)/.installed  ## sam local invoke without Docker, against `make local`: make invoke FN=router EVENT=events/router_worker_task.json
+	$(BIN)/python -m local_stack invoke $(FN) -e $(EVENT)
 
 test: lint  ## static checks, then every test
 	$(BIN)/python -m pytest
