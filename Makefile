@@ -10,7 +10,7 @@ PY312_DIR := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/) $(dir $(
 export SAM_CLI_TELEMETRY := 0
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo local invoke test unit integration infrastructure lint build bench simulate clean
+.PHONY: demo local invoke deploy test unit integration infrastructure lint build bench simulate clean
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -68,6 +68,10 @@ simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: 
 build: $(BIN)/.installed $(SAM_VENV)/.installed  ## sam build, then import every handler from its build folder
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build
 	PATH="$(PY312_DIR):$$PATH" $(BIN)/python scripts/check_build.py
+
+# ENV=prod deploys samconfig's [prod]; DRY_RUN=1 prints the plan. Needs Docker, AWS credentials, a region.
+deploy: $(BIN)/.installed $(SAM_VENV)/.installed  ## worker image to ECR, sam build, sam deploy with it (docs/deploy.md)
+	PATH="$(PY312_DIR):$$PATH" SAM="$(abspath $(SAM_VENV))/bin/sam" $(BIN)/python scripts/deploy.py $(if $(filter-out dev,$(ENV)),--config-env $(ENV)) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf .aws-sam .local

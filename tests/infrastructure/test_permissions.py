@@ -12,6 +12,7 @@ import pytest
 
 from tests.infrastructure import permissions
 from tests.infrastructure.conftest import ALL_ON, Deployment, Template, rules_pass
+from tests.infrastructure.test_template_network import BUILT_IMAGE
 
 pytestmark = pytest.mark.infrastructure
 
@@ -83,7 +84,7 @@ def test_parameter_variants_cover_every_condition_switch(sam_template: Template)
 def _values(template: Template, overrides: dict[str, str]) -> dict[str, Any]:
     from tests.infrastructure.conftest import parameter_values
 
-    return parameter_values(template, overrides)
+    return parameter_values(template, BUILT_IMAGE | overrides)
 
 
 @pytest.mark.parametrize(
