@@ -8,7 +8,6 @@ import hashlib
 import pytest
 from botocore.stub import Stubber
 
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryTaskStore, NullPublisher
 from mistersmith.adapters.s3 import S3BlobStore
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import PayloadRef, TaskMessage, TaskStatus
@@ -16,6 +15,7 @@ from mistersmith.payloads import PayloadProblem, PayloadStore, PayloadUnavailabl
 from mistersmith.ports import BlobForbidden
 from mistersmith.processing import Disposition, TaskProcessor
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from mistersmith.adapters.memory import MemoryTaskStore, NullPublisher
 from mistersmith.clock import now_iso
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus
 from mistersmith.settings import LifecycleSettings
+from tests.fakes import MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 
