@@ -9,11 +9,14 @@ import pytest
 from botocore.stub import Stubber
 
 from mistersmith.adapters.s3 import S3BlobStore
+from mistersmith.errors import UploadRejected
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import PayloadRef, TaskMessage, TaskStatus
 from mistersmith.payloads import PayloadProblem, PayloadStore, PayloadUnavailable
 from mistersmith.ports import BlobForbidden
 from mistersmith.processing import Disposition, TaskProcessor
+from mistersmith.settings import IntakeSettings
+from mistersmith.uploads import Uploads
 from mistersmith.work import WorkLimits
 from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
 
@@ -139,3 +142,21 @@ def test_a_claim_checked_payload_the_bucket_refuses_is_retried_as_a_passing_faul
     ref = PayloadRef(bucket=BUCKET, key="payloads/t-1/x.json", sha256="0" * 64, size=1)
     assert processor.process(TaskMessage(id="t-1", task_type="compile", payload_ref=ref)) is Disposition.RETRY
     assert store.get("t-1").status is TaskStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("uri", "error_type"),
+    [(f"s3://{BUCKET}/uploads/x", "source_forbidden"), (f"s3://{BUCKET}/uploads/none", "source_missing")],
+)
+def test_intake_answers_a_source_it_may_not_read_with_a_field_error_not_a_server_error(uri, error_type):
+    # Given intake on a bucket that refuses (or lacks) the object a source_uri names
+    blobs = RefusingBlobs(BUCKET) if error_type == "source_forbidden" else MemoryBlobStore(BUCKET)
+    uploads = Uploads(
+        blobs, IntakeSettings(task_table_name="t", event_bus_name="b", artifacts_bucket_name=BUCKET)
+    )
+    # When the source is checked / Then it is refused at payload.source_uri (a 422), naming why
+    with pytest.raises(UploadRejected) as refused:
+        uploads.check_source(uri)
+    (error,) = refused.value.errors
+    assert (error["loc"], error["type"]) == (["body", "payload", "source_uri"], error_type)
+    assert uri in error["msg"]
