@@ -40,7 +40,10 @@ def _record(model: Any, **_: Any) -> None:
 
 def install() -> None:
     """Every botocore session created from now on calls `_record` before each operation."""
-    import botocore.handlers
+    try:
+        import botocore.handlers
+    except ImportError:  # a Python without botocore (another venv, the sandbox's) makes no AWS calls
+        return
 
     if ("before-call", _record) not in botocore.handlers.BUILTIN_HANDLERS:
         botocore.handlers.BUILTIN_HANDLERS.append(("before-call", _record))
