@@ -132,6 +132,10 @@ def test_worker_from_the_image_layout_completes_a_task_of_each_type(layout, stac
             "task_type": "compile",
             "payload": {"language": "python", "files": {"a.py": "x = 1\n"}},
         },
+        f"image-compile-c-{run}": {
+            "task_type": "compile",
+            "payload": {"language": "c", "files": {"main.c": "int main(void) { return 0; }\n"}},
+        },
         f"image-analyze-{run}": {
             "task_type": "analyze",
             "payload": {"files": {"a.py": "def f(x):\n    return x\n"}},
