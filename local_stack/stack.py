@@ -119,6 +119,8 @@ class LocalStack:
                 for name, value in self.template.function_environment(function).items()
             }
             | {"LOG_LEVEL": self.config.log_level}
+            # No API Gateway authenticates local requests: a header names the caller (callers.py).
+            | {"LOCAL_CALLER_HEADER": "true"}
         )
         # This process plays every Lambda, so it carries their (non-conflicting) variables.
         os.environ.update(self.env)

@@ -28,6 +28,7 @@ from mistersmith_client.models import STATUSES, TASK_TYPES, Task
 from mistersmith_client.settings import ClientSettings
 
 PROG = "mistersmith"
+OWNER_HELP = "admins only: another caller's tasks (an IAM ARN, roles path-less, or apikey:<id>)"
 
 
 class UsageError(MisterSmithClientError):
@@ -93,7 +94,7 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        console.json(api.get(args.task_id).as_json())
+        console.json(api.get(args.task_id, owner=args.owner).as_json())
     return EXIT_OK
 
 
@@ -129,7 +130,7 @@ def cmd_result(args: argparse.Namespace, console: Console) -> int:
 def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
         for task_id in args.task_ids:
-            task = api.cancel(task_id)
+            task = api.cancel(task_id, owner=args.owner)
             requested = " (cancel requested; its worker stops it)" if task.cancel_requested else ""
             console.print(f"{task.id}\t{task.status}{requested}")
     return EXIT_OK
@@ -143,7 +144,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{'ID':<34} {'TYPE':<8} {'STATUS':<14} CREATED")
         while True:
             page_size = min(args.page_size, args.max - shown)
-            page = api.list(status=args.status, task_type=args.type, limit=page_size, next_token=token)
+            page = api.list(
+                status=args.status, task_type=args.type, limit=page_size, next_token=token, owner=args.owner
+            )
             for task in page.items:
                 console.print(json.dumps(task.as_json(), sort_keys=True) if args.json else _row(task))
             shown += len(page.items)
@@ -417,6 +420,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[common], help="print a task's record as JSON")
     status.add_argument("task_id")
+    status.add_argument("--owner", help=OWNER_HELP)
     status.set_defaults(run=cmd_status)
 
     wait = commands.add_parser(
@@ -439,11 +443,13 @@ def _parser() -> argparse.ArgumentParser:
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel tasks")
     cancel.add_argument("task_ids", nargs="+", metavar="ID")
+    cancel.add_argument("--owner", help=OWNER_HELP)
     cancel.set_defaults(run=cmd_cancel)
 
     listing = commands.add_parser("list", parents=[common], help="list tasks, newest first within a status")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--type", choices=TASK_TYPES)
+    listing.add_argument("--owner", help=OWNER_HELP)
     listing.add_argument(
         "--page-size", type=_page_size, default=50, help="tasks per request (1-100, default 50)"
     )

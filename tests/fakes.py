@@ -49,7 +49,13 @@ class MemoryTaskStore(TaskStore):
             return True
 
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         with self._lock:
             matching = [
@@ -57,6 +63,7 @@ class MemoryTaskStore(TaskStore):
                 for task in sorted(self.tasks.values(), key=lambda t: t.created_at, reverse=True)
                 if (status is None or task.status is status)
                 and (task_type is None or task.task_type == task_type)
+                and (owner is None or task.owner == owner)
             ]
         start = int(next_token or 0)
         page = matching[start : start + limit]

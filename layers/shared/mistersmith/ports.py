@@ -28,8 +28,15 @@ class TaskStore(ABC):
 
     @abstractmethod
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
-    ) -> tuple[list[StoredTask], str | None]: ...
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
+    ) -> tuple[list[StoredTask], str | None]:
+        """Newest first; with `owner`, only that owner's tasks (the by-owner index)."""
 
     @abstractmethod
     def transition(
