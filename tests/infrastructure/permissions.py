@@ -261,14 +261,15 @@ def _adapter_calls(module: _Module) -> dict[str, dict[str, set[Call]]]:
                     name = str(ast.literal_eval(child.args[0]))
                 operation = api_name(service, name)
                 # Only queries read an index here (a scan without IndexName reads the table).
-                index = _index_named(method, module) if operation == "Query" else None
-                calls.add(Call(service, operation, index))
+                indexes = _indexes_named(method, module) if operation == "Query" else ()
+                calls |= {Call(service, operation, index) for index in indexes or (None,)}
             found.setdefault(node.name, {})[method.name] = calls
     return found
 
 
-def _index_named(method: ast.FunctionDef, module: _Module) -> str | None:
-    """The DynamoDB index a method's request names (IndexName=X or "IndexName": X), if any."""
+def _indexes_named(method: ast.FunctionDef, module: _Module) -> tuple[str, ...]:
+    """The DynamoDB indexes a method's request names: IndexName=X (or "IndexName": X) with X a
+    constant, or, when X is computed, every module constant named *_INDEX the method mentions."""
     for child in ast.walk(method):
         pairs: list[tuple[Any, ast.AST]] = []
         if isinstance(child, ast.keyword):
@@ -280,12 +281,21 @@ def _index_named(method: ast.FunctionDef, module: _Module) -> str | None:
                 if isinstance(key, ast.Constant)
             ]
         for key, value in pairs:
-            if key == "IndexName":
-                if isinstance(value, ast.Constant):
-                    return str(value.value)
-                if isinstance(value, ast.Name):
-                    return module.constants[value.id]
-    return None
+            if key != "IndexName":
+                continue
+            if isinstance(value, ast.Constant):
+                return (str(value.value),)
+            if isinstance(value, ast.Name):
+                return (module.constants[value.id],)
+            mentioned = {node.id for node in ast.walk(method) if isinstance(node, ast.Name)}
+            return tuple(
+                sorted(
+                    module.constants[name]
+                    for name in mentioned & module.constants.keys()
+                    if name.endswith("_INDEX")
+                )
+            )
+    return ()
 
 
 def entry_modules(code_uri: str | None) -> list[Path]:
