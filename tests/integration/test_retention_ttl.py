@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from tests.conftest import stored_key
+
 pytestmark = pytest.mark.integration
 
 DAY = 86_400
@@ -23,7 +25,7 @@ def test_a_finished_task_item_expires_the_retention_after_it_ended(api, stack, w
     item = (
         stack.session()
         .client("dynamodb")
-        .get_item(TableName=stack.template.refs["TaskTable"], Key={"id": {"S": task_id}})["Item"]
+        .get_item(TableName=stack.template.refs["TaskTable"], Key={"id": {"S": stored_key(task_id)}})["Item"]
     )
     # Then it expires TaskRetentionDays (30 by default) after now, give or take the run, and is not exposed
     retention = int(stack.template.parameters["TaskRetentionDays"]) * DAY
