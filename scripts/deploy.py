@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
@@ -68,13 +68,11 @@ class Plan:
     tag: str
     sam: str
     dry_run: bool
-    steps: list[str] = field(default_factory=list)
 
 
 def run(command: list[str], *, plan: Plan, read_only: bool = False, stdin: str | None = None) -> str:
     """Runs a step (printed first); in a dry run only read-only look-ups run, the rest is printed."""
     shown = shlex.join(command) + (" <<< (stdin)" if stdin is not None else "")
-    plan.steps.append(shown)
     print(f"{'plan' if plan.dry_run and not read_only else 'run '}: {shown}", flush=True)
     if plan.dry_run and not read_only:
         return ""
@@ -88,7 +86,6 @@ def run(command: list[str], *, plan: Plan, read_only: bool = False, stdin: str |
 
 def succeeds(command: list[str], *, plan: Plan) -> bool:
     """Whether a read-only look-up finds what it asks for (a repository, an image tag)."""
-    plan.steps.append(shlex.join(command))
     print(f"look: {shlex.join(command)}", flush=True)
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)  # noqa: S603 - as run()
     return done.returncode == 0
