@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import uvicorn
@@ -127,7 +127,8 @@ class LocalStack:
         # Imported only now: the shared Logger reads its service name and level from the variables above.
         from mistersmith.observability import logger
 
-        self.console.attach(logger.registered_handler)
+        # Powertools' Logger writes through a StreamHandler (to stdout).
+        self.console.attach(cast("logging.StreamHandler[Any]", logger.registered_handler))
         self._follower.start()
         self.worker_env = (
             aws

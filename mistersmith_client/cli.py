@@ -361,6 +361,19 @@ def _client(args: argparse.Namespace) -> MisterSmithClient:
 
 
 def _parser() -> argparse.ArgumentParser:
+    common, waiting = _shared_options()
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_submit(commands, common, waiting)
+    _add_task_commands(commands, common, waiting)
+    _add_dlq(commands, common)
+    return parser
+
+
+def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The endpoint and auth options of every command, and the waiting options of those that wait."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("endpoint and auth (flags win over MISTERSMITH_* variables)")
     where.add_argument("--api-url", help="API base URL, e.g. http://127.0.0.1:3000 (MISTERSMITH_API_URL)")
@@ -380,12 +393,14 @@ def _parser() -> argparse.ArgumentParser:
     waiting.add_argument("--timeout", type=float, default=600, help="seconds to wait before giving up (600)")
     waiting.add_argument("--interval", type=float, default=1.0, help="seconds between polls (1)")
     waiting.add_argument("--quiet", action="store_true", help="no progress display")
+    return common, waiting
 
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+def _add_submit(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    waiting: argparse.ArgumentParser,
+) -> None:
     submit = commands.add_parser(
         "submit",
         parents=[common, waiting],
@@ -418,6 +433,12 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="then wait for the task (exit code = outcome)")
     submit.set_defaults(run=cmd_submit)
 
+
+def _add_task_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    waiting: argparse.ArgumentParser,
+) -> None:
     status = commands.add_parser("status", parents=[common], help="print a task's record as JSON")
     status.add_argument("task_id")
     status.add_argument("--owner", help=OWNER_HELP)
@@ -458,6 +479,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON record per line")
     listing.set_defaults(run=cmd_list)
 
+
+def _add_dlq(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     dlq = commands.add_parser(
         "dlq",
         help="dead-letter queues: list, redrive",
@@ -479,7 +504,6 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--queue", choices=["work", "analyze", "all"], default="all")
     redrive.add_argument("--max", type=_positive, help="move at most N messages (one by one)")
     redrive.set_defaults(run=cmd_dlq_redrive)
-    return parser
 
 
 def _positive(text: str) -> int:

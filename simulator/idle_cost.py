@@ -41,8 +41,10 @@ def schedule_per_day(body: dict, function: str) -> int:
     """Invocations a day of a function's `rate(N minute[s])` schedule."""
     for event in body["Resources"][function]["Properties"]["Events"].values():
         if event["Type"] == "Schedule":
-            minutes = int(re.fullmatch(r"rate\((\d+) minutes?\)", event["Properties"]["Schedule"])[1])
-            return DAY_SECONDS // (60 * minutes)
+            match = re.fullmatch(r"rate\((\d+) minutes?\)", event["Properties"]["Schedule"])
+            if match is None:
+                raise ValueError(f"{function}'s schedule is not a rate in minutes")
+            return DAY_SECONDS // (60 * int(match[1]))
     raise ValueError(f"{function} has no schedule")
 
 

@@ -233,38 +233,50 @@ def _adapter_calls(module: _Module) -> dict[str, dict[str, set[Call]]]:
             providers[node.name] = service
     found: dict[str, dict[str, set[Call]]] = {}
     for node in module.tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        clients: dict[str, str] = {}
-        methods = [item for item in node.body if isinstance(item, ast.FunctionDef)]
-        for method in methods:
-            for child in ast.walk(method):
-                if isinstance(child, ast.Assign) and (service := _client_service(child.value, providers)):
-                    for target in child.targets:
-                        if isinstance(target, ast.Attribute):
-                            clients[target.attr] = service
-        for method in methods:
-            calls = set()
-            for child in ast.walk(method):
-                if not (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute)):
-                    continue
-                receiver, name = child.func.value, child.func.attr
-                service = None
-                if isinstance(receiver, ast.Attribute) and receiver.attr in clients:
-                    service = clients[receiver.attr]
-                elif isinstance(receiver, ast.Call):
-                    service = _client_service(receiver, providers)
-                if service is None:
-                    continue
-                if name == "generate_presigned_url":
-                    # Whoever holds the URL makes this call, authorized as the signer's role.
-                    name = str(ast.literal_eval(child.args[0]))
-                operation = api_name(service, name)
-                # Only queries read an index here (a scan without IndexName reads the table).
-                indexes = _indexes_named(method, module) if operation == "Query" else ()
-                calls |= {Call(service, operation, index) for index in indexes or (None,)}
-            found.setdefault(node.name, {})[method.name] = calls
+        if isinstance(node, ast.ClassDef):
+            methods = [item for item in node.body if isinstance(item, ast.FunctionDef)]
+            clients = _client_attributes(methods, providers)
+            found[node.name] = {
+                method.name: _method_calls(method, module, clients, providers) for method in methods
+            }
     return found
+
+
+def _client_attributes(methods: list[ast.FunctionDef], providers: dict[str, str]) -> dict[str, str]:
+    """self.<attribute> -> the service of the client assigned to it."""
+    clients: dict[str, str] = {}
+    for method in methods:
+        for child in ast.walk(method):
+            if isinstance(child, ast.Assign) and (service := _client_service(child.value, providers)):
+                clients |= {
+                    target.attr: service for target in child.targets if isinstance(target, ast.Attribute)
+                }
+    return clients
+
+
+def _method_calls(
+    method: ast.FunctionDef, module: _Module, clients: dict[str, str], providers: dict[str, str]
+) -> set[Call]:
+    calls: set[Call] = set()
+    for child in ast.walk(method):
+        if not (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute)):
+            continue
+        receiver, name = child.func.value, child.func.attr
+        service = None
+        if isinstance(receiver, ast.Attribute) and receiver.attr in clients:
+            service = clients[receiver.attr]
+        elif isinstance(receiver, ast.Call):
+            service = _client_service(receiver, providers)
+        if service is None:
+            continue
+        if name in ("generate_presigned_url", "get_paginator"):
+            # The operation is the argument: a paginator's pages, or a URL's holder, authorized as this role.
+            name = str(ast.literal_eval(child.args[0]))
+        operation = api_name(service, name)
+        # Only queries read an index here (a scan without IndexName reads the table).
+        indexes = _indexes_named(method, module) if operation == "Query" else ()
+        calls |= {Call(service, operation, index) for index in indexes or (None,)}
+    return calls
 
 
 def _indexes_named(method: ast.FunctionDef, module: _Module) -> tuple[str, ...]:
@@ -317,19 +329,7 @@ def reach(code_uri: str | None) -> Reach:
     adapter_methods = {
         cls: methods for per_module in adapters.values() for cls, methods in per_module.items()
     }
-    functions: dict[str, list[_Function]] = {}
-    classes: dict[str, list[ast.ClassDef]] = {}
-    for module in own + shared:
-        for node in module.tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                functions.setdefault(node.name, []).append(_Function(node.name, node, module.name, None))
-            elif isinstance(node, ast.ClassDef):
-                classes.setdefault(node.name, []).append(node)
-                for item in node.body:
-                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        functions.setdefault(item.name, []).append(
-                            _Function(f"{node.name}.{item.name}", item, module.name, node.name)
-                        )
+    functions, classes = _definitions(own + shared)
     module_names = {Path(module.name).stem for module in own + shared} - {"__init__"}
     result = Reach()
     seen_names: set[str] = set()
@@ -345,15 +345,7 @@ def reach(code_uri: str | None) -> Reach:
         names, attributes = _names_used(node, module_names)
         seen_names |= names
         seen_attributes |= attributes
-        new_classes = [cls for name in names for cls in classes.get(name, []) if name not in referenced]
-        while new_classes:
-            cls = new_classes.pop()
-            referenced.add(cls.name)
-            # Class bodies hold defaults and decorators that run at import; __init__ runs on construction.
-            pending.extend(item for item in cls.body if not isinstance(item, ast.FunctionDef))
-            for base in cls.bases:
-                if isinstance(base, ast.Name) and base.id not in referenced:
-                    new_classes += classes.get(base.id, [])
+        pending += _reference_classes(names, classes, referenced)
         reached = [
             function for name in seen_names for function in functions.get(name, []) if function.owner is None
         ]
@@ -373,6 +365,44 @@ def reach(code_uri: str | None) -> Reach:
             call for method, calls in methods.items() if method in seen_attributes for call in calls
         }
     return result
+
+
+def _definitions(modules: list[_Module]) -> tuple[dict[str, list[_Function]], dict[str, list[ast.ClassDef]]]:
+    """Functions and methods by name, and classes by name, in these modules."""
+    functions: dict[str, list[_Function]] = {}
+    classes: dict[str, list[ast.ClassDef]] = {}
+    for module in modules:
+        for node in module.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                functions.setdefault(node.name, []).append(_Function(node.name, node, module.name, None))
+            elif isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, []).append(node)
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        functions.setdefault(item.name, []).append(
+                            _Function(f"{node.name}.{item.name}", item, module.name, node.name)
+                        )
+    return functions, classes
+
+
+def _reference_classes(
+    names: set[str], classes: dict[str, list[ast.ClassDef]], referenced: set[str]
+) -> list[ast.AST]:
+    """Marks the classes `names` name (and their bases) referenced; returns their class-level code
+    (defaults and decorators run at import; __init__ is reached on construction)."""
+    code: list[ast.AST] = []
+    new_classes = [cls for name in names - referenced for cls in classes.get(name, [])]
+    while new_classes:
+        cls = new_classes.pop()
+        referenced.add(cls.name)
+        code += [item for item in cls.body if not isinstance(item, ast.FunctionDef)]
+        new_classes += [
+            base_class
+            for base in cls.bases
+            if isinstance(base, ast.Name) and base.id not in referenced
+            for base_class in classes.get(base.id, [])
+        ]
+    return code
 
 
 def _constructions(node: ast.AST, adapter_methods: dict[str, Any]) -> Iterator[Construction]:

@@ -1,4 +1,5 @@
-"""The WorkTask, its per-type payloads and results, the task record and its lifecycle."""
+"""Task models: the API's submissions and uploads, per-type payloads and results, the task record and
+its lifecycle."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import posixpath
 import re
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +36,7 @@ TASK_KEY_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{OWNER_SCOPE_CHARS + 1 + 128}}}$"
 TaskKey = Annotated[str, StringConstraints(pattern=TASK_KEY_PATTERN)]
 
 
-def is_task_key(value: object) -> bool:
+def is_task_key(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and re.fullmatch(TASK_KEY_PATTERN, value) is not None
 
 
@@ -209,7 +210,7 @@ class AnalyzePayload(FilesPayload):
     pass
 
 
-PAYLOAD_MODELS: dict[TaskType, type[StrictModel]] = {
+PAYLOAD_MODELS: dict[TaskType, type[_Sources]] = {
     TaskType.EXECUTE: ExecutePayload,
     TaskType.COMPILE: CompilePayload,
     TaskType.ANALYZE: AnalyzePayload,
@@ -310,7 +311,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
+def request_fingerprint(task_type: str, payload: dict[str, Any]) -> str:
     """Identifies a submission's body, so that a retried POST with the same id is recognised."""
     return hashlib.sha256(canonical_json({"task_type": task_type, "payload": payload}).encode()).hexdigest()
 

@@ -216,12 +216,13 @@ class TaskProcessor:
         if message.payload_ref is None:
             return message.payload or {}
         try:
-            return json.loads(self.payloads.load(message.payload_ref))
+            payload: dict[str, Any] = json.loads(self.payloads.load(message.payload_ref))
         except PayloadUnavailable as error:
             # Missing or refused may be passing (a deploy, a policy change): those are retried.
             if error.reason is PayloadProblem.CORRUPT:
                 raise TaskFailure("PayloadCorrupt", str(error)) from None
             raise
+        return payload
 
     def _stopped(
         self, task: StoredTask, reason: StopReason | None, started: float, log: dict[str, Any]

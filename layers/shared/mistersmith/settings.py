@@ -8,7 +8,7 @@ import uuid
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mistersmith.callers import principal
@@ -82,7 +82,7 @@ class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_lambda_limit_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
-class WorkSettings(LifecycleSettings, SourceSettings):
+class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 
     # Unique per process, so two workers on one host never share a lease.
@@ -121,7 +121,7 @@ class WorkSettings(LifecycleSettings, SourceSettings):
         )
 
 
-class AnalyzeSettings(WorkSettings):
+class AnalyzeSettings(TaskRunnerSettings):
     pass
 
 
@@ -141,6 +141,8 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
     worker_start_seconds: Annotated[float, Field(ge=0, le=3_600)] = 60
     # drain: spare tasks = headroom x sqrt(busy tasks) (square-root staffing).
     scaling_headroom: Annotated[float, Field(ge=0, le=10)] = 0.5
+    # Tasks one worker runs at once (the worker's CONCURRENCY): busy and capacity count in workers.
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("scaling_steps", mode="before")
     @classmethod
@@ -159,17 +161,18 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
             task_seconds=self.scaling_task_seconds,
             start_seconds=self.worker_start_seconds,
             headroom=self.scaling_headroom,
+            concurrency=self.worker_concurrency,
         )
 
     @field_validator("max_tasks")
     @classmethod
-    def _max_not_below_min(cls, max_tasks: int, info) -> int:
+    def _max_not_below_min(cls, max_tasks: int, info: ValidationInfo) -> int:
         if max_tasks < info.data.get("min_tasks", 0):
             raise ValueError("max_tasks must be at least min_tasks")
         return max_tasks
 
 
-class WorkerSettings(WorkSettings, WorkQueueSettings):
+class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
     # Tasks at once: one per vCPU of the Fargate task by default.
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.

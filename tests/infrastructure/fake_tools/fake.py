@@ -113,52 +113,66 @@ def remember(name: str, value: str) -> None:
     path.write_text(json.dumps(sorted(state(name) | {value})))
 
 
+Options = dict[str, list[str]]
+
+
+def describe_repositories(options: Options) -> None:
+    (name,) = options["--repository-names"]
+    if name not in state("repositories"):
+        refuse(f"An error occurred (RepositoryNotFoundException): repository {name} not found", 254)
+    print(json.dumps({"repositories": [{"repositoryName": name}]}))
+
+
+def create_repository(options: Options) -> None:
+    remember("repositories", options["--repository-name"][0])
+    print(json.dumps({"repository": {"repositoryName": options["--repository-name"][0]}}))
+
+
+def describe_images(options: Options) -> None:
+    (image_id,) = options["--image-ids"]
+    tag = image_id.removeprefix("imageTag=")
+    if f"{options['--repository-name'][0]}:{tag}" not in state("images"):
+        refuse("An error occurred (ImageNotFoundException): no such image", 254)
+    print(json.dumps({"imageDetails": [{"imageTags": [tag]}]}))
+
+
+def describe_stacks(options: Options) -> None:
+    region = options["--region"][0]
+    stack = options["--stack-name"][0]
+    outputs = [
+        {"OutputKey": "ApiUrl", "OutputValue": f"https://abc123.execute-api.{region}.amazonaws.com/dev/"},
+        {"OutputKey": "DashboardName", "OutputValue": f"{stack}-{region}"},
+    ]
+    print(json.dumps(outputs))
+
+
+AWS_ANSWERS = {
+    ("sts", "get-caller-identity"): lambda options: print(ACCOUNT),
+    ("ecr", "describe-repositories"): describe_repositories,
+    ("ecr", "create-repository"): create_repository,
+    ("ecr", "put-lifecycle-policy"): lambda options: json.loads(options["--lifecycle-policy-text"][0]),
+    ("ecr", "describe-images"): describe_images,
+    ("ecr", "get-login-password"): lambda options: print(PASSWORD),
+    ("cloudformation", "describe-stacks"): describe_stacks,
+}
+
+
 def aws(argv: list[str]) -> None:
-    global_options = {name: arity for name, arity in AWS_GLOBAL.items()}
     head: list[str] = []
     rest = list(argv)
     # Global options may come before the service and command.
     while rest and rest[0].startswith("--"):
         name = rest.pop(0)
-        if name not in global_options:
+        if name not in AWS_GLOBAL:
             refuse(f"Unknown options: {name}", 252)
-        head.append(name)
-        if global_options[name]:
-            head.append(rest.pop(0))
+        head += [name, rest.pop(0)] if AWS_GLOBAL[name] else [name]
     command = tuple(rest[:2])
     if command not in AWS_COMMANDS:
         refuse(f"aws: unknown command {' '.join(command)}", 252)
     options, positional = parse(head + rest[2:], AWS_GLOBAL | AWS_COMMANDS[command])
     if positional:
         refuse(f"Unknown options: {' '.join(positional)}", 252)
-    if command == ("sts", "get-caller-identity"):
-        print(ACCOUNT)
-    elif command == ("ecr", "describe-repositories"):
-        (name,) = options["--repository-names"]
-        if name not in state("repositories"):
-            refuse(f"An error occurred (RepositoryNotFoundException): repository {name} not found", 254)
-        print(json.dumps({"repositories": [{"repositoryName": name}]}))
-    elif command == ("ecr", "create-repository"):
-        remember("repositories", options["--repository-name"][0])
-        print(json.dumps({"repository": {"repositoryName": options["--repository-name"][0]}}))
-    elif command == ("ecr", "put-lifecycle-policy"):
-        json.loads(options["--lifecycle-policy-text"][0])
-    elif command == ("ecr", "describe-images"):
-        (image_id,) = options["--image-ids"]
-        tag = image_id.removeprefix("imageTag=")
-        if f"{options['--repository-name'][0]}:{tag}" not in state("images"):
-            refuse("An error occurred (ImageNotFoundException): no such image", 254)
-        print(json.dumps({"imageDetails": [{"imageTags": [tag]}]}))
-    elif command == ("ecr", "get-login-password"):
-        print(PASSWORD)
-    elif command == ("cloudformation", "describe-stacks"):
-        region = options["--region"][0]
-        stack = options["--stack-name"][0]
-        outputs = [
-            {"OutputKey": "ApiUrl", "OutputValue": f"https://abc123.execute-api.{region}.amazonaws.com/dev/"},
-            {"OutputKey": "DashboardName", "OutputValue": f"{stack}-{region}"},
-        ]
-        print(json.dumps(outputs))
+    AWS_ANSWERS[command](options)
 
 
 def docker(argv: list[str]) -> None:

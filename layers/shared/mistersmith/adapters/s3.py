@@ -10,14 +10,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mistersmith.adapters.aws import client
-from mistersmith.ports import BlobForbidden, BlobNotFound
+from mistersmith.ports import BlobForbidden, BlobNotFound, BlobStore
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 # With s3:ListBucket granted a missing key is a 404; a 403 is a refusal (a bucket policy, a KMS key).
 _FORBIDDEN = frozenset({"AccessDenied", "403", "Forbidden"})
 
 
-class S3BlobStore:
+class S3BlobStore(BlobStore):
     """Implements `ports.BlobStore` for one bucket."""
 
     def __init__(self, bucket_name: str) -> None:
@@ -34,7 +34,8 @@ class S3BlobStore:
 
     def get(self, bucket: str, key: str) -> bytes:
         try:
-            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body: bytes = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
         except ClientError as error:
             raise _not_found_or(error, bucket, key) from error
 
@@ -46,12 +47,13 @@ class S3BlobStore:
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         # Signed locally with the process's credentials: no call to S3, so it cannot fail on the network.
-        return _presigner().generate_presigned_url(
+        url: str = _presigner().generate_presigned_url(
             "put_object",
             Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires_seconds,
             HttpMethod="PUT",
         )
+        return url
 
 
 @cache
