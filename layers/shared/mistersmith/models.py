@@ -139,6 +139,11 @@ def checked_relative_path(path: str) -> str:
     return normalised
 
 
+# Linux's NAME_MAX and PATH_MAX, in bytes: a longer name or path can never be written.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
+
+
 def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     given: dict[str, str] = {}
@@ -147,6 +152,12 @@ def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
         if normalised in checked:
             raise ValueError(
                 f"file paths {given[normalised]!r} and {path!r} name the same file {normalised!r}"
+            )
+        encoded = normalised.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+            raise ValueError(
+                f"file path {path[:200]!r} is too long: names up to {MAX_NAME_BYTES} bytes,"
+                f" paths up to {MAX_PATH_BYTES}"
             )
         checked[normalised], given[normalised] = text, path
     return checked
