@@ -479,6 +479,8 @@ class StoredTask(TaskRecord):
     worker_id: str | None = None
     lease_expires_at: float | None = None
     trace_header: str | None = None
+    # Epoch seconds after which DynamoDB's TTL deletes a finished task (Lifecycle sets it).
+    expires_at: int | None = None
 
     @classmethod
     def queued(cls, message: TaskMessage, now: str) -> StoredTask:
