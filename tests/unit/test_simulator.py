@@ -56,6 +56,7 @@ def test_default_policy_matches_the_template_parameter_defaults():
     assert policy.task_seconds == float(defaults["ScalingTaskSeconds"])
     assert policy.start_seconds == float(defaults["WorkerStartSeconds"])
     assert policy.headroom == float(defaults["ScalingHeadroom"])
+    assert policy.concurrency == int(defaults["WorkerConcurrency"])
     assert policy.steps == mistersmith.scaling.StepTable.parse(defaults["ScalingSteps"])
 
 
