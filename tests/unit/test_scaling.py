@@ -331,6 +331,16 @@ def test_decide_drain_counts_busy_in_workers_at_concurrency_two():
     assert decision.desired <= 30
 
 
+def test_decide_scale_in_at_concurrency_two_keeps_a_worker_per_task_in_flight_when_nothing_waits():
+    # Given 2 tasks a worker, 20 running workers and 10 tasks in flight, nothing waiting: after a
+    # backlog drains each worker may hold one last task (the simulator finds 300 such workers on the
+    # burst), so 10 in flight need not fill 5 workers
+    policy = replace(DRAIN, concurrency=2)
+    decision = decide(depth(0, in_flight=10), counts(20), policy, now=NOW)
+    # When it scales in / Then it keeps 10 workers, not ceil(10 / 2) = 5
+    assert decision.desired == 10
+
+
 def test_decide_drain_sizes_a_backlog_in_workers_at_concurrency_two():
     # Given 2 tasks a worker, 2 running and 540 waiting / When decided
     decision = decide(depth(540), counts(2), replace(DRAIN, concurrency=2), now=NOW)
