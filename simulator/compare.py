@@ -161,8 +161,9 @@ def verdict(comparison: Comparison, policy: PolicyKind = DEFAULT_POLICY) -> Verd
     bound = comparison.bound / busy if comparison.bound is not None else None
     reactive = comparison.reactive_bound / busy if comparison.reactive_bound is not None else None
     within = comparison.bound is not None and run.task_hours <= BOUND_GOAL * comparison.bound
-    # Out of reach: the goal is beyond the clairvoyant schedule, or beyond it held to the decisions.
-    out_of_reach = any(ratio is not None and ratio > TASK_HOURS_GOAL for ratio in (bound, reactive))
+    # Out of reach: the goal is beyond the clairvoyant schedule, or beyond it held to the decisions,
+    # and the policy does not beat that schedule (if it does, the schedule bounds nothing there).
+    out_of_reach = any(ratio is not None and TASK_HOURS_GOAL < ratio <= hours for ratio in (bound, reactive))
     cost_ok = hours <= TASK_HOURS_GOAL or (out_of_reach and within)
     steady = comparison.profile.name == "steady"
     calm = not steady or run.reversals_per_hour <= STEADY_REVERSALS_GOAL

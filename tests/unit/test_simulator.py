@@ -316,6 +316,7 @@ def _comparison(
         (12.5, 51.0, 11.0, False),  # wait over half
         (14.3, 50.0, 13.0, True),  # out of reach (bound 1.3x): within 1.1x the bound
         (14.4, 50.0, 13.0, False),  # out of reach, beyond 1.1x the bound
+        (12.6, 50.0, 13.0, False),  # a bound of 1.3x the policy beats (1.26x) shows nothing out of reach
     ],
 )
 def test_verdict_applies_the_goal_and_the_bound(hours, wait, bound, passed):
@@ -329,14 +330,16 @@ def test_verdict_applies_the_goal_and_the_bound(hours, wait, bound, passed):
 @pytest.mark.parametrize(
     ("hours", "reactive", "passed"),
     [
-        (12.6, 13.0, True),  # the goal beyond decisions a minute (1.3x): within 1.1x the bound
-        (12.7, 13.0, False),  # beyond 1.1x the bound
+        (12.6, 12.55, True),  # the goal beyond decisions a minute (1.255x): within 1.1x the bound
+        (12.7, 12.55, False),  # beyond 1.1x the bound
         (12.6, 12.0, False),  # reachable with decisions a minute (1.2x): 1.25x applies
+        (12.6, 13.0, False),  # the policy beats that schedule (1.3x), so it shows nothing out of reach
     ],
 )
 def test_verdict_goal_out_of_reach_for_decisions_a_minute_is_judged_by_the_bound(hours, reactive, passed):
     # Given the oracle's 10 h, a clairvoyant bound of 11.5 h (1.15x, reachable) and the bound held to
-    # the decision schedule / When judged / Then out of reach only if the latter is above 1.25x
+    # the decision schedule / When judged / Then out of reach only if the latter is above 1.25x and
+    # the policy does not beat it
     result = verdict(_comparison(hours, 50.0, 100.0, 11.5, reactive))
     assert result is not None
     assert result.passed is passed
