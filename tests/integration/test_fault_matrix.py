@@ -1,0 +1,210 @@
+"""The worker protocol under one fault at a time: every call it makes (tests/faults.py, STEPS) fails,
+times out, or is applied and then loses its answer, on the real adapters against the local AWS.
+Whatever fails, the task ends in exactly one terminal state that agrees with its events, its work
+runs at most twice (twice only where its lease was lost), and no message is left in the queue."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fargate_worker.worker import Worker
+from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.adapters.eventbridge import EventBridgePublisher
+from mistersmith.adapters.s3 import S3BlobStore
+from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.clock import now_iso
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
+from mistersmith.processing import TaskProcessor
+from mistersmith.settings import WorkerSettings
+from mistersmith.work import WorkLimits
+from tests.faults import STEPS, Fault, Faulty, Injection, Recorder
+
+pytestmark = pytest.mark.integration
+
+# The queue's visibility timeout and so the lease (3 s after the margin; a heartbeat every second).
+VISIBILITY = 5
+# Long enough for two heartbeats; each run notes its start in a file, so repeats are counted.
+WORK_SECONDS = 2.2
+# Every fault must be over well within this: lease + two heartbeats + retries, with room for a slow CI.
+BOUND_SECONDS = 45
+# The steps one ordinary task goes through; release and resend happen only on other paths.
+CLEAN_RUN_STEPS = ("receive", "claim", "announce", "extend", "renew", "watch", "finish", "delete")
+
+
+class RecordingPublisher:
+    """The real bus, and the statuses announced for each task (to compare with the record)."""
+
+    def __init__(self, inner: EventBridgePublisher) -> None:
+        self.inner = inner
+        self.statuses: list[str] = []
+
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+        self.inner.publish(source=source, detail_type=detail_type, detail=detail)
+        self.statuses.append(detail.get("status", ""))
+
+
+@dataclass
+class Outcome:
+    record: StoredTask | None
+    runs: int
+    left_in_queue: int
+    seconds: float
+    announced: list[str]
+    recorder: Recorder
+    worker_alive: bool
+
+
+@contextlib.contextmanager
+def private_queue(stack) -> Iterator[str]:
+    sqs = stack.session().client("sqs")
+    url = sqs.create_queue(
+        QueueName=f"faults-{uuid.uuid4().hex[:10]}", Attributes={"VisibilityTimeout": str(VISIBILITY)}
+    )["QueueUrl"]
+    try:
+        yield url
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+
+
+def queue_count(stack, url: str) -> int:
+    attributes = (
+        stack.session()
+        .client("sqs")
+        .get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+    )
+    return sum(int(value) for value in attributes.values())
+
+
+def worker_for(stack, url: str, recorder: Recorder, **settings: Any) -> tuple[Worker, RecordingPublisher]:
+    refs = stack.template.refs
+    publisher = RecordingPublisher(EventBridgePublisher(refs["EventBus"]))
+    store = Faulty("store", DynamoTaskStore(refs["TaskTable"]), recorder)
+    processor = TaskProcessor(
+        Lifecycle(store, Faulty("events", publisher, recorder)),
+        S3BlobStore(refs["ArtifactsBucket"]),
+        worker_id=f"faults-{uuid.uuid4().hex[:8]}",
+        lease_seconds=VISIBILITY,
+        limits=WorkLimits(),
+    )
+    worker_settings = WorkerSettings(
+        task_table_name=refs["TaskTable"],
+        event_bus_name=refs["EventBus"],
+        artifacts_bucket_name=refs["ArtifactsBucket"],
+        work_queue_url=url,
+        lease_seconds=VISIBILITY,
+        concurrency=settings.pop("concurrency", 1),
+        receive_wait_seconds=1,
+        max_retry_delay_seconds=1,
+        drain_grace_seconds=0,
+        health_port=0,
+        **settings,
+    )
+    return Worker(Faulty("queue", SqsWorkQueue(url), recorder), processor, worker_settings), publisher
+
+
+def execute_body(task_id: str, marks: Path, seconds: float = WORK_SECONDS) -> str:
+    code = (
+        f"import os, time; os.umask(0); open({str(marks / task_id)!r}, 'a').write('run\\n'); "
+        f"time.sleep({seconds})"
+    )
+    return canonical_json(
+        {"id": task_id, "task_type": "execute", "payload": {"command": ["python3", "-c", code]}}
+    )
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    thread = threading.Thread(target=worker.run, name="worker-under-test", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.request_stop()
+        thread.join(timeout=30)
+
+
+def run_task(stack, injection: Injection | None, *, work_seconds: float = WORK_SECONDS) -> Outcome:
+    """One execute task through a worker of its own on a queue of its own, with `injection` armed."""
+    table = DynamoTaskStore(stack.template.refs["TaskTable"])
+    marks = Path(tempfile.mkdtemp(prefix="fault-marks-"))
+    marks.chmod(0o777)
+    task_id = f"fault-{uuid.uuid4().hex[:10]}"
+    body = execute_body(task_id, marks, work_seconds)
+    recorder = Recorder(injection)
+    with private_queue(stack) as url:
+        worker, publisher = worker_for(stack, url, recorder)
+        table.create(StoredTask.queued(TaskMessage.model_validate_json(body), now_iso()))
+        stack.session().client("sqs").send_message(QueueUrl=url, MessageBody=body)
+        started = time.monotonic()
+        with running(worker) as thread:
+            deadline = started + BOUND_SECONDS
+            record = table.get(task_id)
+            while time.monotonic() < deadline:
+                record = table.get(task_id)
+                if record and record.status.is_terminal and queue_count(stack, url) == 0:
+                    break
+                time.sleep(0.1)
+            seconds = time.monotonic() - started
+            alive = thread.is_alive()
+            left = queue_count(stack, url)
+    mark = marks / task_id
+    runs = len(mark.read_text().split()) if mark.exists() else 0
+    return Outcome(record, runs, left, seconds, publisher.statuses, recorder, alive)
+
+
+def assert_ended_once(outcome: Outcome, expected: TaskStatus = TaskStatus.SUCCEEDED) -> None:
+    record = outcome.record
+    assert record is not None, "the task's record is gone"
+    assert record.status is expected, f"{record.status} (stranded if not terminal): {record}"
+    assert outcome.left_in_queue == 0, "a message was left in the queue"
+    assert 1 <= outcome.runs <= 2
+    # A second run only where the lease passed on: the record then counts two claims.
+    assert outcome.runs == 1 or record.attempts >= 2
+    terminal = [status for status in outcome.announced if TaskStatus(status).is_terminal]
+    assert terminal and set(terminal) == {record.status.value}, outcome.announced
+
+
+def test_the_matrix_covers_every_call_of_the_protocol(stack):
+    # Given a worker whose adapters record every call
+    # When one task runs through it without a fault
+    outcome = run_task(stack, None)
+    # Then it ends once, and every call it made is a step of the fault matrix
+    assert_ended_once(outcome)
+    uncovered = {(adapter, method) for adapter, method, step in outcome.recorder.calls if step is None}
+    assert uncovered == set()
+    reached = {step for _, _, step in outcome.recorder.calls}
+    assert reached == set(CLEAN_RUN_STEPS)
+    assert set(CLEAN_RUN_STEPS) <= {step.name for step in STEPS}
+
+
+@pytest.mark.parametrize("fault", list(Fault))
+@pytest.mark.parametrize("step", CLEAN_RUN_STEPS)
+def test_one_fault_at_any_step_neither_strands_nor_loses_nor_repeats_the_task(stack, step, fault, record_property):
+    # Given a worker whose `step` fails once in the way `fault` says
+    injection = Injection(step, fault)
+    # When a task runs through it
+    outcome = run_task(stack, injection)
+    record_property("fault_matrix", json.dumps({"step": step, "fault": fault.value, "runs": outcome.runs, "seconds": round(outcome.seconds, 1), "status": outcome.record.status.value if outcome.record else None, "left": outcome.left_in_queue}))
+    # Then the fault fired, and the task still ended once, with nothing left behind
+    assert injection.fired
+    assert_ended_once(outcome)
+    assert outcome.worker_alive
