@@ -3,17 +3,56 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# Health probes are tiny: a connection that sends nothing for this long is closed.
+REQUEST_TIMEOUT_SECONDS = 2.0
+# Connections served at once; more are closed at once rather than each holding a thread.
+MAX_CONNECTIONS = 16
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # A burst of connections waits to be accepted (and refused) instead of being dropped unheard.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class HealthServer:
-    """Serves health in a daemon thread; `is_ready` is asked on every `/ready`."""
+    """Serves health in a daemon thread; `is_ready` is asked on every `/ready`, `is_alive` on every
+    `/health` and `/ready` (a worker with a dead or stalled thread is neither)."""
 
-    def __init__(self, host: str, port: int, is_ready: Callable[[], bool]) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler_for(is_ready))
-        self._server.daemon_threads = True
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        is_ready: Callable[[], bool],
+        is_alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._server = _BoundedServer((host, port), _handler_for(is_ready, is_alive))
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     @property
@@ -28,13 +67,17 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(is_ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+def _handler_for(is_ready: Callable[[], bool], is_alive: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Applied to the connection's socket: an idle or slow client cannot hold its thread.
+        timeout = REQUEST_TIMEOUT_SECONDS
+
         def do_GET(self) -> None:
             if self.path == "/health":
-                self._reply(200, {"status": "ok"})
+                alive = is_alive()
+                self._reply(200 if alive else 503, {"status": "ok" if alive else "broken"})
             elif self.path == "/ready":
-                ready = is_ready()
+                ready = is_alive() and is_ready()
                 self._reply(200 if ready else 503, {"status": "ready" if ready else "not ready"})
             else:
                 self._reply(404, {"detail": "not found"})
@@ -44,8 +87,16 @@ def _handler_for(is_ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
+            self.close_connection = True
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (TimeoutError, socket.timeout, ConnectionError):  # an idle or vanished client
+                self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - health probes every few seconds would flood the logs
             return

@@ -56,6 +56,8 @@ def _is_release_write(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 STEPS: tuple[Step, ...] = (
     Step("receive", "queue", "receive"),
     Step("claim", "store", "claim"),
+    Step("create", "store", "create"),
+    Step("read", "store", "get"),
     Step("announce", "events", "publish"),
     Step("extend", "queue", "change_visibility"),
     Step("renew", "store", "renew"),
@@ -92,7 +94,9 @@ class Recorder:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def before(self, adapter: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Fault | None:
+    def before(
+        self, adapter: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Fault | None:
         step = step_of(adapter, method, args, kwargs)
         with self._lock:
             self.calls.append((adapter, method, step))

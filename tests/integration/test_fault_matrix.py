@@ -198,12 +198,26 @@ def test_the_matrix_covers_every_call_of_the_protocol(stack):
 
 @pytest.mark.parametrize("fault", list(Fault))
 @pytest.mark.parametrize("step", CLEAN_RUN_STEPS)
-def test_one_fault_at_any_step_neither_strands_nor_loses_nor_repeats_the_task(stack, step, fault, record_property):
+def test_one_fault_at_any_step_neither_strands_nor_loses_nor_repeats_the_task(
+    stack, step, fault, record_property
+):
     # Given a worker whose `step` fails once in the way `fault` says
     injection = Injection(step, fault)
     # When a task runs through it
     outcome = run_task(stack, injection)
-    record_property("fault_matrix", json.dumps({"step": step, "fault": fault.value, "runs": outcome.runs, "seconds": round(outcome.seconds, 1), "status": outcome.record.status.value if outcome.record else None, "left": outcome.left_in_queue}))
+    record_property(
+        "fault_matrix",
+        json.dumps(
+            {
+                "step": step,
+                "fault": fault.value,
+                "runs": outcome.runs,
+                "seconds": round(outcome.seconds, 1),
+                "status": outcome.record.status.value if outcome.record else None,
+                "left": outcome.left_in_queue,
+            }
+        ),
+    )
     # Then the fault fired, and the task still ended once, with nothing left behind
     assert injection.fired
     assert_ended_once(outcome)

@@ -124,7 +124,8 @@ def test_racing_claims_on_one_task_let_exactly_one_worker_win(stack):
     def claim(worker: int) -> None:
         barrier.wait()
         with contextlib.suppress(TransitionRejected):
-            store.claim(task_id, worker_id=f"w{worker}", lease_seconds=30, now=time.time())
+            now = time.time()
+            store.claim(task_id, worker_id=f"w{worker}", token=f"t{worker}", expires_at=now + 30, now=now)
             winners.append(worker)
 
     threads = [threading.Thread(target=claim, args=(worker,)) for worker in range(8)]
@@ -142,9 +143,9 @@ def test_an_expired_lease_passes_to_another_worker_and_the_old_holder_cannot_fin
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
     task_id = unique("lease")
     store.create(StoredTask.queued(TaskMessage(id=task_id, task_type="compile", payload={}), now_iso()))
-    store.claim(task_id, worker_id="old", lease_seconds=1, now=time.time() - 5)
+    store.claim(task_id, worker_id="old", token="a", expires_at=time.time() - 4, now=time.time() - 5)
     # When another worker claims it
-    taken = store.claim(task_id, worker_id="new", lease_seconds=30, now=time.time())
+    taken = store.claim(task_id, worker_id="new", token="b", expires_at=time.time() + 30, now=time.time())
     # Then the new worker holds it and the old one's result is refused
     assert taken.worker_id == "new"
     assert taken.attempts == 2

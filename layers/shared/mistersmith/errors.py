@@ -33,6 +33,14 @@ class TransitionRejected(MisterSmithError):
         self.target = target
 
 
+class LeaseHeld(TransitionRejected):
+    """A claim found the task RUNNING under another holder's lease, which runs until `expires_at`."""
+
+    def __init__(self, task_id: str, expires_at: float) -> None:
+        super().__init__(task_id, "RUNNING", "RUNNING")
+        self.expires_at = expires_at
+
+
 class TaskFailure(MisterSmithError):
     """A deterministic failure of the task itself: recorded as FAILED and never retried."""
 

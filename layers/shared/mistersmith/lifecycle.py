@@ -34,7 +34,7 @@ class Lifecycle:
         if error is not None:
             changes["error"] = error.model_dump()
         if target.is_terminal or target is TaskStatus.QUEUED:
-            changes |= {"worker_id": None, "lease_expires_at": None}
+            changes |= {"worker_id": None, "lease_expires_at": None, "lease_token": None}
         task = self.store.transition(
             task_id, target, allowed_from=sources_allowed_into(target), changes=changes, holder=holder
         )

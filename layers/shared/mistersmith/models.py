@@ -281,6 +281,8 @@ class StoredTask(TaskRecord):
     payload_ref: PayloadRef | None = None
     worker_id: str | None = None
     lease_expires_at: float | None = None
+    # Which claim holds the lease: a holder's resent claim is recognised, a duplicate's is not.
+    lease_token: str | None = None
     trace_header: str | None = None
 
     @classmethod

@@ -71,6 +71,8 @@ class WorkSettings(LifecycleSettings, SourceSettings):
     # At least 5 s: the lease ends a margin (2 s or a tenth) before the message is visible again.
     lease_seconds: Annotated[int, Field(ge=5, le=43_200)] = 300
     execute_timeout_seconds: Annotated[float, Field(gt=0)] = 600
+    # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
+    max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
     # Captured per output stream; past the inline part it is kept in the bucket, not the record.
     output_limit_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     inline_output_bytes: Annotated[int, Field(ge=1024, le=100_000)] = 32 * 1024
@@ -156,8 +158,6 @@ class WorkerSettings(WorkSettings, WorkQueueSettings):
     drain_grace_seconds: Annotated[float, Field(ge=0, le=115)] = 90
     # Set by ECS inside a task; absent locally, where scale-in protection is a no-op.
     ecs_agent_uri: str | None = None
-    # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
-    max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
     health_host: str = "0.0.0.0"  # noqa: S104 - the container's health check and load balancer reach it
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     # The ADOT collector sidecar (http://localhost:4318 in the task definition); unset: no tracing export.

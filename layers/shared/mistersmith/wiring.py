@@ -46,6 +46,7 @@ def processor(settings: WorkSettings) -> TaskProcessor:
         S3BlobStore(settings.artifacts_bucket_name),
         worker_id=settings.worker_id,
         lease_seconds=settings.lease_seconds,
+        max_retry_delay_seconds=settings.max_retry_delay_seconds,
         limits=WorkLimits(
             execute_timeout_seconds=settings.execute_timeout_seconds,
             output_limit_bytes=settings.output_limit_bytes,
