@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,7 +94,7 @@ def _handler_for(is_ready: Callable[[], bool], is_alive: Callable[[], bool]) -> 
         def handle(self) -> None:
             try:
                 super().handle()
-            except (TimeoutError, socket.timeout, ConnectionError):  # an idle or vanished client
+            except (TimeoutError, ConnectionError):  # an idle or vanished client
                 self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - health probes every few seconds would flood the logs

@@ -143,9 +143,13 @@ def test_an_expired_lease_passes_to_another_worker_and_the_old_holder_cannot_fin
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
     task_id = unique("lease")
     store.create(StoredTask.queued(TaskMessage(id=task_id, task_type="compile", payload={}), now_iso()))
-    store.claim(task_id, worker_id="old", token="a", expires_at=time.time() - 4, now=time.time() - 5)
+    store.claim(
+        task_id, worker_id="old", token=f"{task_id}-old", expires_at=time.time() - 4, now=time.time() - 5
+    )
     # When another worker claims it
-    taken = store.claim(task_id, worker_id="new", token="b", expires_at=time.time() + 30, now=time.time())
+    taken = store.claim(
+        task_id, worker_id="new", token=f"{task_id}-new", expires_at=time.time() + 30, now=time.time()
+    )
     # Then the new worker holds it and the old one's result is refused
     assert taken.worker_id == "new"
     assert taken.attempts == 2

@@ -15,6 +15,7 @@ from mistersmith.work import WorkLimits
 pytestmark = pytest.mark.unit
 
 VISIBILITY = 10.0
+DEAD_TOKEN = "dead-holder-claim"  # noqa: S105 - a lease token, not a secret
 MESSAGE = TaskMessage(id="t-1", task_type="analyze", payload={"files": {"a.py": "x = 1\n"}})
 
 
@@ -34,7 +35,9 @@ def store() -> MemoryTaskStore:
     store = MemoryTaskStore()
     store.create(StoredTask.queued(MESSAGE, now_iso()))
     # A holder received the task at t=99.9, claimed it at t=100 and then died.
-    store.claim("t-1", worker_id="dead", token="x", expires_at=lease_expiry(99.9, VISIBILITY), now=100.0)
+    store.claim(
+        "t-1", worker_id="dead", token=DEAD_TOKEN, expires_at=lease_expiry(99.9, VISIBILITY), now=100.0
+    )
     return store
 
 
