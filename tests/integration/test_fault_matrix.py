@@ -5,54 +5,34 @@ runs at most twice (twice only where its lease was lost), and no message is left
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from fargate_worker.worker import Worker
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.eventbridge import EventBridgePublisher
-from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.clock import now_iso
-from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
-from mistersmith.processing import TaskProcessor
-from mistersmith.settings import WorkerSettings
-from mistersmith.work import WorkLimits
-from tests.faults import STEPS, Fault, Faulty, Injection, Recorder
+from mistersmith.models import StoredTask, TaskMessage, TaskStatus
+from tests.faults import STEPS, Fault, Injection, Recorder
+from tests.integration.protocol import (
+    WORK_SECONDS,
+    execute_body,
+    private_queue,
+    queue_count,
+    running,
+    worker_for,
+)
 
 pytestmark = pytest.mark.integration
 
-# The queue's visibility timeout and so the lease (3 s after the margin; a heartbeat every second).
-VISIBILITY = 5
-# Long enough for two heartbeats; each run notes its start in a file, so repeats are counted.
-WORK_SECONDS = 2.2
 # Every fault must be over well within this: lease + two heartbeats + retries, with room for a slow CI.
 BOUND_SECONDS = 45
 # The steps one ordinary task goes through; release and resend happen only on other paths.
 CLEAN_RUN_STEPS = ("receive", "claim", "announce", "extend", "renew", "watch", "finish", "delete")
-
-
-class RecordingPublisher:
-    """The real bus, and the statuses announced for each task (to compare with the record)."""
-
-    def __init__(self, inner: EventBridgePublisher) -> None:
-        self.inner = inner
-        self.statuses: list[str] = []
-
-    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
-        self.inner.publish(source=source, detail_type=detail_type, detail=detail)
-        self.statuses.append(detail.get("status", ""))
 
 
 @dataclass
@@ -64,82 +44,6 @@ class Outcome:
     announced: list[str]
     recorder: Recorder
     worker_alive: bool
-
-
-@contextlib.contextmanager
-def private_queue(stack) -> Iterator[str]:
-    sqs = stack.session().client("sqs")
-    url = sqs.create_queue(
-        QueueName=f"faults-{uuid.uuid4().hex[:10]}", Attributes={"VisibilityTimeout": str(VISIBILITY)}
-    )["QueueUrl"]
-    try:
-        yield url
-    finally:
-        sqs.delete_queue(QueueUrl=url)
-
-
-def queue_count(stack, url: str) -> int:
-    attributes = (
-        stack.session()
-        .client("sqs")
-        .get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-    )
-    return sum(int(value) for value in attributes.values())
-
-
-def worker_for(stack, url: str, recorder: Recorder, **settings: Any) -> tuple[Worker, RecordingPublisher]:
-    refs = stack.template.refs
-    publisher = RecordingPublisher(EventBridgePublisher(refs["EventBus"]))
-    store = Faulty("store", DynamoTaskStore(refs["TaskTable"]), recorder)
-    processor = TaskProcessor(
-        Lifecycle(store, Faulty("events", publisher, recorder)),
-        S3BlobStore(refs["ArtifactsBucket"]),
-        worker_id=f"faults-{uuid.uuid4().hex[:8]}",
-        lease_seconds=VISIBILITY,
-        limits=WorkLimits(),
-    )
-    worker_settings = WorkerSettings(
-        task_table_name=refs["TaskTable"],
-        event_bus_name=refs["EventBus"],
-        artifacts_bucket_name=refs["ArtifactsBucket"],
-        work_queue_url=url,
-        lease_seconds=VISIBILITY,
-        concurrency=settings.pop("concurrency", 1),
-        receive_wait_seconds=1,
-        max_retry_delay_seconds=1,
-        drain_grace_seconds=0,
-        health_port=0,
-        **settings,
-    )
-    return Worker(Faulty("queue", SqsWorkQueue(url), recorder), processor, worker_settings), publisher
-
-
-def execute_body(task_id: str, marks: Path, seconds: float = WORK_SECONDS) -> str:
-    code = (
-        f"import os, time; os.umask(0); open({str(marks / task_id)!r}, 'a').write('run\\n'); "
-        f"time.sleep({seconds})"
-    )
-    return canonical_json(
-        {"id": task_id, "task_type": "execute", "payload": {"command": ["python3", "-c", code]}}
-    )
-
-
-@contextlib.contextmanager
-def running(worker: Worker) -> Iterator[threading.Thread]:
-    thread = threading.Thread(target=worker.run, name="worker-under-test", daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        worker.request_stop()
-        thread.join(timeout=30)
 
 
 def run_task(stack, injection: Injection | None, *, work_seconds: float = WORK_SECONDS) -> Outcome:
