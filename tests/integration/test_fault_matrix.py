@@ -80,6 +80,8 @@ def assert_ended_once(outcome: Outcome, expected: TaskStatus = TaskStatus.SUCCEE
     assert record is not None, "the task's record is gone"
     assert record.status is expected, f"{record.status} (stranded if not terminal): {record}"
     assert outcome.left_in_queue == 0, "a message was left in the queue"
+    # The protocol handled the fault: the stack's reconciler (the safety net) never had to
+    assert record.recoveries == 0
     assert 1 <= outcome.runs <= 2
     # A second run only where the lease passed on: the record then counts two claims.
     assert outcome.runs == 1 or record.attempts >= 2

@@ -283,6 +283,10 @@ class StoredTask(TaskRecord):
     lease_expires_at: float | None = None
     # Which claim holds the lease: a holder's resent claim is recognised, a duplicate's is not.
     lease_token: str | None = None
+    # When the router sent the task to a queue; a QUEUED task without it was never routed.
+    routed_at: str | None = None
+    # Times the reconciler put the task back after its lease ran out with no message left to run it.
+    recoveries: int = 0
     trace_header: str | None = None
 
     @classmethod

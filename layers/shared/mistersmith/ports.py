@@ -57,6 +57,13 @@ class TaskStore(ABC):
         expired at `now`; raises TransitionRejected otherwise."""
 
     @abstractmethod
+    def created_before(
+        self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
+    ) -> list[StoredTask]:
+        """Up to `limit` tasks in `status` created before the ISO time `before`, oldest first;
+        `unrouted`: only those the router never sent to a queue."""
+
+    @abstractmethod
     def get_many(self, task_ids: Collection[str]) -> list[StoredTask]:
         """The records of those ids that exist (in no particular order), read consistently."""
 

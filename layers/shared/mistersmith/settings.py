@@ -62,6 +62,15 @@ class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_lambda_limit_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
+class ReconcilerSettings(RouterSettings):
+    # The work queue's visibility timeout: a lease that ended this long ago had its message back.
+    lease_seconds: Annotated[int, Field(ge=5, le=43_200)] = 300
+    # A QUEUED task the router has not sent anywhere after this long is routed again.
+    unrouted_after_seconds: Annotated[int, Field(ge=10)] = 300
+    # Re-sends after a lapsed lease before the task ends DEAD_LETTERED (as SQS's maxReceiveCount).
+    max_recoveries: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
 class WorkSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 

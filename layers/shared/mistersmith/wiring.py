@@ -11,12 +11,14 @@ from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.processing import TaskProcessor
+from mistersmith.reconciling import Reconciler
 from mistersmith.routing import Router
 from mistersmith.scaling import Autoscaler
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,
     LifecycleSettings,
+    ReconcilerSettings,
     RouterSettings,
     WorkSettings,
 )
@@ -37,6 +39,17 @@ def router(settings: RouterSettings) -> Router:
         SqsWorkQueue(settings.work_queue_url),
         SqsWorkQueue(settings.analyze_queue_url),
         analyze_lambda_limit_bytes=settings.analyze_lambda_limit_bytes,
+    )
+
+
+def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    routes = router(settings)
+    return Reconciler(
+        routes.lifecycle,
+        routes,
+        lease_grace_seconds=settings.lease_seconds,
+        unrouted_after_seconds=settings.unrouted_after_seconds,
+        max_recoveries=settings.max_recoveries,
     )
 
 

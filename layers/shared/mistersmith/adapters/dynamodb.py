@@ -200,6 +200,28 @@ class DynamoTaskStore:
             },
         )
 
+    def created_before(
+        self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
+    ) -> list[StoredTask]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND created_at < :before",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}, ":before": {"S": before}},
+            "ScanIndexForward": True,
+        }
+        if unrouted:
+            request["FilterExpression"] = "attribute_not_exists(routed_at)"
+        tasks: list[StoredTask] = []
+        while len(tasks) < limit:
+            response = self._ddb.query(**request)
+            tasks += [_decode(item) for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return tasks[:limit]
+
     def get_many(self, task_ids: Collection[str]) -> list[StoredTask]:
         tasks: list[StoredTask] = []
         ids = list(dict.fromkeys(task_ids))

@@ -119,6 +119,22 @@ class MemoryTaskStore(TaskStore):
             self.tasks[task_id] = task.model_copy(update={"lease_expires_at": expires_at})
             return self.tasks[task_id].model_copy()
 
+    def created_before(
+        self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
+    ) -> list[StoredTask]:
+        with self._lock:
+            matching = sorted(
+                (
+                    task
+                    for task in self.tasks.values()
+                    if task.status is status
+                    and task.created_at < before
+                    and not (unrouted and task.routed_at is not None)
+                ),
+                key=lambda task: task.created_at,
+            )
+            return [task.model_copy() for task in matching[:limit]]
+
     def get_many(self, task_ids: Collection[str]) -> list[StoredTask]:
         with self._lock:
             return [self.tasks[i].model_copy() for i in dict.fromkeys(task_ids) if i in self.tasks]
