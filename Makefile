@@ -56,9 +56,9 @@ lint: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
 bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; an execute task's RUNNING -> SUCCEEDED beside subprocess.run; p95 DELETE -> CANCELLED of a running task
-	$(BIN)/python bench/worker_throughput.py
-	$(BIN)/python bench/execute_overhead.py
-	$(BIN)/python bench/cancel_latency.py
+	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.execute_overhead
+	$(BIN)/python -m bench.cancel_latency
 
 simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: latency, task-hours, cost, plot
 	$(BIN)/python -m simulator

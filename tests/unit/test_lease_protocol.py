@@ -8,13 +8,13 @@ import threading
 import pytest
 
 from fargate_worker.deletes import DeferredDeletes
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 from mistersmith.clock import now_iso
 from mistersmith.errors import LeaseHeld, TransitionRejected
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus
 from mistersmith.processing import Heartbeat, Lease, StopReason, StopSignal, TaskProcessor, lease_margin
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mistersmith.adapters.memory import MemoryQueue, MemoryTaskStore, NullPublisher
 from mistersmith.clock import iso_from_epoch
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus
 from mistersmith.reconciling import Reconciler
 from mistersmith.routing import Router
+from tests.fakes import MemoryQueue, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 

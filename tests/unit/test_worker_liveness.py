@@ -9,12 +9,12 @@ import time
 import pytest
 
 from fargate_worker.worker import Worker
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TaskMessage, canonical_json
 from mistersmith.processing import TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 
