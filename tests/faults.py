@@ -66,6 +66,8 @@ STEPS: tuple[Step, ...] = (
     Step("release", "store", "transition", _is_release_write),
     Step("delete", "queue", "delete_batch"),
     Step("resend", "queue", "send"),
+    # Intake's hand-on: the bus client under the EventBridge adapter.
+    Step("put_events", "bus", "put_events"),
 )
 
 

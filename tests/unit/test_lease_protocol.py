@@ -151,9 +151,10 @@ def test_a_heartbeat_that_raises_keeps_beating_and_its_thread_stays_healthy():
         raise ConnectionError("table unreachable")
 
     heartbeat = Heartbeat(0.01, "test")
-    heartbeat.add(failing)
+    key = heartbeat.add(failing)
     for _ in range(3):
         assert beats.acquire(timeout=10)
+    heartbeat.remove(key)
     assert heartbeat.healthy(stalled_after=30)
 
 

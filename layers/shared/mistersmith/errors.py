@@ -67,5 +67,9 @@ class PublishFailed(MisterSmithError):
     """The bus did not take an event; the caller may retry with the same task id."""
 
 
+class PublishUncertain(MisterSmithError):
+    """The bus may or may not have taken the event: a request reached it and its answer was lost."""
+
+
 class TaskStopped(MisterSmithError):
     """The task was stopped before it finished: cancelled, or its lease passed to another worker."""
