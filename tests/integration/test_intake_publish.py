@@ -51,7 +51,7 @@ def request(task_id: str):
 def test_an_event_published_whose_answer_was_lost_is_accepted_and_runs_once(stack, api):
     # Given a bus that takes the event and loses its answer
     recorder = Recorder(Injection("put_events", Fault.APPLY_THEN_LOSE))
-    intake, store = intake_with(stack, lambda client: Faulty("bus", client, recorder))
+    intake, _ = intake_with(stack, lambda client: Faulty("bus", client, recorder))
     task_id = f"lost-answer-{uuid.uuid4().hex[:10]}"
     # When a task is submitted / Then it is accepted and kept
     record, created = intake.submit(request(task_id))

@@ -18,6 +18,7 @@ from mistersmith.errors import (
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.listing import list_tasks
 from mistersmith.models import (
+    FORMAT_VERSION,
     PayloadRef,
     StoredTask,
     TaskPage,
@@ -78,6 +79,7 @@ class Intake:
             )
         now = now_iso()
         task = StoredTask(
+            format_version=FORMAT_VERSION,
             id=task_id,
             task_type=request.task_type,
             status=TaskStatus.QUEUED,

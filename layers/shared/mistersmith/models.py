@@ -265,9 +265,16 @@ def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({"task_type": task_type, "payload": payload}).encode()).hexdigest()
 
 
+# The format of messages and records this code writes. 1 (the field absent): before leases had
+# tokens and the router marked what it routed. Fields are only ever added, so every version reads
+# every other: an old worker ignores what it does not know, a new one defaults what is missing.
+FORMAT_VERSION = 2
+
+
 class TaskMessage(BaseModel):
     """What travels on the bus (detail of `Worker Task`) and in the queues."""
 
+    format_version: int = 1
     id: TaskId
     task_type: str
     payload: dict[str, Any] | None = None
@@ -336,6 +343,7 @@ class TaskRecord(BaseModel):
 class StoredTask(TaskRecord):
     """The task as the state table holds it: the record plus what workers and intake need."""
 
+    format_version: int = 1
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
@@ -356,6 +364,7 @@ class StoredTask(TaskRecord):
         if message.payload is not None and message.task_type in TASK_TYPES:
             fingerprint = request_fingerprint(TaskType(message.task_type), message.payload)
         return cls(
+            format_version=FORMAT_VERSION,
             id=message.id,
             task_type=message.task_type,
             status=TaskStatus.QUEUED,
@@ -373,6 +382,7 @@ class StoredTask(TaskRecord):
 
     def message(self) -> TaskMessage:
         return TaskMessage(
+            format_version=FORMAT_VERSION,
             id=self.id,
             task_type=self.task_type,
             payload=self.payload,
