@@ -4,12 +4,14 @@ finish within the grace period."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
@@ -57,6 +59,9 @@ class Worker:
         self._in_flight = 0
         self._poller: threading.Thread | None = None
         self._poll_tick = time.monotonic()
+        # Held by the one task that is gathering every slot to run alone; set while it does.
+        self._alone_lock = threading.Lock()
+        self._gathering = threading.Event()
 
     def is_ready(self) -> bool:
         return not self.stopping.is_set() and self.is_alive()
@@ -139,8 +144,10 @@ class Worker:
 
     def _acquire_slots(self) -> int:
         """Waits for at least one free slot, then takes all that are free: never more messages
-        than the worker can start."""
-        while not self._slots.acquire(timeout=0.5):
+        than the worker can start (and none while a task gathers the slots to run alone)."""
+        while self._gathering.is_set() or not self._slots.acquire(timeout=0.5):
+            if self._gathering.is_set():
+                self.stopping.wait(0.5)
             self._poll_tick = time.monotonic()
             # Finished tasks' deletes wait at most this long for others to share their batch.
             self.deletes.flush()
@@ -181,6 +188,7 @@ class Worker:
                 ),
                 trace_header=message.attributes.get(TRACE_ATTRIBUTE),
                 received_at=message.received_at,
+                alone=self._alone,
             )
         except Exception:  # unexpected around the work: the message comes back when its visibility ends
             logger.exception("processing failed; the message will be redelivered", extra={"task_id": task.id})
@@ -188,6 +196,27 @@ class Worker:
         finally:
             self._untrack(task.id)
         self._settle(message, outcome)
+
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[bool]:
+        """Runs the caller's task with no other beside it: takes every other slot as the tasks
+        running now finish, and takes no new work meanwhile. False (at once) when another task is
+        already doing so, or when the worker is told to stop while it waits."""
+        if not self._alone_lock.acquire(blocking=False):
+            yield False
+            return
+        taken = 0
+        self._gathering.set()
+        try:
+            while taken < self.settings.concurrency - 1 and not self.stopping.is_set():
+                if self._slots.acquire(timeout=0.5):
+                    taken += 1
+            yield taken == self.settings.concurrency - 1
+        finally:
+            self._gathering.clear()
+            for _ in range(taken):
+                self._slots.release()
+            self._alone_lock.release()
 
     def _hand_back(self, message: QueueMessage) -> None:
         """Puts an unfinished message back as a fresh copy: a drain or a scale-in must not use up

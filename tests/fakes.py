@@ -100,6 +100,8 @@ class MemoryTaskStore(TaskStore):
                     "lease_expires_at": expires_at,
                     "lease_token": token,
                     "attempts": task.attempts + 1,
+                    "claimed_from": task.status,
+                    "attempt_workers": [*task.attempt_workers, worker_id],
                 }
             )
             self.tasks[task_id] = task

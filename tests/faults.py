@@ -20,6 +20,8 @@ class Fault(StrEnum):
     FAIL = "fail"  # refused before it was sent: nothing happened
     TIMEOUT = "timeout"  # stalled, then timed out: nothing happened, late
     APPLY_THEN_LOSE = "apply_then_lose"  # it happened, and the caller hears an error
+    DIE_BEFORE = "die_before"  # the process dies (kill -9) just before the call: nothing more from it
+    DIE_AFTER = "die_after"  # the process dies just after the call reached AWS
 
 
 # How long a TIMEOUT call stalls before it raises.
@@ -95,6 +97,15 @@ class Recorder:
         self.calls: list[tuple[str, str, str | None]] = []
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        # Set when a DIE fault fired: every later call of the dead worker hangs until `buried`, then fails.
+        self.dead = threading.Event()
+        self.buried = threading.Event()
+
+    def hang(self) -> None:
+        """What a killed process does from now on: nothing, then never anything that lands."""
+        self.dead.set()
+        self.buried.wait()
+        raise SystemExit("this worker was killed")
 
     def before(
         self, adapter: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -131,13 +142,19 @@ class Faulty:
             return value
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if self._recorder.dead.is_set():
+                self._recorder.hang()
             fault = self._recorder.before(self._adapter, name, args, kwargs)
+            if fault is Fault.DIE_BEFORE:
+                self._recorder.hang()
             if fault is Fault.FAIL:
                 raise EndpointConnectionError(endpoint_url=f"fault://{self._adapter}.{name}")
             if fault is Fault.TIMEOUT:
                 time.sleep(TIMEOUT_STALL_SECONDS)
                 raise ReadTimeoutError(endpoint_url=f"fault://{self._adapter}.{name}")
             result = value(*args, **kwargs)
+            if fault is Fault.DIE_AFTER:
+                self._recorder.hang()
             if fault is Fault.APPLY_THEN_LOSE:
                 raise ConnectionClosedError(endpoint_url=f"fault://{self._adapter}.{name}")
             return result

@@ -355,6 +355,13 @@ class StoredTask(TaskRecord):
     routed_at: str | None = None
     # Times the reconciler put the task back after its lease ran out with no message left to run it.
     recoveries: int = 0
+    # The status the latest claim took the task from: RUNNING means the attempt before it lost its worker.
+    claimed_from: TaskStatus | None = None
+    # The workers of the attempts, in order (a dead letter names them).
+    attempt_workers: list[str] = []
+    # After an attempt lost its worker, the next ones run alone on theirs: a task that kills its
+    # worker then does so alone, and only it is dead-lettered, not what shared its worker.
+    isolate: bool = False
     trace_header: str | None = None
 
     @classmethod

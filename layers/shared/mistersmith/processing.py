@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -300,12 +301,14 @@ class TaskProcessor:
         extend_visibility: Callable[[int], None] | None = None,
         trace_header: str | None = None,
         received_at: float | None = None,
+        alone: Callable[[], AbstractContextManager[bool]] | None = None,
     ) -> Outcome:
         """Runs the task once, unless it is terminal or leased by another live worker.
 
         While it runs, a heartbeat extends the message (through `extend_visibility`) and then the
         lease every third of the lease, and a watch reads its cancel flag every couple of seconds;
-        a cancel request or a lost lease stops the work. The work is a span in the trace of
+        a cancel request or a lost lease stops the work. After an attempt that lost its worker,
+        `alone` (the worker's) keeps the task apart from others, or says it cannot (False). The work is a span in the trace of
         `trace_header` (SQS's AWSTraceHeader) or, without one, of the header the message carries."""
         attributes = {
             "task.id": message.id,
@@ -325,7 +328,9 @@ class TaskProcessor:
             }
             with task_context(message.id, trace_id):
                 received = self.clock() if received_at is None else received_at
-                return self._run(message, log, stop or StopSignal(), extend_visibility, received, attempt)
+                return self._run(
+                    message, log, stop or StopSignal(), extend_visibility, received, attempt, alone
+                )
 
     def _run(
         self,
@@ -335,6 +340,7 @@ class TaskProcessor:
         extend_visibility: Callable[[int], None] | None,
         received_at: float,
         attempt: int,
+        alone: Callable[[], AbstractContextManager[bool]] | None,
     ) -> Outcome:
         lease = Lease(
             self.lifecycle,
@@ -358,6 +364,49 @@ class TaskProcessor:
         self.lifecycle.announce(task)
         beat = self.heartbeat.add(self._beat_for(lease, stop, extend_visibility))
         self._track(lease, stop)
+        try:
+            with self._alone_if_lost(task, alone) as by_itself:
+                if not by_itself:  # another task of this worker waits to run alone: back to the queue
+                    lease.release(TaskError(type="Released", message="waits to run alone on a worker"))
+                    return Outcome(Disposition.RELEASE)
+                return self._work(lease, task, message, log, stop, attempt)
+        finally:
+            self.heartbeat.remove(beat)
+            self._untrack(lease)
+
+    def _alone_if_lost(
+        self, task: StoredTask, alone: Callable[[], AbstractContextManager[bool]] | None
+    ) -> AbstractContextManager[bool]:
+        """After an attempt lost its worker, the task runs alone on this one (when it can say so)."""
+        lost = task.claimed_from is TaskStatus.RUNNING
+        if lost and not task.isolate:
+            try:  # remembered, so that a hand-back while it waits to be alone keeps it apart
+                persist(
+                    lambda: self.store.transition(
+                        task.id,
+                        TaskStatus.RUNNING,
+                        allowed_from={TaskStatus.RUNNING},
+                        changes={"isolate": True},
+                        holder=self.worker_id,
+                    ),
+                    "isolate",
+                )
+            except Exception:
+                logger.exception("isolation not recorded", extra={"task_id": task.id})
+        if (lost or task.isolate) and alone is not None:
+            logger.warning("its last attempt lost its worker: running it alone", extra={"task_id": task.id})
+            return alone()
+        return nullcontext(True)
+
+    def _work(
+        self,
+        lease: Lease,
+        task: StoredTask,
+        message: TaskMessage,
+        log: dict[str, Any],
+        stop: StopSignal,
+        attempt: int,
+    ) -> Outcome:
         started = self.clock()
         try:
             result = perform(
@@ -381,9 +430,6 @@ class TaskProcessor:
             released = lease.release(TaskError(type=type(error).__name__, message=str(error)))
             delay = self.retry_delay(attempt)
             return Outcome(Disposition.RETRY, delay if released else max(delay, lease.wait_after()))
-        finally:
-            self.heartbeat.remove(beat)
-            self._untrack(lease)
         if stop.reason is not None:
             return self._stopped(lease, task, stop.reason, started, log)
         return self._finish(lease, task, TaskStatus.SUCCEEDED, started, log, result=result)

@@ -167,7 +167,8 @@ class DynamoTaskStore:
             TaskStatus.RUNNING,
             "SET #status = :running, worker_id = :worker, lease_expires_at = :lease, "
             "lease_token = :token, attempts = if_not_exists(attempts, :zero) + :one, "
-            "started_at = :now_iso, updated_at = :now_iso",
+            "started_at = :now_iso, updated_at = :now_iso, claimed_from = #status, "
+            "attempt_workers = list_append(if_not_exists(attempt_workers, :none), :workers)",
             "#status = :queued OR (#status = :running AND lease_expires_at < :now)",
             {"#status": "status"},
             {
@@ -180,6 +181,8 @@ class DynamoTaskStore:
                 ":now_iso": {"S": iso_from_epoch(now)},
                 ":zero": {"N": "0"},
                 ":one": {"N": "1"},
+                ":none": {"L": []},
+                ":workers": {"L": [{"S": worker_id}]},
             },
             refused=lambda current: claim_refused(current, task_id, token),
         )
