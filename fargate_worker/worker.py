@@ -24,7 +24,15 @@ from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.models import TaskMessage
 from mistersmith.observability import logger, start_tracing
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
-from mistersmith.processing import Disposition, Outcome, StopReason, StopSignal, TaskProcessor, persist
+from mistersmith.processing import (
+    STALL_SECONDS,
+    Disposition,
+    Outcome,
+    StopReason,
+    StopSignal,
+    TaskProcessor,
+    persist,
+)
 from mistersmith.settings import WorkerSettings, load
 
 # Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
@@ -69,8 +77,8 @@ class Worker:
     def is_alive(self) -> bool:
         """False once a background thread has died or stopped making progress: ECS replaces the task."""
         poller = self._poller
-        # A receive may hold the poll thread for its long poll plus the client's read timeout.
-        stalled_after = self.settings.receive_wait_seconds + 60
+        # A receive may hold the poll thread for its long poll plus botocore's retries of a timeout.
+        stalled_after = self.settings.receive_wait_seconds + STALL_SECONDS
         polling = poller is None or (
             (poller.is_alive() or self.stopping.is_set())
             and (self.stopping.is_set() or time.monotonic() - self._poll_tick < stalled_after)

@@ -168,7 +168,8 @@ def test_a_worker_killed_at_any_step_leaves_the_task_to_its_replacement(stack, s
             }
         ),
     )
-    # Then the task still ended once, with nothing left behind (killed between the terminal write
-    # and its event, the event is lost: README, "Events")
+    # Then the task still ended once, with nothing left behind. A kill that falls between a terminal
+    # write and its event (this step's, or another thread's of the same process) loses the event:
+    # README, "Events"
     assert injection.fired
-    assert_ended_once(outcome, event_may_be_lost=(step, fault) == ("finish", Fault.DIE_AFTER))
+    assert_ended_once(outcome, event_may_be_lost=True)

@@ -51,6 +51,8 @@ T = TypeVar("T")
 LEASE_MARGIN_SECONDS = 2.0
 # How often a worker reads the cancel flags of all its running tasks (one batched read).
 WATCH_SECONDS = 2.0
+# A background thread that has not come round for this long is stuck: the worker reports itself broken.
+STALL_SECONDS = 300.0
 # Store writes that fail for want of an answer are tried again this many times, backing off.
 PERSIST_ATTEMPTS = 4
 
@@ -283,8 +285,10 @@ class TaskProcessor:
 
     def healthy(self) -> bool:
         """False when a background thread of the processor has died or stalled."""
-        return self.heartbeat.healthy(max(30.0, self.heartbeat.interval * 4)) and self.watch.healthy(
-            max(30.0, self.watch.interval * 10)
+        # Generous: a call that botocore retries through an outage may hold a beat for minutes, and
+        # an outage must not have ECS replace every worker; a thread that is gone fails at once.
+        return self.heartbeat.healthy(max(STALL_SECONDS, self.heartbeat.interval * 4)) and self.watch.healthy(
+            STALL_SECONDS
         )
 
     def retry_delay(self, attempt: int) -> float:
