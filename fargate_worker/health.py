@@ -1,4 +1,4 @@
-"""`/health` (alive) and `/ready` (taking work) on the worker's port, as seed 1.2 describes."""
+"""`/health` (alive) and `/ready` (taking work) on the worker's port (8080), for ECS's container health check."""
 
 from __future__ import annotations
 

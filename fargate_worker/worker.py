@@ -1,4 +1,4 @@
-"""The worker of seed 1.1, made safe to kill: it long-polls only for the tasks it can start, keeps
+"""The worker, made safe to kill: it long-polls only for the tasks it can start, keeps
 them alive while they run, records before it deletes, and on SIGTERM hands back what it cannot
 finish within the grace period."""
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import uvicorn
@@ -118,13 +118,16 @@ class LocalStack:
                 for name, value in self.template.function_environment(function).items()
             }
             | {"LOG_LEVEL": self.config.log_level}
+            # No API Gateway authenticates local requests: a header names the caller (callers.py).
+            | {"LOCAL_CALLER_HEADER": "true"}
         )
         # This process plays every Lambda, so it carries their (non-conflicting) variables.
         os.environ.update(self.env)
         # Imported only now: the shared Logger reads its service name and level from the variables above.
         from mistersmith.observability import logger
 
-        self.console.attach(logger.registered_handler)
+        # Powertools' Logger writes through a StreamHandler (to stdout).
+        self.console.attach(cast("logging.StreamHandler[Any]", logger.registered_handler))
         self._follower.start()
         self.worker_env = (
             aws

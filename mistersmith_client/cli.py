@@ -28,6 +28,7 @@ from mistersmith_client.models import STATUSES, TASK_TYPES, Task
 from mistersmith_client.settings import ClientSettings
 
 PROG = "mistersmith"
+OWNER_HELP = "admins only: another caller's tasks (an IAM ARN, roles path-less, or apikey:<id>)"
 
 
 class UsageError(MisterSmithClientError):
@@ -93,7 +94,7 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        console.json(api.get(args.task_id).as_json())
+        console.json(api.get(args.task_id, owner=args.owner).as_json())
     return EXIT_OK
 
 
@@ -129,7 +130,7 @@ def cmd_result(args: argparse.Namespace, console: Console) -> int:
 def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
         for task_id in args.task_ids:
-            task = api.cancel(task_id)
+            task = api.cancel(task_id, owner=args.owner)
             requested = " (cancel requested; its worker stops it)" if task.cancel_requested else ""
             if not args.wait:
                 console.print(f"{task.id}\t{task.status}{requested}")
@@ -151,7 +152,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{'ID':<34} {'TYPE':<8} {'STATUS':<14} CREATED")
         while True:
             page_size = min(args.page_size, args.max - shown)
-            page = api.list(status=args.status, task_type=args.type, limit=page_size, next_token=token)
+            page = api.list(
+                status=args.status, task_type=args.type, limit=page_size, next_token=token, owner=args.owner
+            )
             for task in page.items:
                 console.print(json.dumps(task.as_json(), sort_keys=True) if args.json else _row(task))
             shown += len(page.items)
@@ -366,6 +369,19 @@ def _client(args: argparse.Namespace) -> MisterSmithClient:
 
 
 def _parser() -> argparse.ArgumentParser:
+    common, waiting = _shared_options()
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_submit(commands, common, waiting)
+    _add_task_commands(commands, common, waiting)
+    _add_dlq(commands, common)
+    return parser
+
+
+def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The endpoint and auth options of every command, and the waiting options of those that wait."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("endpoint and auth (flags win over MISTERSMITH_* variables)")
     where.add_argument("--api-url", help="API base URL, e.g. http://127.0.0.1:3000 (MISTERSMITH_API_URL)")
@@ -385,12 +401,14 @@ def _parser() -> argparse.ArgumentParser:
     waiting.add_argument("--timeout", type=float, default=600, help="seconds to wait before giving up (600)")
     waiting.add_argument("--interval", type=float, default=1.0, help="seconds between polls (1)")
     waiting.add_argument("--quiet", action="store_true", help="no progress display")
+    return common, waiting
 
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+def _add_submit(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    waiting: argparse.ArgumentParser,
+) -> None:
     submit = commands.add_parser(
         "submit",
         parents=[common, waiting],
@@ -423,8 +441,15 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="then wait for the task (exit code = outcome)")
     submit.set_defaults(run=cmd_submit)
 
+
+def _add_task_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    waiting: argparse.ArgumentParser,
+) -> None:
     status = commands.add_parser("status", parents=[common], help="print a task's record as JSON")
     status.add_argument("task_id")
+    status.add_argument("--owner", help=OWNER_HELP)
     status.set_defaults(run=cmd_status)
 
     wait = commands.add_parser(
@@ -450,11 +475,13 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--wait", action="store_true", help="then wait until each has ended (exit 0 if all were cancelled)"
     )
+    cancel.add_argument("--owner", help=OWNER_HELP)
     cancel.set_defaults(run=cmd_cancel)
 
     listing = commands.add_parser("list", parents=[common], help="list tasks, newest first within a status")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--type", choices=TASK_TYPES)
+    listing.add_argument("--owner", help=OWNER_HELP)
     listing.add_argument(
         "--page-size", type=_page_size, default=50, help="tasks per request (1-100, default 50)"
     )
@@ -463,6 +490,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON record per line")
     listing.set_defaults(run=cmd_list)
 
+
+def _add_dlq(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     dlq = commands.add_parser(
         "dlq",
         help="dead-letter queues: list, redrive",
@@ -484,7 +515,6 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--queue", choices=["work", "analyze", "all"], default="all")
     redrive.add_argument("--max", type=_positive, help="move at most N messages (one by one)")
     redrive.set_defaults(run=cmd_dlq_redrive)
-    return parser
 
 
 def _positive(text: str) -> int:

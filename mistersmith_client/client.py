@@ -112,11 +112,14 @@ class MisterSmithClient:
         source_uri = self.upload(json.dumps(payload).encode(), content_type="application/json")
         return self.submit_uploaded(task_type, source_uri, task_id=task_id)
 
-    def get(self, task_id: str) -> Task:
-        return Task.model_validate(self._request("GET", f"/tasks/{_segment(task_id)}"))
+    def get(self, task_id: str, *, owner: str | None = None) -> Task:
+        """`owner` (admins only) reads another caller's task; by default one's own."""
+        return Task.model_validate(self._request("GET", f"/tasks/{_segment(task_id)}", params=_owner(owner)))
 
-    def cancel(self, task_id: str) -> Task:
-        return Task.model_validate(self._request("DELETE", f"/tasks/{_segment(task_id)}"))
+    def cancel(self, task_id: str, *, owner: str | None = None) -> Task:
+        return Task.model_validate(
+            self._request("DELETE", f"/tasks/{_segment(task_id)}", params=_owner(owner))
+        )
 
     def list(
         self,
@@ -125,9 +128,17 @@ class MisterSmithClient:
         task_type: str | None = None,
         limit: int = 50,
         next_token: str | None = None,
+        owner: str | None = None,
     ) -> TaskPage:
-        """One page; `next_token` of the answer fetches the next (None when there is no more)."""
-        params = {"status": status, "task_type": task_type, "limit": limit, "next_token": next_token}
+        """One page of one's own tasks (an admin's: everyone's, or `owner`'s); `next_token` of the
+        answer fetches the next (None when there is no more)."""
+        params = {
+            "status": status,
+            "task_type": task_type,
+            "limit": limit,
+            "next_token": next_token,
+            "owner": owner,
+        }
         return TaskPage.model_validate(
             self._request("GET", "/tasks", params={k: v for k, v in params.items() if v is not None})
         )
@@ -139,10 +150,13 @@ class MisterSmithClient:
         task_type: str | None = None,
         page_size: int = 50,
         next_token: str | None = None,
+        owner: str | None = None,
     ) -> Iterator[Task]:
         """Every matching task, page after page."""
         while True:
-            page = self.list(status=status, task_type=task_type, limit=page_size, next_token=next_token)
+            page = self.list(
+                status=status, task_type=task_type, limit=page_size, next_token=next_token, owner=owner
+            )
             yield from page.items
             if not page.next_token:
                 return
@@ -255,3 +269,7 @@ def _problem_of(response: httpx.Response) -> dict[str, Any]:
     if isinstance(body, dict):
         return body
     return {"title": response.reason_phrase or f"HTTP {response.status_code}", "detail": response.text[:500]}
+
+
+def _owner(owner: str | None) -> dict[str, str]:
+    return {"owner": owner} if owner else {}

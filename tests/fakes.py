@@ -50,7 +50,13 @@ class MemoryTaskStore(TaskStore):
             return True
 
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         with self._lock:
             matching = [
@@ -58,6 +64,7 @@ class MemoryTaskStore(TaskStore):
                 for task in sorted(self.tasks.values(), key=lambda t: t.created_at, reverse=True)
                 if (status is None or task.status is status)
                 and (task_type is None or task.task_type == task_type)
+                and (owner is None or task.owner == owner)
             ]
         start = int(next_token or 0)
         page = matching[start : start + limit]
@@ -220,6 +227,13 @@ class NullPublisher(EventPublisher):
 
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
         self.published += 1
+
+
+class BrokenBus(EventPublisher):
+    """A bus that refuses every event."""
+
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+        raise ConnectionError("bus unreachable")
 
 
 class MemoryBlobStore(BlobStore):

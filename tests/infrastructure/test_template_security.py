@@ -101,7 +101,7 @@ def test_worker_task_role_grants_only_listed_actions(resources):
         for statement in policy["PolicyDocument"]["Statement"]
         for action in _as_list(statement["Action"])
     }
-    # Then they are exactly what the worker does (seed 5.1 plus lease, state, events, task protection)
+    # Then they are exactly what the worker does (read its queue and inputs, write results, plus lease, state, events, task protection)
     assert actions == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
@@ -156,17 +156,19 @@ def test_artifacts_bucket_expires_payloads_after_30_days(resources):
     assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 30)
 
 
-def test_task_table_keys_and_status_index(resources):
-    # Given the task table / When tasks are read by id or listed by status / Then the keys serve both
+def test_task_table_keys_and_status_and_owner_indexes(resources):
+    # Given the task table / When tasks are read by id, listed by status or by owner / Then the keys serve all
     properties = resources["TaskTable"]["Properties"]
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    (index,) = properties["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-status"
-    assert index["KeySchema"] == [
-        {"AttributeName": "status", "KeyType": "HASH"},
-        {"AttributeName": "created_at", "KeyType": "RANGE"},
-    ]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by-status", "by-owner"}
+    for name, partition in (("by-status", "status"), ("by-owner", "owner")):
+        assert indexes[name]["KeySchema"] == [
+            {"AttributeName": partition, "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ]
+        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
+    assert {"AttributeName": "owner", "AttributeType": "S"} in properties["AttributeDefinitions"]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
 
 
@@ -192,7 +194,7 @@ def test_taggable_resources_carry_cost_allocation_tags(all_on_deployment, defaul
             if resource["Type"] == "AWS::DynamoDB::GlobalTable":
                 tag_sets = [replica.get("Tags", []) for replica in resource["Properties"]["Replicas"]]
             # When costs are allocated
-            # Then each carries the project's tags (seed 6.1) and its environment
+            # Then each carries the project's tags (cost allocation) and its environment
             for tags in map(_tags, tag_sets):
                 if not COST_TAGS.items() <= tags.items() or tags.get("Environment") != {"Ref": "Environment"}:
                     untagged.append(name)

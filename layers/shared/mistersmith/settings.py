@@ -8,9 +8,10 @@ import uuid
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mistersmith.callers import principal
 from mistersmith.scaling import DEFAULT_POLICY, SEED_STEPS, PolicyKind, ScalingPolicy, StepTable
 from mistersmith.work.limits import Confinement, WorkLimits
 
@@ -54,6 +55,22 @@ class IntakeSettings(LifecycleSettings, SourceSettings):
     inline_payload_limit_bytes: Annotated[int, Field(gt=0, le=300_000)] = 64 * 1024
     # Under API Gateway's 10 MB and a synchronous Lambda's 6 MB request.
     max_payload_bytes: Annotated[int, Field(gt=0, le=6_000_000)] = 5_000_000
+    # ApiAdminPrincipals: callers that see every caller's tasks (IAM ARNs or apikey:<id>, comma-separated).
+    api_admin_principals: Annotated[frozenset[str], NoDecode] = frozenset()
+    # Local stack only (never in the template): the caller header names the caller when no gateway did.
+    local_caller_header: bool = False
+
+    @field_validator("api_admin_principals", mode="before")
+    @classmethod
+    def _split_principals(cls, value: object) -> object:
+        return (
+            [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator("api_admin_principals")
+    @classmethod
+    def _as_callers(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(principal(item) for item in value)
 
 
 class RouterSettings(LifecycleSettings, WorkQueueSettings):
@@ -71,7 +88,7 @@ class ReconcilerSettings(RouterSettings):
     max_recoveries: Annotated[int, Field(ge=1, le=1000)] = 3
 
 
-class WorkSettings(LifecycleSettings, SourceSettings):
+class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 
     # Unique per process, so two workers on one host never share a lease.
@@ -112,7 +129,7 @@ class WorkSettings(LifecycleSettings, SourceSettings):
         )
 
 
-class AnalyzeSettings(WorkSettings):
+class AnalyzeSettings(TaskRunnerSettings):
     pass
 
 
@@ -132,6 +149,8 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
     worker_start_seconds: Annotated[float, Field(ge=0, le=3_600)] = 60
     # drain: spare tasks = headroom x sqrt(busy tasks) (square-root staffing).
     scaling_headroom: Annotated[float, Field(ge=0, le=10)] = 0.5
+    # Tasks one worker runs at once (the worker's CONCURRENCY): busy and capacity count in workers.
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("scaling_steps", mode="before")
     @classmethod
@@ -150,17 +169,18 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
             task_seconds=self.scaling_task_seconds,
             start_seconds=self.worker_start_seconds,
             headroom=self.scaling_headroom,
+            concurrency=self.worker_concurrency,
         )
 
     @field_validator("max_tasks")
     @classmethod
-    def _max_not_below_min(cls, max_tasks: int, info) -> int:
+    def _max_not_below_min(cls, max_tasks: int, info: ValidationInfo) -> int:
         if max_tasks < info.data.get("min_tasks", 0):
             raise ValueError("max_tasks must be at least min_tasks")
         return max_tasks
 
 
-class WorkerSettings(WorkSettings, WorkQueueSettings):
+class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
     # Tasks at once: one per vCPU of the Fargate task by default.
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.

@@ -6,21 +6,21 @@ from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.ecs import EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskDurations
+from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes
 from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.autoscaler import Autoscaler
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.processing import TaskProcessor
 from mistersmith.reconciling import Reconciler
 from mistersmith.routing import Router
-from mistersmith.scaling import Autoscaler
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,
     LifecycleSettings,
     ReconcilerSettings,
     RouterSettings,
-    WorkSettings,
+    TaskRunnerSettings,
 )
 from mistersmith.work import WorkLimits
 
@@ -53,7 +53,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
     )
 
 
-def processor(settings: WorkSettings) -> TaskProcessor:
+def processor(settings: TaskRunnerSettings) -> TaskProcessor:
     return TaskProcessor(
         lifecycle(settings),
         S3BlobStore(settings.artifacts_bucket_name),
@@ -77,5 +77,5 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
         EcsWorkerService(settings.cluster_name, settings.worker_service_name),
         settings.policy,
         DynamoScalingState(settings.task_table_name, settings.worker_service_name),
-        DynamoTaskDurations(settings.task_table_name),
+        DynamoTaskTimes(settings.task_table_name),
     )

@@ -1,4 +1,5 @@
-"""The task store on a DynamoDB table: key `id`, index `by-status` (status, created_at)."""
+"""The task store on a DynamoDB table: key `id`, indexes `by-status` and `by-owner` (status or
+owner, created_at)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from mistersmith.adapters.aws import client
 from mistersmith.clock import iso_from_epoch
 from mistersmith.errors import InvalidRequest, TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus, canonical_json
-from mistersmith.ports import claim_refused
+from mistersmith.ports import TaskStore, claim_refused
 
 STATUS_INDEX = "by-status"
+OWNER_INDEX = "by-owner"
 # Nested documents are kept as JSON text: DynamoDB maps reject floats and empty keys.
 _JSON_FIELDS = frozenset({"payload", "payload_ref", "result"})
 _serializer = TypeSerializer()
@@ -29,7 +31,8 @@ def _encode(name: str, value: Any) -> dict[str, Any]:
         value = canonical_json(value)
     elif isinstance(value, float):
         value = Decimal(repr(value))
-    return _serializer.serialize(value)
+    serialized: dict[str, Any] = _serializer.serialize(value)
+    return serialized
 
 
 def _decode(item: dict[str, Any]) -> StoredTask:
@@ -55,7 +58,7 @@ def _decode_token(token: str | None) -> dict[str, Any] | None:
     return key
 
 
-class DynamoTaskStore:
+class DynamoTaskStore(TaskStore):
     """Implements `ports.TaskStore`: every status change is a conditional update."""
 
     def __init__(self, table_name: str) -> None:
@@ -100,32 +103,47 @@ class DynamoTaskStore:
         return True
 
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         request: dict[str, Any] = {"TableName": self._table, "Limit": limit}
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         if start := _decode_token(next_token):
+            # A token from another owner's listing would be DynamoDB's error (a 500), not the client's.
+            if owner is not None and start.get("owner") != {"S": owner}:
+                raise InvalidRequest("next_token is not a token this API issued")
             request["ExclusiveStartKey"] = start
         # Control records (the autoscaler's last action, say) share the table but are not tasks.
         filters = ["attribute_exists(task_type)"]
         if task_type:
             filters.append("task_type = :task_type")
             values[":task_type"] = {"S": task_type}
-        request["FilterExpression"] = " AND ".join(filters)
         if status:
             names["#status"] = "status"
             values[":status"] = {"S": status.value}
-            request |= {
-                "IndexName": STATUS_INDEX,
-                "KeyConditionExpression": "#status = :status",
-                "ScanIndexForward": False,
-            }
+        index: tuple[str, str] | None = None  # (name, key condition)
+        if owner is not None:
+            names["#owner"] = "owner"
+            values[":owner"] = {"S": owner}
+            index = (OWNER_INDEX, "#owner = :owner")
+            if status:
+                filters.append("#status = :status")
+        elif status:
+            index = (STATUS_INDEX, "#status = :status")
+        request["FilterExpression"] = " AND ".join(filters)
+        if index:
+            request |= {"IndexName": index[0], "KeyConditionExpression": index[1], "ScanIndexForward": False}
         if names:
             request["ExpressionAttributeNames"] = names
         if values:
             request["ExpressionAttributeValues"] = values
-        response = self._ddb.query(**request) if status else self._ddb.scan(**request)
+        response = self._ddb.query(**request) if index else self._ddb.scan(**request)
         items = [_decode(item) for item in response.get("Items", [])]
         return items, _encode_token(response.get("LastEvaluatedKey"))
 

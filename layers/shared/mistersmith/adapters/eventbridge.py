@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from mistersmith.errors import PublishFailed, PublishUncertain
 from mistersmith.models import canonical_json
+from mistersmith.ports import EventPublisher
 
 # Retried here rather than by botocore: whether any attempt may have reached the bus must be known.
 _ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=10)
@@ -21,7 +22,7 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
-class EventBridgePublisher:
+class EventBridgePublisher(EventPublisher):
     """Implements `ports.EventPublisher` for one bus. Raises PublishFailed when the bus definitely
     did not take the event (refused, or never reached), PublishUncertain when an attempt may have
     reached it and its answer was lost."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from mistersmith.adapters.aws import client
-from mistersmith.ports import QueueDepth, QueueMessage
+from mistersmith.ports import QueueDepth, QueueMessage, WorkQueue
 
 
-class SqsWorkQueue:
+class SqsWorkQueue(WorkQueue):
     """Implements `ports.WorkQueue` for one queue URL."""
 
     def __init__(self, queue_url: str) -> None:
@@ -19,12 +19,10 @@ class SqsWorkQueue:
         trace = (
             {"AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}} if trace_header else {}
         )
-        return self._sqs.send_message(
-            QueueUrl=self.url,
-            MessageBody=body,
-            DelaySeconds=delay_seconds,
-            MessageSystemAttributes=trace,
-        )["MessageId"]
+        sent = self._sqs.send_message(
+            QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds, MessageSystemAttributes=trace
+        )
+        return str(sent["MessageId"])
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
         # Before the call: a message's visibility starts after this, so leases dated from it end early.

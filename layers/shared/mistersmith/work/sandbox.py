@@ -375,8 +375,9 @@ def _rlimits(
 
 def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confinement: Confinement) -> str:
     """The real path `name` runs as, if that is one of the allowed executables."""
+    candidate: str | None
     if "/" in name:
-        candidate: str | None = str(workdir / name) if not os.path.isabs(name) else name
+        candidate = str(workdir / name) if not os.path.isabs(name) else name
         if not os.path.exists(candidate):
             candidate = None
     else:
