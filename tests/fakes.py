@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from mistersmith.errors import TransitionRejected
@@ -130,7 +130,7 @@ class MemoryTaskStore(TaskStore):
 
     def created_before(
         self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
-    ) -> list[StoredTask]:
+    ) -> Sequence[StoredTask]:
         with self._lock:
             matching = sorted(
                 (
@@ -144,7 +144,7 @@ class MemoryTaskStore(TaskStore):
             )
             return [task.model_copy() for task in matching[:limit]]
 
-    def get_many(self, task_ids: Collection[str]) -> list[StoredTask]:
+    def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
         with self._lock:
             return [self.tasks[i].model_copy() for i in dict.fromkeys(task_ids) if i in self.tasks]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,12 +69,12 @@ class TaskStore(ABC):
     @abstractmethod
     def created_before(
         self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
-    ) -> list[StoredTask]:
+    ) -> Sequence[StoredTask]:
         """Up to `limit` tasks in `status` created before the ISO time `before`, oldest first;
         `unrouted`: only those the router never sent to a queue."""
 
     @abstractmethod
-    def get_many(self, task_ids: Collection[str]) -> list[StoredTask]:
+    def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
         """The records of those ids that exist (in no particular order), read consistently."""
 
 

@@ -293,7 +293,7 @@ class TaskProcessor:
 
     def retry_delay(self, attempt: int) -> float:
         """10 s, 20 s, 40 s ... after the first, second, third attempt; at most the configured cap."""
-        return min(self.max_retry_delay_seconds, 10 * 2 ** (max(1, attempt) - 1))
+        return min(float(self.max_retry_delay_seconds), 10.0 * (1 << (max(1, attempt) - 1)))
 
     @traced
     def process(

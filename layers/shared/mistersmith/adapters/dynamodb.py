@@ -4,8 +4,9 @@ owner, created_at)."""
 from __future__ import annotations
 
 import base64
+import builtins
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -223,7 +224,7 @@ class DynamoTaskStore(TaskStore):
 
     def created_before(
         self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
-    ) -> list[StoredTask]:
+    ) -> Sequence[StoredTask]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": STATUS_INDEX,
@@ -234,7 +235,7 @@ class DynamoTaskStore(TaskStore):
         }
         if unrouted:
             request["FilterExpression"] = "attribute_not_exists(routed_at)"
-        tasks: list[StoredTask] = []
+        tasks: builtins.list[StoredTask] = []
         while len(tasks) < limit:
             response = self._ddb.query(**request)
             tasks += [_decode(item) for item in response.get("Items", [])]
@@ -243,9 +244,9 @@ class DynamoTaskStore(TaskStore):
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return tasks[:limit]
 
-    def get_many(self, task_ids: Collection[str]) -> list[StoredTask]:
-        tasks: list[StoredTask] = []
-        ids = list(dict.fromkeys(task_ids))
+    def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
+        tasks: builtins.list[StoredTask] = []
+        ids = builtins.list(dict.fromkeys(task_ids))
         # BatchGetItem takes at most 100 keys; what it leaves unprocessed is asked for again.
         for start in range(0, len(ids), 100):
             keys: dict[str, Any] = {
