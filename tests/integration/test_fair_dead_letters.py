@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from tests.conftest import TERMINAL, own_workers, wait_for_status
+from tests.conftest import TERMINAL, own_workers, stored_key, wait_for_status
 
 pytestmark = pytest.mark.chaos
 
@@ -22,6 +22,7 @@ def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_n
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
     run = uuid.uuid4().hex[:8]
     culprit, innocent = f"culprit-{run}", f"innocent-{run}"
+    keys = {culprit: stored_key(culprit), innocent: stored_key(innocent)}
     kills = 0
     with own_workers(stack) as workers:
         # Given a culprit (a task whose worker dies whenever it runs) and an innocent task, both
@@ -33,11 +34,11 @@ def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_n
             api.post("/tasks", json={"id": task_id, "task_type": "execute", "payload": {"command": command}})
         wait_for_status(api, culprit, {"RUNNING"})
         wait_for_status(api, innocent, {"RUNNING"})
-        assert store.get(culprit).worker_id == store.get(innocent).worker_id
+        assert store.get(keys[culprit]).worker_id == store.get(keys[innocent]).worker_id
         # When every worker that runs the culprit dies, and is replaced by one worker
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            held = store.get(culprit)
+            held = store.get(keys[culprit])
             if held.status == "RUNNING":
                 for worker in workers:
                     if worker.poll() is None and stack.worker_ids.get(worker.pid) == held.worker_id:
@@ -46,11 +47,11 @@ def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_n
                         kills += 1
             if not any(worker.poll() is None for worker in workers):
                 workers.append(stack.start_worker(next(index), WORKER))
-            if {store.get(culprit).status, store.get(innocent).status} <= TERMINAL:
+            if {store.get(keys[culprit]).status, store.get(keys[innocent]).status} <= TERMINAL:
                 break
             time.sleep(0.2)
         records = {task_id: api.get(f"/tasks/{task_id}").json() for task_id in (culprit, innocent)}
-        attempt_workers = store.get(culprit).attempt_workers
+        attempt_workers = store.get(keys[culprit]).attempt_workers
     # Then the innocent task succeeded, and the culprit alone was dead-lettered, saying why and where
     assert records[innocent]["status"] == "SUCCEEDED"
     assert records[culprit]["status"] == "DEAD_LETTERED"

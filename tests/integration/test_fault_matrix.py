@@ -54,6 +54,9 @@ def run_task(stack, injection: Injection | None, *, work_seconds: float = WORK_S
     marks.chmod(0o777)
     task_id = f"fault-{uuid.uuid4().hex[:10]}"
     body = execute_body(task_id, marks, work_seconds)
+    # Root's file, which the child only appends to: nothing that sweeps a sandbox uid's files takes it.
+    (marks / task_id).touch(mode=0o666)
+    (marks / task_id).chmod(0o666)
     recorder = Recorder(injection)
     dies = injection is not None and injection.fault in (Fault.DIE_BEFORE, Fault.DIE_AFTER)
     with private_queue(stack) as url, contextlib.ExitStack() as workers:

@@ -12,13 +12,14 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from local_stack.lambda_runtime import module_of
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.eventbridge import EventBridgePublisher
+from mistersmith.callers import LOCAL_CALLER, Caller
 from mistersmith.errors import PublishFailed
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TASK_REQUEST_ADAPTER
 from mistersmith.reconciling import Reconciler
 from mistersmith.settings import IntakeSettings, load
-from tests.conftest import wait_for_status
+from tests.conftest import stored_key, wait_for_status
 from tests.faults import Fault, Faulty, Injection, Recorder
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def test_an_event_published_whose_answer_was_lost_is_accepted_and_runs_once(stac
     intake, _ = intake_with(stack, lambda client: Faulty("bus", client, recorder))
     task_id = f"lost-answer-{uuid.uuid4().hex[:10]}"
     # When a task is submitted / Then it is accepted and kept
-    record, created = intake.submit(request(task_id))
+    record, created = intake.submit(request(task_id), Caller(LOCAL_CALLER))
     assert (record.status, created, recorder.injection.fired) == ("QUEUED", True, True)
     # and the event that did go out gets it run, once
     done = wait_for_status(api, task_id, {"SUCCEEDED", "FAILED", "DEAD_LETTERED"})
@@ -66,9 +67,9 @@ def test_an_event_that_may_be_lost_leaves_the_task_to_the_reconciler(stack, api)
     intake, store = intake_with(stack, lambda client: Always(ReadTimeoutError(endpoint_url="fault://bus")))
     task_id = f"maybe-lost-{uuid.uuid4().hex[:10]}"
     # When a task is submitted / Then it is accepted, kept, never routed
-    record, _ = intake.submit(request(task_id))
+    record, _ = intake.submit(request(task_id), Caller(LOCAL_CALLER))
     assert record.status == "QUEUED"
-    assert store.get(task_id).routed_at is None
+    assert store.get(stored_key(task_id)).routed_at is None
     # When the reconciler comes round / Then it routes it, and it runs once
     router = module_of(stack.template, "RouterFunction").get_router()
     reconciler = Reconciler(
@@ -85,5 +86,5 @@ def test_a_bus_that_cannot_be_reached_answers_503_and_leaves_no_record(stack):
     )
     task_id = f"bus-down-{uuid.uuid4().hex[:10]}"
     with pytest.raises(PublishFailed):
-        intake.submit(request(task_id))
-    assert store.get(task_id) is None
+        intake.submit(request(task_id), Caller(LOCAL_CALLER))
+    assert store.get(stored_key(task_id)) is None

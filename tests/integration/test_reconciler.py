@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from tests.conftest import VISIBILITY_SECONDS, own_workers, wait_for_status
+from tests.conftest import VISIBILITY_SECONDS, own_workers, stored_key, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +43,11 @@ def test_a_task_whose_message_was_deleted_by_hand_is_recovered_by_the_reconciler
                         QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                     )
         assert deleted
-        assert store.get(task_id).status == "RUNNING"
+        assert store.get(stored_key(task_id)).status == "RUNNING"
         # When the reconciler's schedule comes round (its lease lapsed a visibility timeout ago)
         record = wait_for_status(api, task_id, {"QUEUED"}, timeout=6 * VISIBILITY_SECONDS)
         # Then it is back on the queue, and a worker runs it to the end
         workers.append(stack.start_worker(96, {"CONCURRENCY": "1"}))
         record = wait_for_status(api, task_id, {"SUCCEEDED", "FAILED", "DEAD_LETTERED"}, timeout=60)
     assert record["status"] == "SUCCEEDED"
-    assert store.get(task_id).recoveries == 1
+    assert store.get(stored_key(task_id)).recoveries == 1

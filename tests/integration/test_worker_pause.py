@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from tests.conftest import VISIBILITY_SECONDS, own_workers, wait_for_status
+from tests.conftest import VISIBILITY_SECONDS, own_workers, stored_key, wait_for_status
 
 pytestmark = pytest.mark.chaos
 
@@ -26,7 +26,7 @@ def test_a_worker_paused_past_its_lease_loses_the_task_to_another_and_wakes_harm
         command = ["python3", "-c", "import time; time.sleep(4)"]
         api.post("/tasks", json={"id": task_id, "task_type": "execute", "payload": {"command": command}})
         first = wait_for_status(api, task_id, {"RUNNING"})
-        holder = store.get(task_id).worker_id
+        holder = store.get(stored_key(task_id)).worker_id
         # When the worker is paused past its lease and another worker takes the redelivery
         paused.send_signal(signal.SIGSTOP)
         try:
@@ -38,7 +38,7 @@ def test_a_worker_paused_past_its_lease_loses_the_task_to_another_and_wakes_harm
         # Then the task ended once, on the other worker, and stays as it ended once the woken
         # worker's heartbeat and cancel watch have had their turn
         time.sleep(3)
-        final = store.get(task_id)
+        final = store.get(stored_key(task_id))
         assert paused.poll() is None
     assert first["attempts"] == 1
     assert (taken["status"], taken["attempts"]) == ("SUCCEEDED", 2)
