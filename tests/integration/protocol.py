@@ -82,6 +82,8 @@ def worker_for(
         worker_id=f"faults-{uuid.uuid4().hex[:8]}",
         lease_seconds=lease_seconds,
         limits=WorkLimits(),
+        # A task of a couple of seconds meets its cancel watch at least once.
+        watch_seconds=1.0,
     )
     worker_settings = WorkerSettings(
         task_table_name=refs["TaskTable"],

@@ -29,7 +29,7 @@ def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_n
         # running on one worker of concurrency 2
         index = iter(range(700, 800))
         workers.append(stack.start_worker(next(index), WORKER))
-        for task_id, seconds in ((culprit, 120), (innocent, 3)):
+        for task_id, seconds in ((culprit, 120), (innocent, 15)):
             command = ["python3", "-c", f"import time; time.sleep({seconds})"]
             api.post("/tasks", json={"id": task_id, "task_type": "execute", "payload": {"command": command}})
         wait_for_status(api, culprit, {"RUNNING"})
