@@ -8,41 +8,16 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# Health probes are tiny: a connection that sends nothing for this long is closed.
-REQUEST_TIMEOUT_SECONDS = 2.0
-# Connections served at once; more are closed at once rather than each holding a thread.
+# A probe answers in milliseconds: a connection idle longer, or one past the cap, is dropped, so
+# that idle connections cannot pin the worker's threads.
+TIMEOUT_SECONDS = 5.0
 MAX_CONNECTIONS = 16
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # A burst of connections waits to be accepted (and refused) instead of being dropped unheard.
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
 
 
 class HealthServer:
     """Serves health in a daemon thread; `is_ready` is asked on every `/ready`, `is_alive` on every
-    `/health` and `/ready` (a worker with a dead or stalled thread is neither)."""
+    `/health` and `/ready` (a worker with a dead or stalled thread is neither). Each connection
+    gets `timeout_seconds` per read; past `max_connections` at once, new ones are closed."""
 
     def __init__(
         self,
@@ -50,8 +25,13 @@ class HealthServer:
         port: int,
         is_ready: Callable[[], bool],
         is_alive: Callable[[], bool] = lambda: True,
+        *,
+        timeout_seconds: float = TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self._server = _BoundedServer((host, port), _handler_for(is_ready, is_alive))
+        self._server = _CappedServer(
+            (host, port), _handler_for(is_ready, is_alive, timeout_seconds), max_connections
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     @property
@@ -66,10 +46,35 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(is_ready: Callable[[], bool], is_alive: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+class _CappedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # A burst of connections waits to be accepted (and closed) instead of being dropped unheard.
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
+    ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: closed at once, no thread
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _handler_for(
+    is_ready: Callable[[], bool], is_alive: Callable[[], bool], timeout_seconds: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        # Applied to the connection's socket: an idle or slow client cannot hold its thread.
-        timeout = REQUEST_TIMEOUT_SECONDS
+        timeout = timeout_seconds
 
         def do_GET(self) -> None:
             if self.path == "/health":
@@ -86,16 +91,8 @@ def _handler_for(is_ready: Callable[[], bool], is_alive: Callable[[], bool]) -> 
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
-            self.close_connection = True
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except (TimeoutError, ConnectionError):  # an idle or vanished client
-                self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - health probes every few seconds would flood the logs
             return

@@ -34,6 +34,7 @@ from mistersmith.processing import (
     persist,
 )
 from mistersmith.settings import WorkerSettings, load
+from mistersmith.work.sandbox import seal_shared_temp
 
 # Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
 PROTECTION_MINUTES = 15
@@ -336,6 +337,8 @@ def _log_thread_death(args: threading.ExceptHookArgs) -> None:
 def main() -> int:
     _keep_environment_from_children()
     settings = load(WorkerSettings)
+    if settings.ecs_agent_uri:  # in an ECS task, where the worker owns /tmp and /dev/shm
+        logger.info("shared temporary directories sealed", extra={"sealed": seal_shared_temp()})
     protection = EcsAgentTaskProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else None
     worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)
     signal.signal(signal.SIGTERM, worker.request_stop)

@@ -46,6 +46,7 @@ FUNCTION_ENV = {
     "AnalyzeFunction": {
         "ARTIFACTS_BUCKET_NAME": {"Ref": "ArtifactsBucket"},
         "LEASE_SECONDS": 360,
+        "EXECUTE_TIMEOUT_SECONDS": 45,
     },
     "DeadLetterFunction": {},
     "AutoscalerFunction": {

@@ -208,3 +208,13 @@ def test_worker_tracing_sidecar_receives_otlp_beside_the_worker(default_deployme
     assert set(untraced) == {"worker"}
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {item["Name"] for item in untraced["worker"]["Environment"]}
     assert "DependsOn" not in untraced["worker"]
+
+
+def test_worker_children_have_no_network_unless_the_deployment_allows_it(
+    parameter_defaults, worker_container
+):
+    # Given the container environment and the template's defaults
+    env = {item["Name"]: item["Value"] for item in worker_container["Environment"]}
+    # When a deployment keeps the defaults, then execute's children get no IPv4/IPv6 sockets
+    assert env["EXECUTE_ALLOW_NETWORK"] == {"Ref": "ExecuteNetworkAccess"}
+    assert parameter_defaults["ExecuteNetworkAccess"] == "false"

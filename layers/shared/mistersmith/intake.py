@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 from mistersmith.callers import Caller, principal
@@ -20,7 +19,6 @@ from mistersmith.lifecycle import Lifecycle
 from mistersmith.listing import list_tasks
 from mistersmith.models import (
     FORMAT_VERSION,
-    PayloadRef,
     StoredTask,
     TaskPage,
     TaskRecord,
@@ -34,6 +32,7 @@ from mistersmith.models import (
     task_key,
 )
 from mistersmith.observability import logger, task_context, trace_root, traced
+from mistersmith.payloads import PayloadStore
 from mistersmith.ports import BlobStore
 from mistersmith.settings import IntakeSettings
 from mistersmith.uploads import Uploads
@@ -48,7 +47,7 @@ class Intake:
     def __init__(self, lifecycle: Lifecycle, blobs: BlobStore, settings: IntakeSettings) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
-        self.blobs = blobs
+        self.payloads = PayloadStore(blobs)
         self.settings = settings
         self.uploads = Uploads(blobs, settings)
 
@@ -99,7 +98,7 @@ class Intake:
             trace_header=trace_header,
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
-            task.payload_ref = self._store_aside(key, body)
+            task.payload_ref = self.payloads.store_aside(key, body)
         else:
             task.payload = payload
         created = self.store.create(task)
@@ -197,10 +196,3 @@ class Intake:
         if existing.fingerprint != fingerprint or existing.owner != task.owner:
             raise TaskConflict(f"task {task.public_id!r} already exists with a different body")
         return existing
-
-    def _store_aside(self, stored_key: str, body: bytes) -> PayloadRef:
-        digest = hashlib.sha256(body).hexdigest()
-        # The digest in the key keeps a conflicting resubmission from overwriting the original.
-        key = f"payloads/{stored_key}/{digest}.json"
-        self.blobs.put(key, body, content_type="application/json")
-        return PayloadRef(bucket=self.blobs.bucket, key=key, sha256=digest, size=len(body))

@@ -42,6 +42,9 @@ class WorkQueueSettings(_Settings):
 class LifecycleSettings(TableSettings, BusSettings):
     """What anything that changes a task's status needs: the table and the bus."""
 
+    # Days a finished task's record is kept (TaskRetentionDays); at least one, so a result can be read.
+    task_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
 
 class SourceSettings(BucketSettings):
     """Limits of a `source_uri` archive: intake checks the size at submit, a worker again before reading."""
@@ -108,6 +111,11 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     child_max_file_bytes: Annotated[int, Field(ge=1024)] = Confinement().max_file_bytes
     child_max_processes: Annotated[int, Field(ge=1)] = Confinement().max_processes
     child_uid_base: Annotated[int, Field(ge=1000, le=4_000_000_000)] = Confinement().child_uid_base
+    child_disk_bytes: Annotated[int, Field(ge=1 << 20)] = Confinement().disk_bytes
+    # Off by default: a child with the network reaches the sidecars, task metadata, the VPC and the internet.
+    execute_allow_network: bool = False
+    # Where run directories are made; the system's temporary directory when unset.
+    sandbox_scratch_root: str | None = None
 
     @field_validator("execute_allowed_executables", mode="before")
     @classmethod
@@ -126,6 +134,9 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
             max_file_bytes=self.child_max_file_bytes,
             max_processes=self.child_max_processes,
             child_uid_base=self.child_uid_base,
+            disk_bytes=self.child_disk_bytes,
+            allow_network=self.execute_allow_network,
+            scratch_root=self.sandbox_scratch_root,
         )
 
 
@@ -185,7 +196,8 @@ class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.
     drain_grace_seconds: Annotated[float, Field(ge=0, le=115)] = 90
-    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op.
+    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op and the shared
+    # temporary directories (the developer's) are left as they are.
     ecs_agent_uri: str | None = None
     health_host: str = "0.0.0.0"  # noqa: S104 - the container's health check and load balancer reach it
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
