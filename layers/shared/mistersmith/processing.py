@@ -504,7 +504,7 @@ class TaskProcessor:
             running = dict(self._running)
         if not running:
             return True
-        for record in self.store.get_many(list(running)):
+        for record in self.store.get_many([*running]):
             lease, stop = running[record.id]
             if record.cancel_requested:
                 stop.set(StopReason.CANCELLED)

@@ -4,9 +4,8 @@ owner, created_at)."""
 from __future__ import annotations
 
 import base64
-import builtins
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, MutableSequence, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -235,7 +234,7 @@ class DynamoTaskStore(TaskStore):
         }
         if unrouted:
             request["FilterExpression"] = "attribute_not_exists(routed_at)"
-        tasks: builtins.list[StoredTask] = []
+        tasks: MutableSequence[StoredTask] = []
         while len(tasks) < limit:
             response = self._ddb.query(**request)
             tasks += [_decode(item) for item in response.get("Items", [])]
@@ -245,8 +244,8 @@ class DynamoTaskStore(TaskStore):
         return tasks[:limit]
 
     def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
-        tasks: builtins.list[StoredTask] = []
-        ids = builtins.list(dict.fromkeys(task_ids))
+        tasks: MutableSequence[StoredTask] = []
+        ids = [*dict.fromkeys(task_ids)]
         # BatchGetItem takes at most 100 keys; what it leaves unprocessed is asked for again.
         for start in range(0, len(ids), 100):
             keys: dict[str, Any] = {
