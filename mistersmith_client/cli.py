@@ -132,7 +132,15 @@ def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
         for task_id in args.task_ids:
             task = api.cancel(task_id, owner=args.owner)
             requested = " (cancel requested; its worker stops it)" if task.cancel_requested else ""
-            console.print(f"{task.id}\t{task.status}{requested}")
+            if not args.wait:
+                console.print(f"{task.id}\t{task.status}{requested}")
+        if args.wait:
+            # A running task may still end otherwise (it finished first): exit 0 only if all were cancelled.
+            _wait_and_report(api, args.task_ids, args, console)
+            records = {task_id: api.get(task_id) for task_id in args.task_ids}
+            return (
+                EXIT_OK if all(task.status == "CANCELLED" for task in records.values()) else EXIT_TASK_FAILED
+            )
     return EXIT_OK
 
 
@@ -462,8 +470,11 @@ def _add_task_commands(
     )
     result.set_defaults(run=cmd_result)
 
-    cancel = commands.add_parser("cancel", parents=[common], help="cancel tasks")
+    cancel = commands.add_parser("cancel", parents=[common, waiting], help="cancel tasks")
     cancel.add_argument("task_ids", nargs="+", metavar="ID")
+    cancel.add_argument(
+        "--wait", action="store_true", help="then wait until each has ended (exit 0 if all were cancelled)"
+    )
     cancel.add_argument("--owner", help=OWNER_HELP)
     cancel.set_defaults(run=cmd_cancel)
 
