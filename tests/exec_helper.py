@@ -29,7 +29,9 @@ def exec_helper() -> str | None:
         # Static as in the image; a machine without libc.a gets a dynamic one.
         for flags in (["-static"], []):
             built = subprocess.run(
-                [compiler, "-O2", *flags, "-o", str(building), str(SOURCE)], capture_output=True, check=False
+                [compiler, "-O2", "-Wall", "-Werror", *flags, "-o", str(building), str(SOURCE)],
+                capture_output=True,
+                check=False,
             )
             if built.returncode == 0:
                 break

@@ -61,6 +61,8 @@ _CLEAN = b"clean"
 _IN_USE = b"inuse"
 # Where a child could leave files for the next tenant of its uid: purged at every lease's end.
 SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108 - purged, never written
+# Those the worker seals in its container (see seal_shared_temp for why not /dev/shm).
+SEALED_TEMP_DIRS = ("/tmp", "/var/tmp")  # noqa: S108 - sealed, never written
 # How often a run's memory and disk are measured; what it writes in between is the disk overshoot.
 _BUDGET_POLL_SECONDS = 0.25
 # Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
@@ -309,11 +311,18 @@ def _spawn(
             replace(jail, account=account),
             budget,
         )
+        shared_bytes = 0
         if account is not None:
-            _killed[account[0]] = _kill_as(account[0], confinement)
+            verified = _kill_as(account[0], confinement)
+            # One scan of the shared directories serves the disk budget and the purge.
+            leftovers = [path for path in _shared_temp_entries_of(account[0]) if path != str(workdir)]
+            shared_bytes = sum(_tree_bytes(path) for path in leftovers)
+            for path in leftovers:
+                remove_tree(path)
+            _killed[account[0]] = verified
         if result.report is not None:
             result = _with_report(result, result.report, argv, child_env)
-        if result.exceeded is None and budget.disk_exceeded():
+        if result.exceeded is None and budget.disk_exceeded(shared_bytes):
             result = replace(result, exceeded="disk")
         owner = account[0] if account else None
         collected = {
@@ -749,12 +758,16 @@ class _Budget:
             return "memory"
         return "disk" if self.disk_exceeded() else None
 
-    def disk_exceeded(self) -> bool:
+    def disk_exceeded(self, shared_bytes: int | None = None) -> bool:
+        """Whether the run's disk is past its budget; `shared_bytes`, when given, is what it holds in
+        the shared temporary directories (else they are measured here)."""
         used = _tree_bytes(self._workdir)
-        if self._uid is not None:
+        if shared_bytes is None and self._uid is not None:
             workdir = str(self._workdir)
-            used += sum(_tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir)
-        return used > self._confinement.disk_bytes
+            shared_bytes = sum(
+                _tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir
+            )
+        return used + (shared_bytes or 0) > self._confinement.disk_bytes
 
     def _memory(self) -> int:
         if self._uid is None:
@@ -897,10 +910,12 @@ def _end_tenancy(uid: int, confinement: Confinement) -> bool:
         # The kill at a run's end that found nothing left needs no scan: the run's processes had no
         # privilege to become what kill(-1) cannot reach. Any other tenancy (a stale lock) is scanned.
         verified = _killed.pop(uid, None)
+        if verified:
+            return True  # killed and purged at the run's end, with nothing of it left to leave more
         if verified is None:
             _kill_as(uid, confinement)
         _purge_shared_temp(uid)
-        if verified or not any(True for _ in _live_processes_of(uid)):
+        if not any(True for _ in _live_processes_of(uid)):
             return True
     return False
 
@@ -998,13 +1013,15 @@ def _purge_shared_temp(uid: int) -> None:
         remove_tree(path)
 
 
-def seal_shared_temp() -> list[str]:
-    """Takes write permission on the shared temporary directories from everyone but their owner
-    (root), so that children can leave nothing there; the directories it changed. For the
-    container, where the worker owns them; on a development machine the purge at the end of each
-    lease does instead."""
+def seal_shared_temp(directories: Sequence[str] = SEALED_TEMP_DIRS) -> list[str]:
+    """Takes write permission on `directories` from everyone but their owner (root), so that
+    children can leave nothing there; the directories it changed. For the container, where the
+    worker owns them; on a development machine the purge at the end of each lease does instead.
+    /dev/shm and /dev/mqueue stay open by default: POSIX semaphores (Python's multiprocessing
+    locks) live there and glibc ignores TMPDIR for them; what a run leaves there is counted in its
+    disk budget and purged when it ends."""
     sealed = []
-    for path in SHARED_TEMP_DIRS:
+    for path in directories:
         with contextlib.suppress(OSError):
             info = os.stat(path)
             if info.st_uid == os.geteuid() and info.st_mode & stat.S_IWOTH:

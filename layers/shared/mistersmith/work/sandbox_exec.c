@@ -10,7 +10,8 @@
  *   mistersmith-exec kill UID
  *       becomes UID and repeats kill(-1, SIGKILL) until none is left (a fork cannot complete with
  *       a kill pending), then removes UID's System V IPC objects (only their owner may). Exit 0
- *       when kill(-1) found nothing left, 3 when something (a zombie not yet reaped) still answered.
+ *       when no process of UID is left (the kernel's count of the user's processes says so), 3
+ *       when some still counts (a zombie not yet reaped, or a kill that did not take).
  *
  * Built static at image build (fargate_worker/Dockerfile) and by the tests with cc.
  */
@@ -30,6 +31,7 @@
 #include <sys/resource.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FAILED 125
@@ -150,13 +152,20 @@ static int run_kill(int argc, char **argv) {
     long long uid = number(argv[2]);
     if (uid <= 0) return FAILED;
     become(uid);
-    int emptied = 0;
-    for (int pass = 0; pass < KILL_PASSES && !emptied; pass++)
-        emptied = kill(-1, SIGKILL) != 0 && errno == ESRCH;
+    for (int pass = 0; pass < KILL_PASSES; pass++)
+        if (kill(-1, SIGKILL) != 0 && errno == ESRCH) break;
     remove_ipc("shm", (uid_t)uid);
     remove_ipc("msg", (uid_t)uid);
     remove_ipc("sem", (uid_t)uid);
-    return emptied ? 0 : 3;
+    /* Whether anything of UID is left, zombies included: the kernel counts the user's processes,
+     * and with a limit of 2 a fork succeeds only if this helper is the user's only one. */
+    struct rlimit alone = {2, 2};
+    if (setrlimit(RLIMIT_NPROC, &alone) != 0) return 3;
+    pid_t probe = fork();
+    if (probe == 0) _exit(0);
+    if (probe < 0) return 3;
+    waitpid(probe, NULL, 0);
+    return 0;
 }
 
 int main(int argc, char **argv) {
