@@ -149,8 +149,10 @@ class SandboxSpawn:
         numbers = [str(number) for limit in self.limits for number in limit]
         limits = [str(len(self.limits)), *numbers]
         return {
-            "args": [self.helper, "exec", uid, str(report_fd), self.filter.program.hex(), *limits, self.executable]
-            + self.command,
+            "args": [
+                *(self.helper, "exec", uid, str(report_fd), self.filter.program.hex()),
+                *(*limits, self.executable, *self.command),
+            ],
             "pass_fds": (report_fd,),
         }
 

@@ -5,12 +5,12 @@ finish within the grace period."""
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 import itertools
 import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
