@@ -11,11 +11,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
+from local_stack.stack import EVENTS_DIR, STATE_DIR, LocalConfig, LocalStack
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 
@@ -96,11 +97,24 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> tuple[bool, str]
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
-    parser.add_argument("mode", choices=["demo", "local"])
+    parser.add_argument("mode", choices=["demo", "local", "invoke"])
+    parser.add_argument(
+        "function", nargs="?", help="invoke: a function (intake, router, ... or its logical id)"
+    )
+    parser.add_argument("-e", "--event", type=Path, help="invoke: the event file (events/...)")
+    parser.add_argument(
+        "--env-file", type=Path, default=STATE_DIR / "env", help="invoke: the stack's variables"
+    )
     parser.add_argument("--moto-port", type=int, default=5000)
     parser.add_argument("--api-port", type=int, default=3000)
     parser.add_argument("--max-workers", type=int, default=3)
     args = parser.parse_args()
+    if args.mode == "invoke":
+        if not (args.function and args.event):
+            parser.error("invoke needs a FUNCTION and -e EVENT")
+        from local_stack.invoke import run
+
+        return run(args.function, args.event, args.env_file)
     config = LocalConfig(
         moto_port=args.moto_port,
         api_port=args.api_port,
@@ -109,7 +123,11 @@ def main() -> int:
     as_expected, report = True, ""
     with LocalStack(config) as stack:
         env_file = stack.write_env()
-        print(f"local AWS (moto) on {stack.endpoint_url}, API on {stack.api_url}; environment in {env_file}")
+        client_env = stack.write_client_env()
+        print(
+            f"local AWS (moto) on {stack.endpoint_url}, API on {stack.api_url}; "
+            f"environment in {env_file}, a client's in {client_env}"
+        )
         if args.mode == "demo":
             as_expected, report = run_demo(stack)
         else:

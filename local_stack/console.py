@@ -43,6 +43,11 @@ def component(name: str) -> Iterator[None]:
         _component.reset(token)
 
 
+def current_component() -> str | None:
+    """The component whose code runs in this context, if any."""
+    return _component.get()
+
+
 class Console:
     def __init__(self, out: TextIO, width: int = 0) -> None:
         # Another stack's console must not prefix these lines a second time.

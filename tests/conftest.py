@@ -19,11 +19,14 @@ from hypothesis import settings
 from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
 from mistersmith.callers import LOCAL_CALLER
 from mistersmith.models import task_key
+from tests.boto_record import record_boto_calls
 
 # CI gets the same examples on every run, so that its verdict is about the change, not the draw;
 # locally the draw varies and keeps exploring.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+BOTO_CALLS = record_boto_calls()
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 VISIBILITY_SECONDS = 10

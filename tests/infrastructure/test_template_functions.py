@@ -45,6 +45,7 @@ FUNCTION_ENV = {
     "AnalyzeFunction": {
         "ARTIFACTS_BUCKET_NAME": {"Ref": "ArtifactsBucket"},
         "LEASE_SECONDS": 360,
+        "EXECUTE_TIMEOUT_SECONDS": 45,
     },
     "DeadLetterFunction": {},
     "AutoscalerFunction": {
@@ -60,6 +61,7 @@ FUNCTION_ENV = {
         "SCALING_TASK_SECONDS": {"Ref": "ScalingTaskSeconds"},
         "WORKER_START_SECONDS": {"Ref": "WorkerStartSeconds"},
         "SCALING_HEADROOM": {"Ref": "ScalingHeadroom"},
+        "WORKER_CONCURRENCY": {"Ref": "WorkerConcurrency"},
     },
 }
 

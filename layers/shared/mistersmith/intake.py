@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 from mistersmith.callers import Caller, principal
@@ -18,7 +17,6 @@ from mistersmith.errors import (
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.listing import list_tasks
 from mistersmith.models import (
-    PayloadRef,
     StoredTask,
     TaskPage,
     TaskRecord,
@@ -32,6 +30,7 @@ from mistersmith.models import (
     task_key,
 )
 from mistersmith.observability import logger, task_context, trace_root, traced
+from mistersmith.payloads import PayloadStore
 from mistersmith.ports import BlobStore
 from mistersmith.settings import IntakeSettings
 from mistersmith.uploads import Uploads
@@ -46,7 +45,7 @@ class Intake:
     def __init__(self, lifecycle: Lifecycle, blobs: BlobStore, settings: IntakeSettings) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
-        self.blobs = blobs
+        self.payloads = PayloadStore(blobs)
         self.settings = settings
         self.uploads = Uploads(blobs, settings)
 
@@ -96,7 +95,7 @@ class Intake:
             trace_header=trace_header,
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
-            task.payload_ref = self._store_aside(key, body)
+            task.payload_ref = self.payloads.store_aside(key, body)
         else:
             task.payload = payload
         created = self.store.create(task)
@@ -186,10 +185,3 @@ class Intake:
         if existing.fingerprint != fingerprint or existing.owner != task.owner:
             raise TaskConflict(f"task {task.public_id!r} already exists with a different body")
         return existing
-
-    def _store_aside(self, stored_key: str, body: bytes) -> PayloadRef:
-        digest = hashlib.sha256(body).hexdigest()
-        # The digest in the key keeps a conflicting resubmission from overwriting the original.
-        key = f"payloads/{stored_key}/{digest}.json"
-        self.blobs.put(key, body, content_type="application/json")
-        return PayloadRef(bucket=self.blobs.bucket, key=key, sha256=digest, size=len(body))

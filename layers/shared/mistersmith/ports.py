@@ -112,6 +112,15 @@ class BlobNotFound(MisterSmithError):
         self.key = key
 
 
+class BlobForbidden(MisterSmithError):
+    """The bucket refused to read the object (S3's 403): never a server error of ours."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"s3://{bucket}/{key} may not be read")
+        self.bucket = bucket
+        self.key = key
+
+
 class BlobStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes, *, content_type: str) -> str:
@@ -119,11 +128,11 @@ class BlobStore(ABC):
 
     @abstractmethod
     def get(self, bucket: str, key: str) -> bytes:
-        """The object's bytes; raises BlobNotFound when there is none."""
+        """The object's bytes; raises BlobNotFound when there is none, BlobForbidden when refused."""
 
     @abstractmethod
     def size(self, bucket: str, key: str) -> int:
-        """The object's size in bytes, without reading it; raises BlobNotFound when there is none."""
+        """The object's size in bytes, without reading it; raises BlobNotFound or BlobForbidden."""
 
     @abstractmethod
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:

@@ -24,7 +24,11 @@ from mistersmith.work import WorkLimits
 
 
 def lifecycle(settings: LifecycleSettings) -> Lifecycle:
-    return Lifecycle(DynamoTaskStore(settings.task_table_name), EventBridgePublisher(settings.event_bus_name))
+    return Lifecycle(
+        DynamoTaskStore(settings.task_table_name),
+        EventBridgePublisher(settings.event_bus_name),
+        retention_days=settings.task_retention_days,
+    )
 
 
 def intake(settings: IntakeSettings) -> Intake:
