@@ -478,7 +478,7 @@ def _start_options(jail: _Jail, argv: list[str]) -> dict[str, Any]:
 def _exec_helper(confinement: Confinement) -> str | None:
     """The exec helper's path, if it is there (None: children are forked, as before it existed)."""
     path = confinement.exec_helper
-    if path is None or not sys.platform.startswith("linux"):
+    if not path or not sys.platform.startswith("linux"):
         return None
     if os.access(path, os.X_OK):
         return path
