@@ -14,12 +14,15 @@ root hands children to an unprivileged uid, which cannot reach an interpreter un
   only overstate RUNNING -> SUCCEEDED (it adds the claim, the status events and the closing log
   and metric lines; the table prints both figures, so the gap shows). The in-memory store does
   not set `started_at` (only DynamoDB's claim does), so the record's timestamps are not used.
+- processor_forked: the same, with no exec helper (the route a worker without the image's helper
+  takes, and every run took before it): the before/after of the helper in one run.
 - where the time goes, measured in the same run: subprocess.run with a no-op preexec_fn (CPython
   then forks the child instead of vforking it); subprocess.run with the sandbox's spawn options
-  (a fresh directory, the environment from scratch, its own session, rlimits set in preexec_fn,
-  the child's user when root), waited on as subprocess.run waits; and `run_sandboxed` alone
-  (which waits on a pidfd, so it wakes at the exit). The note prints differences of medians;
-  they do not add up exactly.
+  (a fresh directory, the environment from scratch, its own session, through the exec helper that
+  sets the rlimits, the child's user when root and the filter; the fallback's preexec_fn without
+  a helper), waited on as subprocess.run waits; and `run_sandboxed` alone (which waits on a
+  pidfd, so it wakes at the exit). The note prints differences of medians; they do not add up
+  exactly. The helper is built with cc as the image builds it (tests/exec_helper.py).
 
 Every variant runs REPEATS times after WARMUPS, interleaved (one of each per round, the order
 rotating) so that drift on the machine hits them all alike: about ten seconds in all. Median and
