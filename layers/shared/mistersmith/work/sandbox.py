@@ -403,7 +403,8 @@ def _run(
         _Collector(stderr, output_limit_bytes),
         _Collector(report, jail.confinement.max_file_bytes),
     ]
-    threads = [threading.Thread(target=output.run, args=(halt,), daemon=True) for output in outputs]
+    # One thread reads every pipe: a thread per pipe was a fixed cost of each run.
+    threads = [threading.Thread(target=_collect, args=(outputs, halt), daemon=True)]
     if stdin_bytes is not None:
         feed_args = (cast(IO[bytes], process.stdin), stdin_bytes, halt)
         threads.append(threading.Thread(target=_feed, args=feed_args, daemon=True))
@@ -576,33 +577,40 @@ def _join(threads: list[threading.Thread], halt: threading.Event) -> None:
         thread.join()
 
 
+def _collect(outputs: list[_Collector], halt: threading.Event) -> None:
+    """Reads every pipe of `outputs` until each reaches its end, or `halt` is set."""
+    with selectors.DefaultSelector() as selector:
+        for output in outputs:
+            selector.register(output.fd, selectors.EVENT_READ, output)
+        while selector.get_map() and not halt.is_set():
+            for key, _events in selector.select(_POLL_SECONDS):
+                if not key.data.take():
+                    selector.unregister(key.fd)
+
+
 class _Collector:
-    """Reads one pipe to EOF, keeping the first `limit` bytes and discarding the rest."""
+    """One pipe read to EOF, keeping the first `limit` bytes and discarding the rest."""
 
     def __init__(self, pipe: IO[bytes], limit: int) -> None:
-        self._pipe = pipe
+        self.fd = pipe.fileno()
         self._limit = limit
         self.kept = bytearray()
         self.truncated = False
 
-    def run(self, halt: threading.Event) -> None:
-        fd = self._pipe.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while not halt.is_set():
-                if not selector.select(_POLL_SECONDS):
-                    continue
-                try:
-                    chunk = os.read(fd, _CHUNK_BYTES)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                room = self._limit - len(self.kept)
-                if room > 0:
-                    self.kept += chunk[:room]
-                if len(chunk) > room:
-                    self.truncated = True
+    def take(self) -> bool:
+        """Reads what the pipe holds; False at its end (EOF or an error)."""
+        try:
+            chunk = os.read(self.fd, _CHUNK_BYTES)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        room = self._limit - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+        if len(chunk) > room:
+            self.truncated = True
+        return True
 
     def text(self) -> str:
         return self.kept.decode("utf-8", errors="replace")
