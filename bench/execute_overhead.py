@@ -14,12 +14,15 @@ root hands children to an unprivileged uid, which cannot reach an interpreter un
   only overstate RUNNING -> SUCCEEDED (it adds the claim, the status events and the closing log
   and metric lines; the table prints both figures, so the gap shows). The in-memory store does
   not set `started_at` (only DynamoDB's claim does), so the record's timestamps are not used.
+- processor_forked: the same, with no exec helper (the route a worker without the image's helper
+  takes, and every run took before it): the before/after of the helper in one run.
 - where the time goes, measured in the same run: subprocess.run with a no-op preexec_fn (CPython
   then forks the child instead of vforking it); subprocess.run with the sandbox's spawn options
-  (a fresh directory, the environment from scratch, its own session, rlimits set in preexec_fn,
-  the child's user when root), waited on as subprocess.run waits; and `run_sandboxed` alone
-  (which waits on a pidfd, so it wakes at the exit). The note prints differences of medians;
-  they do not add up exactly.
+  (a fresh directory, the environment from scratch, its own session, through the exec helper that
+  sets the rlimits, the child's user when root and the filter; the fallback's preexec_fn without
+  a helper), waited on as subprocess.run waits; and `run_sandboxed` alone (which waits on a
+  pidfd, so it wakes at the exit). The note prints differences of medians; they do not add up
+  exactly. The helper is built with cc as the image builds it (tests/exec_helper.py).
 
 Every variant runs REPEATS times after WARMUPS, interleaved (one of each per round, the order
 rotating) so that drift on the machine hits them all alike: about ten seconds in all. Median and
@@ -30,6 +33,7 @@ Run: make bench   (or: .venv/bin/python -m bench.execute_overhead)
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import math
@@ -43,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mistersmith.clock import now_iso
 from mistersmith.errors import TaskFailure
@@ -54,6 +59,7 @@ from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import SAFE_PATH, child_environment, leased_account
 from mistersmith.work.seccomp import build_filter
+from tests.exec_helper import exec_helper
 from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
 
 REPEATS = 100
@@ -62,9 +68,11 @@ TIMEOUT_SECONDS = 30  # per child; `pass` takes milliseconds
 WATCHDOG_SECONDS = 240  # the whole bench takes seconds: past this something hangs, so it exits
 
 
-def worker_limits() -> WorkLimits:
-    """The limits a worker with default settings applies (as mistersmith.wiring builds them)."""
+def worker_limits(helper: str | None) -> WorkLimits:
+    """The limits a worker with default settings applies (as mistersmith.wiring builds them), its
+    exec helper at `helper` (None: the forked route, as where the image's helper is missing)."""
     settings = WorkerSettings(
+        sandbox_exec_helper=helper,
         task_table_name="-",
         event_bus_name="-",
         artifacts_bucket_name="-",
@@ -105,12 +113,15 @@ def sandboxed(command: list[str], limits: WorkLimits) -> SandboxResult:
 
 
 class SandboxSpawn:
-    """subprocess with the sandbox's spawn options, without the rest of run_sandboxed."""
+    """subprocess with the sandbox's spawn options, without the rest of run_sandboxed: through the
+    exec helper (vfork; the helper sets the limits, the uid and the filter) when there is one, else
+    with the fallback's preexec_fn (fork)."""
 
     def __init__(self, command: list[str], confinement: Confinement, account: tuple[int, int] | None) -> None:
         self.command = command
         self.executable = os.path.realpath(command[0])
         self.account = account
+        self.helper = confinement.exec_helper
         cpu = math.ceil(TIMEOUT_SECONDS) + 1
         self.limits = [
             (resource.RLIMIT_CPU, cpu, cpu + 1),
@@ -127,18 +138,35 @@ class SandboxSpawn:
             resource.setrlimit(which, (soft, hard))
         self.filter.install()
 
+    def options(self, report_fd: int) -> dict[str, Any]:
+        if self.helper is None:
+            return {
+                "args": self.command,
+                "executable": self.executable,
+                "user": self.account[0] if self.account else None,
+                "group": self.account[1] if self.account else None,
+                "extra_groups": [] if self.account else None,
+                "preexec_fn": self.apply_limits,
+            }
+        uid = str(self.account[0]) if self.account else "-1"
+        numbers = [str(number) for limit in self.limits for number in limit]
+        limits = [str(len(self.limits)), *numbers]
+        return {
+            "args": [
+                *(self.helper, "exec", uid, str(report_fd), self.filter.program.hex()),
+                *(*limits, self.executable, *self.command),
+            ],
+            "pass_fds": (report_fd,),
+        }
+
     def run(self) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="bench-execute-")).resolve()
+        report_read, report_write = os.pipe()
         try:
             if self.account is not None:
                 os.chown(workdir, *self.account)
             process = subprocess.Popen(
-                self.command,
-                executable=self.executable,
-                user=self.account[0] if self.account else None,
-                group=self.account[1] if self.account else None,
-                extra_groups=[] if self.account else None,
-                preexec_fn=self.apply_limits,
+                **self.options(report_write),
                 cwd=workdir,
                 env=child_environment(workdir),
                 stdin=subprocess.DEVNULL,
@@ -147,6 +175,7 @@ class SandboxSpawn:
                 close_fds=True,
                 start_new_session=True,
             )
+            os.close(report_write)
             with process:
                 try:
                     process.communicate(timeout=TIMEOUT_SECONDS)
@@ -155,6 +184,9 @@ class SandboxSpawn:
                     raise
             assert process.returncode == 0, f"the child exited with {process.returncode}"
         finally:
+            os.close(report_read)
+            with contextlib.suppress(OSError):
+                os.close(report_write)
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -222,9 +254,12 @@ def main() -> int:
     def print(*parts: object) -> None:  # noqa: A001 - the report's own print
         report.write(" ".join(str(part) for part in parts) + "\n")
 
-    limits = worker_limits()
+    # Built here as the image builds it; without a C compiler the bench measures the forked route.
+    limits = worker_limits(exec_helper())
+    forked_limits = worker_limits(None)
     command = choose_command(limits)
     processor = ProcessorRuns(command, limits)
+    processor_forked = ProcessorRuns(command, forked_limits)
 
     def baseline() -> None:
         subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS)
@@ -247,6 +282,7 @@ def main() -> int:
                 "spawn": spawn.run,
                 "sandbox": sandbox_alone,
                 "processor": processor.run,
+                "processor_forked": processor_forked.run,
             }
         )
     samples["recorded"] = processor.recorded_ms
@@ -257,22 +293,26 @@ def main() -> int:
         print(f"  {label:<58} {median(values):>7.2f} {p90(values):>7.2f}   x{median(values) / base:.2f}")
 
     user = f"as uid {limits.confinement.child_uid_base}" if spawn.account else "as this user"
+    route = f"exec helper {spawn.helper}" if spawn.helper else "no exec helper (no cc): forked route"
     # What a fork copies the page tables of.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"execute {json.dumps(command)}: {REPEATS} runs of each after {WARMUPS} warm-ups, interleaved")
     print(
-        f"  (sandboxed children run {user}, subprocess.run's as this user; this process's peak RSS {rss:.0f} MiB)"
+        f"  (sandboxed children run {user}, subprocess.run's as this user; this process's peak RSS {rss:.0f} MiB;"
+        f" {route}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
     print(f"  {'':<58} {'median':>7} {'p90':>7}   vs subprocess.run (ms)")
     row("subprocess.run(command, capture_output=True)", "baseline")
     row("TaskProcessor: the record's duration_ms (whole ms)", "recorded")
     row("TaskProcessor: wall time of process() (claim to record)", "processor")
+    row("the same without the exec helper (forked route, as before it)", "processor_forked")
     print(" where the time goes (same run):")
     row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
     row("subprocess.run with the sandbox's spawn options", "spawn")
     row("run_sandboxed alone", "sandbox")
     ratio = median(samples["processor"]) / base
     print(f" ratio, processor process() median / subprocess.run median: x{ratio:.2f}")
+    print(f" without the exec helper: x{median(samples['processor_forked']) / base:.2f}")
     medians = {name: median(values) for name, values in samples.items()}
 
     def delta(name: str, over: str) -> str:

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ from mistersmith.processing import (
     persist,
 )
 from mistersmith.settings import WorkerSettings, load
-from mistersmith.work.sandbox import seal_shared_temp
+from mistersmith.work.sandbox import SEALED_TEMP_DIRS, seal_shared_temp
 
 # Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
 PROTECTION_MINUTES = 15
@@ -334,11 +334,20 @@ def _log_thread_death(args: threading.ExceptHookArgs) -> None:
         )
 
 
+def seal_in_ecs(ecs_agent_uri: str | None, directories: Sequence[str] = SEALED_TEMP_DIRS) -> list[str]:
+    """Seals the shared temporary directories in an ECS task (ECS_AGENT_URI set), where the worker
+    owns them; never on a developer's machine. The directories it sealed."""
+    if not ecs_agent_uri:
+        return []
+    sealed = seal_shared_temp(directories)
+    logger.info("shared temporary directories sealed", extra={"sealed": sealed})
+    return sealed
+
+
 def main() -> int:
     _keep_environment_from_children()
     settings = load(WorkerSettings)
-    if settings.ecs_agent_uri:  # in an ECS task, where the worker owns /tmp and /dev/shm
-        logger.info("shared temporary directories sealed", extra={"sealed": seal_shared_temp()})
+    seal_in_ecs(settings.ecs_agent_uri)
     protection = EcsAgentTaskProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else None
     worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)
     signal.signal(signal.SIGTERM, worker.request_stop)

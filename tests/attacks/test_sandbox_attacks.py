@@ -7,16 +7,23 @@ so they skip elsewhere and are not unit tests.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,14 +32,17 @@ from mistersmith.errors import TaskFailure
 from mistersmith.models import CompilePayload, ExecutePayload
 from mistersmith.work import WorkLimits, perform, run_compile, run_execute
 from mistersmith.work.limits import Confinement
-from mistersmith.work.sandbox import SandboxResult, _live_processes_of, run_sandboxed
+from mistersmith.work.sandbox import SAFE_PATH, SandboxResult, _live_processes_of, run_sandboxed
+from tests.exec_helper import exec_helper
 
 pytestmark = [
     pytest.mark.attack,
     pytest.mark.skipif(os.geteuid() != 0, reason="attacks need a root worker: per-run uids exist only then"),
 ]
 
-CONFINEMENT = Confinement(allowed_executables=("python3", "sh"), max_processes=32)
+# Children start through the exec helper, as in the image (tests/unit cover the forked fallback).
+HELPER = exec_helper()
+CONFINEMENT = Confinement(allowed_executables=("python3", "sh"), max_processes=32, exec_helper=HELPER)
 LIMITS = WorkLimits(execute_timeout_seconds=30, confinement=CONFINEMENT)
 
 
@@ -94,6 +104,105 @@ def test_attack_fork_churn_does_not_outlive_its_run():
     assert survivors(uid, marker) == set()
 
 
+PR_SET_CHILD_SUBREAPER = 36
+CHURN_C = r"""
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+/* churn CHAINS SECONDS MARKER: CHAINS processes that each fork and exit at once, over and over */
+int main(int argc, char **argv) {
+    int chains = atoi(argv[1]);
+    time_t deadline = time(NULL) + atoi(argv[2]);
+    for (int i = 0; i < chains; i++)
+        if (fork() == 0) {
+            setsid();
+            while (time(NULL) < deadline)
+                if (fork() > 0) _exit(0);
+            _exit(0);
+        }
+    return 0;
+}
+"""
+
+
+def compiled(tmp_path: Path, source: str) -> str:
+    """A C program built here, as file text a run's `files` can carry (the bytes kept as surrogates)."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler to build the attack program")
+    (tmp_path / "program.c").write_text(source)
+    subprocess.run(["cc", "-O2", "-o", str(tmp_path / "program"), str(tmp_path / "program.c")], check=True)
+    return (tmp_path / "program").read_bytes().decode("utf-8", "surrogateescape")
+
+
+# An interpreter any uid may run (this one may sit under /root).
+PYTHON = shutil.which("python3", path=SAFE_PATH) or "python3"
+
+
+def live_processes_of_uid(uid: int) -> list[int]:
+    """The processes of `uid` that live (zombies left out), however fast their pids change: a probe
+    of that uid first stops them all with kill(-1, SIGSTOP), which no fork can escape, then /proc
+    is read, then they are killed. The uid's lock is held meanwhile, so no other run (another
+    tree's tests) takes it and shows up instead."""
+    lock = os.open(Path(tempfile.gettempdir()) / "mistersmith-accounts" / str(uid), os.O_RDWR | os.O_CLOEXEC)
+    signal_all = "import os, signal\ntry:\n    os.kill(-1, signal.{})\nexcept ProcessLookupError:\n    pass\n"
+    as_uid = {"user": uid, "group": uid, "extra_groups": [], "check": True}
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([PYTHON, "-c", signal_all.format("SIGSTOP")], **as_uid)
+        found = list(_live_processes_of(uid))
+        subprocess.run([PYTHON, "-c", signal_all.format("SIGKILL")], **as_uid)  # nothing for the next tenant
+        return found
+    finally:
+        os.close(lock)
+
+
+@contextlib.contextmanager
+def reaping_orphans(name: str) -> Iterator[None]:
+    """Makes this process the reaper of its orphaned descendants and reaps those called `name` at
+    once, as the container's init does (initProcessEnabled). This host's PID 1 reaps about once a
+    second, and zombies count against the process limit: a churn would stall on it there, with a
+    pid that holds still long enough for any scan to find."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    done = threading.Event()
+
+    def reap() -> None:
+        while not done.is_set():
+            try:
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                found = None  # no child at all yet
+            if found is None:
+                time.sleep(0.0005)
+                continue
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{found.si_pid}/comm").read_text().strip() == name:
+                    os.waitpid(found.si_pid, os.WNOHANG)
+                    continue
+            time.sleep(0.0005)  # a child of ours that its owner reaps (the sandbox's own)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reaper.join()
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def test_attack_fast_fork_churn_in_several_chains_does_not_outlive_its_run(tmp_path):
+    # Given a run that leaves behind four chains of a C program, each forking and exiting at once
+    # for 10 s at most (where fork is fast, pids change faster than /proc can be scanned)
+    churn = compiled(tmp_path, CHURN_C)
+    code = "import os\nprint(os.getuid(), flush=True)\nos.chmod('churn', 0o755)\nos.execv('churn', ['churn', '4', '10'])\n"
+    with reaping_orphans("churn"):
+        result = run(code, files={"churn": churn})
+        uid = int(result.stdout.split()[0])
+        # When the run has ended, then nothing of its uid lives
+        assert live_processes_of_uid(uid) == []
+
+
 def live_threads(pid: int) -> list[str]:
     states = []
     for stat_file in Path(f"/proc/{pid}/task").glob("*/stat"):
@@ -140,13 +249,13 @@ def test_attack_a_uid_that_cannot_be_emptied_is_quarantined():
         # When a run asks for a uid from that one on
         result = run(
             "import os; print(os.getuid())",
-            Confinement(allowed_executables=("python3",), child_uid_base=base),
+            Confinement(allowed_executables=("python3",), exec_helper=HELPER, child_uid_base=base),
         )
         # Then it is never given that uid
         assert int(result.stdout) != base
         again = run(
             "import os; print(os.getuid())",
-            Confinement(allowed_executables=("python3",), child_uid_base=base),
+            Confinement(allowed_executables=("python3",), exec_helper=HELPER, child_uid_base=base),
         )
         assert int(again.stdout) != base
     finally:
@@ -210,7 +319,9 @@ def test_attack_writing_past_the_disk_budget_fails_the_run_with_disk_limit_excee
     # Given a disk budget of 8 MiB and a command that writes 16 files of 1 MiB
     limits = WorkLimits(
         execute_timeout_seconds=30,
-        confinement=Confinement(allowed_executables=("python3",), max_file_bytes=4 << 20, disk_bytes=8 << 20),
+        confinement=Confinement(
+            allowed_executables=("python3",), exec_helper=HELPER, max_file_bytes=4 << 20, disk_bytes=8 << 20
+        ),
     )
     code = "for i in range(16):\n    open(f'f{i}', 'wb').write(b'0' * (1 << 20))\n"
     # When it runs, then it fails naming the disk budget
@@ -224,7 +335,9 @@ def test_attack_memory_summed_over_children_is_held_to_the_run_s_budget():
     # Given a budget of 256 MiB and four children that each hold 100 MiB for a few seconds
     limits = WorkLimits(
         execute_timeout_seconds=30,
-        confinement=Confinement(allowed_executables=("python3",), memory_bytes=256 << 20, max_processes=16),
+        confinement=Confinement(
+            allowed_executables=("python3",), exec_helper=HELPER, memory_bytes=256 << 20, max_processes=16
+        ),
     )
     code = (
         "import os, time\n"
@@ -247,7 +360,7 @@ def test_attack_compiling_a_huge_source_is_held_to_the_run_s_memory_budget():
     # Given a memory budget of 128 MiB and a source whose compilation needs far more
     limits = WorkLimits(
         execute_timeout_seconds=60,
-        confinement=Confinement(allowed_executables=("python3",), memory_bytes=128 << 20),
+        confinement=Confinement(allowed_executables=("python3",), exec_helper=HELPER, memory_bytes=128 << 20),
     )
     source = "x = [" + "1," * 1_500_000 + "]\n"
     # When it is compiled, then the compile is stopped by the budget (outside the worker's process)
@@ -263,7 +376,7 @@ def test_attack_an_archive_that_unpacks_past_the_disk_budget_is_stopped_in_the_c
         archive.writestr("big.py", b"#" * (40 << 20))
     limits = WorkLimits(
         execute_timeout_seconds=60,
-        confinement=Confinement(allowed_executables=("python3",), disk_bytes=16 << 20),
+        confinement=Confinement(allowed_executables=("python3",), exec_helper=HELPER, disk_bytes=16 << 20),
     )
     # When a compile names it, then the child unpacking it is held to the run's disk budget
     with pytest.raises(TaskFailure) as failed:
@@ -327,7 +440,7 @@ def test_network_can_be_allowed_for_a_deployment(listener):
     result = run(
         CONNECT.format(port=port).split("for family")[0]
         + (f"s = socket.socket(); s.settimeout(5); s.connect(('127.0.0.1', {port})); print('connected')\n"),
-        Confinement(allowed_executables=("python3",), allow_network=True),
+        Confinement(allowed_executables=("python3",), exec_helper=HELPER, allow_network=True),
     )
     assert result.stdout.split() == ["connected"], result.stderr
 
@@ -436,3 +549,79 @@ def test_attack_paths_equal_after_normalisation_are_refused():
     with pytest.raises(TaskFailure) as failed:
         perform("execute", {"command": ["python3", "-c", "pass"], "files": {"a": "1", "./a": "2"}}, LIMITS)
     assert failed.value.error_type == "InvalidPayload"
+
+
+INT80_C = r"""
+#include <stdio.h>
+int main(void) {
+    /* socket(AF_INET, SOCK_STREAM) through the i386 ABI: socketcall is 102, SYS_SOCKET 1 */
+    long args[3] = {2, 1, 0}, result;
+    __asm__ volatile("int $0x80" : "=a"(result) : "a"(102), "b"(1), "c"((int)(long)args) : "memory");
+    printf("served %ld\n", result);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is the i386 ABI on x86_64")
+def test_attack_the_i386_abi_cannot_bypass_the_filter(tmp_path):
+    # Given a 64-bit program that makes socket(AF_INET) through int 0x80 (the i386 table)
+    program = compiled(tmp_path, INT80_C)
+    # When a child runs it, then the filter kills it rather than serve the call
+    result = run("import os\nos.chmod('p', 0o755)\nos.execv('p', ['p'])\n", files={"p": program})
+    assert result.exit_code == -signal.SIGSYS, result
+    assert "served" not in result.stdout
+
+
+def test_attack_burning_cpu_past_the_cpu_budget_fails_the_run_before_the_wall_clock():
+    # Given a CPU budget of 1 s and a wall clock of 60 s / When a child spins
+    failure = execute(
+        "while True: pass",
+        WorkLimits(execute_timeout_seconds=60, confinement=replace(CONFINEMENT, cpu_seconds=1)),
+    )
+    # Then the run fails for its CPU budget, not for the wall clock
+    assert isinstance(failure, TaskFailure), failure
+    assert failure.error_type == "CpuTimeLimitExceeded"
+
+
+MULTIPROCESSING_LOCK = "import multiprocessing\nwith multiprocessing.Lock():\n    print('locked')\n"
+IN_A_SEALED_CONTAINER = """
+import subprocess, sys
+from fargate_worker.worker import seal_in_ecs
+from mistersmith.work.limits import Confinement
+from mistersmith.work.sandbox import run_sandboxed
+for path in ("/tmp", "/var/tmp", "/dev/shm"):
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", path], check=True)
+print("sealed", seal_in_ecs("http://169.254.170.2/v3/task"))
+result = run_sandboxed(
+    ["python3", "-c", sys.argv[1]], timeout_seconds=30, output_limit_bytes=4096,
+    confinement=Confinement(allowed_executables=("python3",), child_uid_base=64300, exec_helper=None),
+)
+print(result.stdout.strip() or result.stderr.strip().splitlines()[-1])
+"""
+
+
+def test_a_sealed_container_still_gives_children_multiprocessing_locks():
+    # Given a worker in an ECS task that sealed the shared temporary directories at start (in a
+    # mount namespace of its own, each a fresh tmpfs: this host's are not touched)
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare to make a mount namespace")
+    done = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            "-c",
+            IN_A_SEALED_CONTAINER,
+            MULTIPROCESSING_LOCK,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+    # When a child takes a multiprocessing lock (a POSIX semaphore in /dev/shm), then it gets it
+    lines = [line for line in done.stdout.splitlines() if not line.startswith("{")]  # the log lines left out
+    assert lines == ["sealed ['/tmp', '/var/tmp']", "locked"], done.stderr

@@ -136,14 +136,13 @@ def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again(monkeypat
     assert (locks / "62000").read_bytes() == b"clean"
 
 
-def test_sealing_takes_the_shared_temporary_directories_from_everyone_but_their_owner(tmp_path, monkeypatch):
+def test_sealing_takes_the_shared_temporary_directories_from_everyone_but_their_owner(tmp_path):
     # Given a world-writable shared directory of the worker's
     shared = tmp_path / "shm"
     shared.mkdir()
     shared.chmod(0o1777)
-    monkeypatch.setattr(sandbox, "SHARED_TEMP_DIRS", (str(shared),))
     # When the worker seals the shared directories at start
-    sealed = sandbox.seal_shared_temp()
+    sealed = sandbox.seal_shared_temp([str(shared)])
     # Then children can still pass through to their own directories, and write nothing there
     assert sealed == [str(shared)]
     assert shared.stat().st_mode & 0o7777 == 0o711

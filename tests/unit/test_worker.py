@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fargate_worker.worker import Worker
+from fargate_worker.worker import Worker, seal_in_ecs
 from mistersmith.clock import now_iso
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
@@ -143,3 +143,18 @@ def test_a_released_task_goes_back_as_a_fresh_copy_without_using_up_a_receive():
     (copy,) = queue.receive(max_messages=1, wait_seconds=0)
     assert (copy.body, copy.receive_count) == (received.body, 1)
     assert copy.message_id != received.message_id
+
+
+def test_the_worker_seals_the_shared_temporary_directories_only_inside_an_ecs_task(tmp_path):
+    # Given world-writable stand-ins for /tmp and /var/tmp (this host's own are never touched)
+    shared = [tmp_path / "tmp", tmp_path / "var-tmp"]
+    for path in shared:
+        path.mkdir()
+        path.chmod(0o1777)
+    directories = [str(path) for path in shared]
+    # When the worker starts outside ECS (no ECS_AGENT_URI), then it leaves them as they are
+    assert seal_in_ecs(None, directories) == []
+    assert [path.stat().st_mode & 0o7777 for path in shared] == [0o1777, 0o1777]
+    # When it starts in an ECS task, then children may only pass through them
+    assert seal_in_ecs("http://169.254.170.2/api/task", directories) == directories
+    assert [path.stat().st_mode & 0o7777 for path in shared] == [0o711, 0o711]

@@ -116,6 +116,10 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     execute_allow_network: bool = False
     # Where run directories are made; the system's temporary directory when unset.
     sandbox_scratch_root: str | None = None
+    # CPU seconds per child process; unset: the wall timeout's.
+    child_cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+    # The image's exec helper; when the file is missing children are forked (logged once).
+    sandbox_exec_helper: str | None = Confinement().exec_helper
 
     @field_validator("execute_allowed_executables", mode="before")
     @classmethod
@@ -137,6 +141,8 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
             disk_bytes=self.child_disk_bytes,
             allow_network=self.execute_allow_network,
             scratch_root=self.sandbox_scratch_root,
+            cpu_seconds=self.child_cpu_seconds,
+            exec_helper=self.sandbox_exec_helper,
         )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+# Where the worker image installs the sandbox's exec helper (built from work/sandbox_exec.c).
+EXEC_HELPER = "/usr/local/libexec/mistersmith-exec"
+
 
 @dataclass(frozen=True)
 class Confinement:
@@ -21,7 +24,9 @@ class Confinement:
     memory budget when None), `disk_bytes` its work directory plus its files in the shared
     temporary directories (polled; no single file passes `max_file_bytes`). `allow_network`
     lets children make IPv4/IPv6 sockets; `scratch_root` is where work directories are made
-    (the system's temporary directory when None)."""
+    (the system's temporary directory when None); `cpu_seconds` is each process's CPU time
+    (past it the run fails `CpuTimeLimitExceeded`); `exec_helper` starts children that only exec
+    (see sandbox_exec.c; when it is missing they are forked from the worker instead)."""
 
     allowed_executables: tuple[str, ...] = (sys.executable, "python3")
     memory_bytes: int = 1 << 30
@@ -32,6 +37,10 @@ class Confinement:
     address_space_bytes: int | None = None
     allow_network: bool = False
     scratch_root: str | None = None
+    # CPU seconds per process (None: the wall timeout's, rounded up, plus one).
+    cpu_seconds: int | None = None
+    # The static helper that starts children without copying the worker (None, or absent: fork).
+    exec_helper: str | None = EXEC_HELPER
 
     @property
     def address_space_limit(self) -> int:

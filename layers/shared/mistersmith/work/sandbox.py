@@ -61,6 +61,8 @@ _CLEAN = b"clean"
 _IN_USE = b"inuse"
 # Where a child could leave files for the next tenant of its uid: purged at every lease's end.
 SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108 - purged, never written
+# Those the worker seals in its container (see seal_shared_temp for why not /dev/shm).
+SEALED_TEMP_DIRS = ("/tmp", "/var/tmp")  # noqa: S108 - sealed, never written
 # How often a run's memory and disk are measured; what it writes in between is the disk overshoot.
 _BUDGET_POLL_SECONDS = 0.25
 # Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
@@ -83,8 +85,9 @@ _INVALID_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL
 _rotation = itertools.count()
 _quarantined: set[int] = set()
 _quarantine_locks: list[int] = []
-# Uids killed atomically since their last process could have started: their lease end only verifies.
-_emptied: set[int] = set()
+# Uids killed atomically since their last process could have started, and whether that kill saw
+# none left (then the lease end needs no scan of /proc): their lease end does not kill again.
+_killed: dict[int, bool] = {}
 _NO_VALUE: Any = object()
 
 
@@ -308,12 +311,18 @@ def _spawn(
             replace(jail, account=account),
             budget,
         )
+        shared_bytes = 0
         if account is not None:
-            _kill_as(account[0])
-            _emptied.add(account[0])
+            verified = _kill_as(account[0], confinement)
+            # One scan of the shared directories serves the disk budget and the purge.
+            leftovers = [path for path in _shared_temp_entries_of(account[0]) if path != str(workdir)]
+            shared_bytes = sum(_tree_bytes(path) for path in leftovers)
+            for path in leftovers:
+                remove_tree(path)
+            _killed[account[0]] = verified
         if result.report is not None:
-            result = _with_report(result, result.report)
-        if result.exceeded is None and budget.disk_exceeded():
+            result = _with_report(result, result.report, argv, child_env)
+        if result.exceeded is None and budget.disk_exceeded(shared_bytes):
             result = replace(result, exceeded="disk")
         owner = account[0] if account else None
         collected = {
@@ -326,12 +335,16 @@ def _spawn(
     return replace(result, files=collected, report=None)
 
 
-def _with_report(result: SandboxResult, report: bytes) -> SandboxResult:
+def _with_report(
+    result: SandboxResult, report: bytes, argv: list[str], env: Mapping[str, str]
+) -> SandboxResult:
     """The result with what the child reported on its own channel (a failure to prepare, or a value)."""
     try:
         message = json.loads(report)
     except ValueError:
         return result
+    if "exec_errno" in message:
+        raise _exec_failure(message["exec_errno"], argv[0], env)
     if "failure" in message:
         failure = message["failure"]
         raise TaskFailure(failure["type"], failure["message"], result=failure.get("result"))
@@ -361,14 +374,8 @@ def _run(
     jail = replace(jail, report_fd=report_write)
     try:
         # The argv list goes to execve without a shell: running untrusted commands is the point.
-        process = subprocess.Popen(  # noqa: S603
-            argv,
-            executable=jail.executable,
-            user=account[0] if account else None,
-            group=account[1] if account else None,
-            extra_groups=[] if account else None,
-            # Runs after the uid change: limits, the filter, the files; see _Jail.enter.
-            preexec_fn=jail.enter,
+        process = subprocess.Popen(
+            **_start_options(jail, argv),
             cwd=workdir,
             env=child_env,
             stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
@@ -378,18 +385,12 @@ def _run(
             close_fds=True,
             start_new_session=True,
         )
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        os.close(report_read)
-        raise TaskFailure(
-            "CommandNotFound", f"executable {argv[0]!r} was not found (PATH={child_env['PATH']})"
-        ) from exc
     except OSError as exc:
         os.close(report_read)
-        if exc.errno not in _NOT_EXECUTABLE_ERRNOS:
-            raise  # Out of processes, memory or descriptors: the worker's trouble, worth a retry.
-        raise TaskFailure(
-            "CommandNotExecutable", f"executable {argv[0]!r} cannot be run: {exc.strerror}"
-        ) from exc
+        failure = _exec_failure(exc.errno, argv[0], child_env)
+        if isinstance(failure, TaskFailure):
+            raise failure from exc
+        raise
     finally:
         os.close(report_write)
 
@@ -402,7 +403,8 @@ def _run(
         _Collector(stderr, output_limit_bytes),
         _Collector(report, jail.confinement.max_file_bytes),
     ]
-    threads = [threading.Thread(target=output.run, args=(halt,), daemon=True) for output in outputs]
+    # One thread reads every pipe: a thread per pipe was a fixed cost of each run.
+    threads = [threading.Thread(target=_collect, args=(outputs, halt), daemon=True)]
     if stdin_bytes is not None:
         feed_args = (cast(IO[bytes], process.stdin), stdin_bytes, halt)
         threads.append(threading.Thread(target=_feed, args=feed_args, daemon=True))
@@ -417,7 +419,7 @@ def _run(
         # Before reaping, so the group id cannot have been reused: leftovers die with the run.
         _kill_group(process.pid)
         if account is not None and ending not in ("exited", None):
-            _kill_as(account[0])  # a run past a budget stops now, not at the end of its lease
+            _kill_as(account[0], jail.confinement)  # a run past a budget stops now, not at its lease's end
         process.wait()
         _join(threads, halt)
         for pipe in (stdout, stderr, report):
@@ -437,6 +439,74 @@ def _run(
         exceeded=exceeded,
         report=bytes(outputs[2].kept) or None,
     )
+
+
+def _start_options(jail: _Jail, argv: list[str]) -> dict[str, Any]:
+    """How Popen starts the child: through the exec helper when there is one and the child only
+    execs (CPython then vforks: nothing of the worker is copied), else by a fork that runs
+    `_Jail.enter` (it writes the payload's files or runs an inline function as the child's uid)."""
+    account = jail.account
+    helper = None if jail.inline or jail.files or jail.archive else _exec_helper(jail.confinement)
+    if helper is None:
+        return {
+            "args": argv,
+            "executable": jail.executable,
+            "user": account[0] if account else None,
+            "group": account[1] if account else None,
+            "extra_groups": [] if account else None,
+            # Runs after the uid change: limits, the filter, the files; see _Jail.enter.
+            "preexec_fn": jail.enter,
+        }
+    seccomp = _seccomp_filter(jail.confinement.allow_network)
+    limits = _rlimits(jail.confinement, jail.timeout_seconds, account is not None)
+    return {
+        "args": [
+            helper,
+            "exec",
+            str(account[0] if account else -1),
+            str(jail.report_fd),
+            seccomp.program.hex() if seccomp is not None else "-",
+            str(len(limits)),
+            *(str(number) for limit in limits for number in limit),
+            jail.executable,
+            *argv,
+        ],
+        "executable": helper,
+        "pass_fds": (jail.report_fd,),
+    }
+
+
+def _exec_helper(confinement: Confinement) -> str | None:
+    """The exec helper's path, if it is there (None: children are forked, as before it existed)."""
+    path = confinement.exec_helper
+    if not path or not sys.platform.startswith("linux"):
+        return None
+    if os.access(path, os.X_OK):
+        return path
+    _warn_once(path)
+    return None
+
+
+@functools.cache
+def _warn_once(path: str) -> None:
+    logger.warning(
+        "sandbox exec helper not found: children are forked from the worker (same boundary, slower start)",
+        extra={"exec_helper": path},
+    )
+
+
+def _exec_failure(number: int | None, name: str, env: Mapping[str, str]) -> Exception:
+    """What a failed exec of the task's program means: the payload's fault, or the worker's."""
+    if number in (errno.ENOENT, errno.ENOTDIR):
+        return TaskFailure(
+            "CommandNotFound", f"executable {name!r} was not found (PATH={env.get('PATH', SAFE_PATH)})"
+        )
+    if number in _NOT_EXECUTABLE_ERRNOS:
+        return TaskFailure(
+            "CommandNotExecutable", f"executable {name!r} cannot be run: {os.strerror(number)}"
+        )
+    # Out of processes, memory or descriptors: the worker's trouble, worth a retry.
+    return OSError(number, f"starting {name!r} failed: {os.strerror(number or 0)}")
 
 
 def _wait_for_exit(
@@ -507,33 +577,40 @@ def _join(threads: list[threading.Thread], halt: threading.Event) -> None:
         thread.join()
 
 
+def _collect(outputs: list[_Collector], halt: threading.Event) -> None:
+    """Reads every pipe of `outputs` until each reaches its end, or `halt` is set."""
+    with selectors.DefaultSelector() as selector:
+        for output in outputs:
+            selector.register(output.fd, selectors.EVENT_READ, output)
+        while selector.get_map() and not halt.is_set():
+            for key, _events in selector.select(_POLL_SECONDS):
+                if not key.data.take():
+                    selector.unregister(key.fd)
+
+
 class _Collector:
-    """Reads one pipe to EOF, keeping the first `limit` bytes and discarding the rest."""
+    """One pipe read to EOF, keeping the first `limit` bytes and discarding the rest."""
 
     def __init__(self, pipe: IO[bytes], limit: int) -> None:
-        self._pipe = pipe
+        self.fd = pipe.fileno()
         self._limit = limit
         self.kept = bytearray()
         self.truncated = False
 
-    def run(self, halt: threading.Event) -> None:
-        fd = self._pipe.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while not halt.is_set():
-                if not selector.select(_POLL_SECONDS):
-                    continue
-                try:
-                    chunk = os.read(fd, _CHUNK_BYTES)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                room = self._limit - len(self.kept)
-                if room > 0:
-                    self.kept += chunk[:room]
-                if len(chunk) > room:
-                    self.truncated = True
+    def take(self) -> bool:
+        """Reads what the pipe holds; False at its end (EOF or an error)."""
+        try:
+            chunk = os.read(self.fd, _CHUNK_BYTES)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        room = self._limit - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+        if len(chunk) > room:
+            self.truncated = True
+        return True
 
     def text(self) -> str:
         return self.kept.decode("utf-8", errors="replace")
@@ -652,9 +729,9 @@ def _set_limits(limits: tuple[tuple[int, int, int], ...], headroom: int) -> None
 def _rlimits(
     confinement: Confinement, timeout_seconds: float, own_user: bool
 ) -> tuple[tuple[int, int, int], ...]:
-    cpu = math.ceil(timeout_seconds) + 1
+    cpu = confinement.cpu_seconds or math.ceil(timeout_seconds) + 1
     limits = [
-        # CPU time can only trail the wall clock; SIGXCPU first, SIGKILL a second later.
+        # By default CPU time only trails the wall clock; SIGXCPU first, SIGKILL a second later.
         (resource.RLIMIT_CPU, cpu, cpu + 1),
         # A loose backstop: the budget is the run's resident memory, polled (see _Budget).
         (resource.RLIMIT_AS, confinement.address_space_limit, confinement.address_space_limit),
@@ -689,12 +766,16 @@ class _Budget:
             return "memory"
         return "disk" if self.disk_exceeded() else None
 
-    def disk_exceeded(self) -> bool:
+    def disk_exceeded(self, shared_bytes: int | None = None) -> bool:
+        """Whether the run's disk is past its budget; `shared_bytes`, when given, is what it holds in
+        the shared temporary directories (else they are measured here)."""
         used = _tree_bytes(self._workdir)
-        if self._uid is not None:
+        if shared_bytes is None and self._uid is not None:
             workdir = str(self._workdir)
-            used += sum(_tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir)
-        return used > self._confinement.disk_bytes
+            shared_bytes = sum(
+                _tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir
+            )
+        return used + (shared_bytes or 0) > self._confinement.disk_bytes
 
     def _memory(self) -> int:
         if self._uid is None:
@@ -786,18 +867,19 @@ def leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None]
     if os.geteuid() != 0:
         yield None
         return
-    uid, descriptor = _take_account(confinement.child_uid_base)
+    uid, descriptor = _take_account(confinement)
     try:
         yield uid, uid
     finally:
-        if _end_tenancy(uid):
+        if _end_tenancy(uid, confinement):
             os.pwrite(descriptor, _CLEAN, 0)
             os.close(descriptor)
         else:
             _quarantine(uid, descriptor)
 
 
-def _take_account(base: int) -> tuple[int, int]:
+def _take_account(confinement: Confinement) -> tuple[int, int]:
+    base = confinement.child_uid_base
     locks = Path(tempfile.gettempdir()) / _ACCOUNT_LOCKS
     locks.mkdir(mode=0o700, exist_ok=True)
     start = next(_rotation)
@@ -812,12 +894,11 @@ def _take_account(base: int) -> tuple[int, int]:
         except BlockingIOError:
             os.close(descriptor)
             continue
-        # The lock file says "clean" once a lease ended with its sweep; else its holder died.
-        if os.pread(descriptor, len(_CLEAN), 0) != _CLEAN and not _end_tenancy(uid):
+        # The lock file says "clean" once a lease ended with its kill and purge; else its holder
+        # died, or was of a release before the mark: what it left is not the new tenant's to find.
+        if os.pread(descriptor, len(_CLEAN), 0) != _CLEAN and not _end_tenancy(uid, confinement):
             _quarantine(uid, descriptor)
             continue
-        # Files a worker of an older release left for this uid are not the new tenant's to find.
-        _purge_shared_temp(uid)
         os.pwrite(descriptor, _IN_USE, 0)
         return uid, descriptor
     raise RuntimeError(f"all {_ACCOUNTS} accounts for sandboxed children from uid {base} are in use")
@@ -830,26 +911,43 @@ def _quarantine(uid: int, descriptor: int) -> None:
     logger.error("sandbox uid quarantined: its processes could not all be killed", extra={"uid": uid})
 
 
-def _end_tenancy(uid: int) -> bool:
+def _end_tenancy(uid: int, confinement: Confinement) -> bool:
     """Ends everything `uid` left: its processes, its System V IPC objects, its files in the shared
     temporary directories (POSIX shared memory and queues included). True when nothing of it runs."""
     for _ in range(_CLEANUP_ATTEMPTS):
-        if uid not in _emptied:
-            _kill_as(uid)
-        _emptied.discard(uid)
+        # The kill at a run's end that found nothing left needs no scan: the run's processes had no
+        # privilege to become what kill(-1) cannot reach. Any other tenancy (a stale lock) is scanned.
+        verified = _killed.pop(uid, None)
+        if verified:
+            return True  # killed and purged at the run's end, with nothing of it left to leave more
+        if verified is None:
+            _kill_as(uid, confinement)
         _purge_shared_temp(uid)
         if not any(True for _ in _live_processes_of(uid)):
             return True
     return False
 
 
-def _kill_as(uid: int) -> None:
+def _kill_as(uid: int, confinement: Confinement) -> bool:
     """Kills every process of `uid` from a helper that becomes `uid` and repeats kill(-1, SIGKILL)
     until none is left: a fork cannot complete with a kill pending, so pid churn cannot evade it.
     The helper then removes the uid's System V IPC objects, which only their owner (or
-    CAP_SYS_ADMIN, which the container lacks) may remove."""
+    CAP_SYS_ADMIN, which the container lacks) may remove. True when the kill itself saw nothing
+    of the uid left (kill(-1) found no process to signal); False when only a scan can tell."""
+    helper = _exec_helper(confinement)
+    if helper is not None:
+        # Started by vfork (no preexec_fn, no user): a small static program, not a copy of the worker.
+        done = subprocess.run(  # noqa: S603 - our own helper, fixed arguments
+            [helper, "kill", str(uid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            check=False,
+        )
+        return done.returncode == 0
     # The helper never execs: its work is all in _kill_everything, which ends with os._exit.
-    helper = subprocess.Popen(
+    helper_process = subprocess.Popen(
         [sys.executable],
         user=uid,
         group=uid,
@@ -860,7 +958,8 @@ def _kill_as(uid: int) -> None:
         stderr=subprocess.DEVNULL,
         close_fds=True,
     )
-    helper.wait()
+    helper_process.wait()
+    return False
 
 
 def _kill_everything() -> None:
@@ -922,13 +1021,15 @@ def _purge_shared_temp(uid: int) -> None:
         remove_tree(path)
 
 
-def seal_shared_temp() -> list[str]:
-    """Takes write permission on the shared temporary directories from everyone but their owner
-    (root), so that children can leave nothing there; the directories it changed. For the
-    container, where the worker owns them; on a development machine the purge at the end of each
-    lease does instead."""
+def seal_shared_temp(directories: Sequence[str] = SEALED_TEMP_DIRS) -> list[str]:
+    """Takes write permission on `directories` from everyone but their owner (root), so that
+    children can leave nothing there; the directories it changed. For the container, where the
+    worker owns them; on a development machine the purge at the end of each lease does instead.
+    /dev/shm and /dev/mqueue stay open by default: POSIX semaphores (Python's multiprocessing
+    locks) live there and glibc ignores TMPDIR for them; what a run leaves there is counted in its
+    disk budget and purged when it ends."""
     sealed = []
-    for path in SHARED_TEMP_DIRS:
+    for path in directories:
         with contextlib.suppress(OSError):
             info = os.stat(path)
             if info.st_uid == os.geteuid() and info.st_mode & stat.S_IWOTH:

@@ -1,0 +1,178 @@
+/* mistersmith-exec: the sandbox's exec helper (see mistersmith/work/sandbox.py, _HelperRoute).
+ *
+ * The worker starts it without preexec_fn, user or group, so CPython vforks instead of copying
+ * the worker; it does what preexec_fn did, then execs the task's program:
+ *
+ *   mistersmith-exec exec UID REPORT_FD FILTER_HEX NLIMITS [RESOURCE SOFT HARD]... EXECUTABLE ARGV...
+ *       drops every group and becomes UID (unless UID is -1), sets the rlimits, sets no_new_privs,
+ *       installs the seccomp program FILTER_HEX ("-": none), execs. A failure before the exec is
+ *       written to REPORT_FD as JSON ({"exec_errno": N} or {"error": "..."}), exit status 125.
+ *   mistersmith-exec kill UID
+ *       becomes UID and repeats kill(-1, SIGKILL) until none is left (a fork cannot complete with
+ *       a kill pending), then removes UID's System V IPC objects (only their owner may). Exit 0
+ *       when no process of UID is left (the kernel's count of the user's processes says so), 3
+ *       when some still counts (a zombie not yet reaped, or a kill that did not take).
+ *
+ * Built static at image build (fargate_worker/Dockerfile) and by the tests with cc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FAILED 125
+#define KILL_PASSES 20
+#define MAX_FILTER 4096
+
+static int report_fd = -1;
+
+static void report(const char *json) {
+    if (report_fd >= 0) {
+        ssize_t ignored = write(report_fd, json, strlen(json));
+        (void)ignored;
+    }
+}
+
+static void fail(const char *what) {
+    char message[256];
+    snprintf(message, sizeof message, "{\"error\": \"exec helper: %s: %s\"}", what, strerror(errno));
+    report(message);
+    _exit(FAILED);
+}
+
+static long long number(const char *text) {
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno || *end || end == text) {
+        errno = EINVAL;
+        fail("bad number");
+    }
+    return value;
+}
+
+static void become(long long uid) {
+    if (uid < 0) return;
+    if (setgroups(0, NULL) != 0) fail("setgroups");
+    if (setgid((gid_t)uid) != 0) fail("setgid");
+    if (setuid((uid_t)uid) != 0) fail("setuid");
+}
+
+static void install_filter(const char *hex) {
+    static struct sock_filter program[MAX_FILTER / 8];
+    size_t length = strlen(hex);
+    if (strcmp(hex, "-") == 0) return;
+    if (length % 16 || length / 2 > MAX_FILTER) {
+        errno = EINVAL;
+        fail("bad filter");
+    }
+    unsigned char *bytes = (unsigned char *)program;
+    for (size_t i = 0; i < length / 2; i++) {
+        unsigned int byte;
+        if (sscanf(hex + 2 * i, "%2x", &byte) != 1) {
+            errno = EINVAL;
+            fail("bad filter");
+        }
+        bytes[i] = (unsigned char)byte;
+    }
+    struct sock_fprog fprog = {.len = (unsigned short)(length / 16), .filter = program};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("PR_SET_NO_NEW_PRIVS");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0) fail("PR_SET_SECCOMP");
+}
+
+static int run_exec(int argc, char **argv) {
+    if (argc < 6) return FAILED;
+    long long uid = number(argv[2]);
+    report_fd = (int)number(argv[3]);
+    /* The task's program must not inherit the report channel: its end is how the worker knows the exec happened. */
+    if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0) fail("report descriptor");
+    const char *filter = argv[4];
+    long long limits = number(argv[5]);
+    int next = 6;
+    if (limits < 0 || argc < next + 3 * limits + 2) {
+        errno = EINVAL;
+        fail("bad arguments");
+    }
+    become(uid);
+    for (long long i = 0; i < limits; i++, next += 3) {
+        struct rlimit limit = {(rlim_t)number(argv[next + 1]), (rlim_t)number(argv[next + 2])};
+        if (setrlimit((int)number(argv[next]), &limit) != 0) fail("setrlimit");
+    }
+    install_filter(filter);
+    execv(argv[next], argv + next + 1);
+    char message[64];
+    snprintf(message, sizeof message, "{\"exec_errno\": %d}", errno);
+    report(message);
+    return FAILED;
+}
+
+/* Removes the IPC objects of `uid` listed in /proc/sysvipc/<kind> (columns found by the header). */
+static void remove_ipc(const char *kind, uid_t uid) {
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/sysvipc/%s", kind);
+    FILE *table = fopen(path, "r");
+    if (!table) return;
+    int uid_column = -1;
+    if (fgets(line, sizeof line, table)) {
+        int column = 0;
+        for (char *word = strtok(line, " \t\n"); word; word = strtok(NULL, " \t\n"), column++)
+            if (strcmp(word, "uid") == 0) uid_column = column;
+    }
+    while (uid_column > 1 && fgets(line, sizeof line, table)) {
+        long long id = -1, owner = -1;
+        int column = 0;
+        for (char *word = strtok(line, " \t\n"); word; word = strtok(NULL, " \t\n"), column++) {
+            if (column == 1) id = strtoll(word, NULL, 10);
+            if (column == uid_column) owner = strtoll(word, NULL, 10);
+        }
+        if (id < 0 || owner != (long long)uid) continue;
+        if (kind[1] == 'h') shmctl((int)id, IPC_RMID, NULL);
+        else if (kind[1] == 's') msgctl((int)id, IPC_RMID, NULL);
+        else semctl((int)id, 0, IPC_RMID);
+    }
+    fclose(table);
+}
+
+static int run_kill(int argc, char **argv) {
+    if (argc != 3) return FAILED;
+    long long uid = number(argv[2]);
+    if (uid <= 0) return FAILED;
+    become(uid);
+    for (int pass = 0; pass < KILL_PASSES; pass++)
+        if (kill(-1, SIGKILL) != 0 && errno == ESRCH) break;
+    remove_ipc("shm", (uid_t)uid);
+    remove_ipc("msg", (uid_t)uid);
+    remove_ipc("sem", (uid_t)uid);
+    /* Whether anything of UID is left, zombies included: the kernel counts the user's processes,
+     * and with a limit of 2 a fork succeeds only if this helper is the user's only one. */
+    struct rlimit alone = {2, 2};
+    if (setrlimit(RLIMIT_NPROC, &alone) != 0) return 3;
+    pid_t probe = fork();
+    if (probe == 0) _exit(0);
+    if (probe < 0) return 3;
+    waitpid(probe, NULL, 0);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "exec") == 0) return run_exec(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "kill") == 0) return run_kill(argc, argv);
+    fputs("usage: mistersmith-exec exec UID REPORT_FD FILTER_HEX NLIMITS [RESOURCE SOFT HARD]... EXECUTABLE ARGV...\n"
+          "       mistersmith-exec kill UID\n",
+          stderr);
+    return 2;
+}
