@@ -124,6 +124,10 @@ class LocalStack:
         # Imported only now: the shared Logger reads its service name and level from the variables above.
         from mistersmith.observability import logger
 
+        # Imported earlier (a test session's other tests): the functions' service name on lines and metrics.
+        if logger.service != self.env["POWERTOOLS_SERVICE_NAME"]:
+            logger.service = self.env["POWERTOOLS_SERVICE_NAME"]
+            logger.append_keys(service=logger.service)
         self.console.attach(logger.registered_handler)
         self._follower.start()
         self.worker_env = (
@@ -161,6 +165,10 @@ class LocalStack:
         if self._moto:
             self._moto.stop()
         self.console.detach()
+
+    def read_worker_logs(self) -> None:
+        """Reads what the workers have written so far into the console (and the metrics) now."""
+        self._follower.poll()
 
     def write_env(self, path: Path = STATE_DIR / "env") -> Path:
         """A dotenv file with what a function, a worker or a test needs to join this stack."""

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
+from local_stack.emf import save_keys
+from local_stack.stack import EVENTS_DIR, STATE_DIR, LocalConfig, LocalStack
 
 # CI gets the same examples on every run, so that its verdict is about the change, not the draw;
 # locally the draw varies and keeps exploring.
@@ -25,6 +26,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 VISIBILITY_SECONDS = 10
+# The series the integration tests' stack emitted, for the dashboard check when it runs on its own.
+EMITTED_METRICS_FILE = STATE_DIR / "integration-metrics.json"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that read what the rest of the session emitted run last (a stable sort keeps the rest in order).
+    items.sort(key=lambda item: item.get_closest_marker("after_integration") is not None)
 
 
 def free_port() -> int:
@@ -54,6 +62,7 @@ def stack() -> Iterator[LocalStack]:
     )
     with LocalStack(config) as running:
         yield running
+    save_keys(running.metrics.series(), EMITTED_METRICS_FILE)
 
 
 @pytest.fixture(scope="session")

@@ -87,4 +87,4 @@ def test_a_task_s_lines_carry_each_component_s_name_and_its_metrics_are_kept(sta
     assert (finished["level"], finished["error_type"]) == ("ERROR", "CommandFailed")
     assert count(stack, "TasksSubmitted") - submitted_before >= 2
     assert count(stack, "TasksFailed", WORKER) > failed_before
-    assert SeriesKey("TaskDuration", WORKER, "Milliseconds") in stack.metrics.series()
+    assert SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith") in stack.metrics.series()

@@ -61,10 +61,10 @@ def test_a_powertools_line_gives_one_point_per_value():
     points = points_in_line(WORKER_EMF)
 
     assert points == [
-        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count"), 1.0),
-        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count"), 1.0),
-        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds"), 40.0),
-        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds"), 120.0),
+        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count", "MisterSmith"), 1.0),
+        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count", "MisterSmith"), 1.0),
+        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith"), 40.0),
+        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith"), 120.0),
     ]
 
 
@@ -126,7 +126,7 @@ def test_the_table_sums_counts_and_gives_mean_and_maximum_of_times():
     series = aggregate(points_in_line(WORKER_EMF))
     aggregate(points_in_line(WORKER_EMF.replace("120.0", "60.5")), series)
 
-    duration = series[SeriesKey("TaskDuration", WORKER, "Milliseconds")]
+    duration = series[SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith")]
     assert (duration.count, duration.total, duration.maximum) == (4, 260.5, 120.0)
     assert math.isclose(duration.mean, 65.125)
     assert summary_table(series).splitlines() == [
