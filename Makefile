@@ -56,8 +56,8 @@ lint: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
 bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; an execute task's RUNNING -> SUCCEEDED beside subprocess.run
-	$(BIN)/python bench/worker_throughput.py
-	$(BIN)/python bench/execute_overhead.py
+	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.execute_overhead
 
 simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: latency, task-hours, cost, plot
 	$(BIN)/python -m simulator

@@ -25,7 +25,7 @@ Every variant runs REPEATS times after WARMUPS, interleaved (one of each per rou
 rotating) so that drift on the machine hits them all alike: about ten seconds in all. Median and
 p90 in milliseconds.
 
-Run: make bench   (or: .venv/bin/python bench/execute_overhead.py)
+Run: make bench   (or: .venv/bin/python -m bench.execute_overhead)
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryTaskStore, NullPublisher
 from mistersmith.clock import now_iso
 from mistersmith.errors import TaskFailure
 from mistersmith.lifecycle import Lifecycle
@@ -54,6 +53,7 @@ from mistersmith.settings import WorkerSettings
 from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import SAFE_PATH, child_environment
+from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
 
 REPEATS = 100
 WARMUPS = 2

@@ -5,7 +5,7 @@
 (b) on the local stack (moto on loopback): one worker process beside a bare boto3 loop on the
     same queue. moto slows as a queue deepens, so both runs keep the depth at TASKS_MOTO.
 
-Run: make bench   (or: .venv/bin/python bench/worker_throughput.py)
+Run: make bench   (or: .venv/bin/python -m bench.worker_throughput)
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import tracemalloc
 from fargate_worker.worker import Worker
 from local_stack.stack import LocalConfig, LocalStack
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 from mistersmith.clock import epoch_from_iso, now_iso
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, canonical_json
 from mistersmith.processing import TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 
 TASKS_MEMORY = 3000
 TASKS_MOTO = 200

@@ -54,7 +54,13 @@ def _import(code_uri: str, module_name: str, unique: str) -> ModuleType:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
-    spec.loader.exec_module(module)
+    # Lambda puts the function's folder on the path: its modules import their siblings by name.
+    folder = str(ROOT / code_uri)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     return module
 
 

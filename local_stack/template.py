@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cfnlint.decode import cfn_yaml
 
+from local_stack.intrinsics import Intrinsics
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
-_SUB_VARIABLE = re.compile(r"\$\{([A-Za-z0-9:._]+)\}")
 
 
 @dataclass
@@ -27,6 +27,9 @@ class Template:
     # Physical names or ids of created resources: {logical id: value}, and {logical id: {attr: value}}.
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._intrinsics = Intrinsics(self.body.get("Conditions", {}), ref=self._ref, get_att=self._get_att)
 
     @classmethod
     def load(cls, path: Path = TEMPLATE_PATH, overrides: dict[str, str] | None = None) -> Template:
@@ -60,61 +63,18 @@ class Template:
         return {name: str(self.resolve(value)) for name, value in variables.items()}
 
     def resolve(self, value: Any) -> Any:
-        """Resolves Ref, Fn::Sub, Fn::GetAtt, Fn::If (on parameter conditions) and Fn::Join."""
-        if isinstance(value, list):
-            return [self.resolve(item) for item in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) != 1:
-            return {key: self.resolve(item) for key, item in value.items()}
-        ((key, argument),) = value.items()
-        handler = self._intrinsics().get(key)
-        return handler(argument) if handler else {key: self.resolve(argument)}
-
-    def _intrinsics(self) -> dict[str, Callable[[Any], Any]]:
-        return {
-            "Ref": self._ref,
-            "Fn::GetAtt": self._get_att,
-            "Fn::Sub": self._sub,
-            "Fn::Join": lambda arg: str(arg[0]).join(
-                str(self.resolve(item)) for item in self.resolve(arg[1])
-            ),
-            "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
-        }
+        """Resolves the intrinsics in `value` against the parameters and the resources created so far."""
+        return self._intrinsics.evaluate(value)
 
     def present(self, items: list[Any]) -> list[Any]:
-        """The items of a list that exist under the parameters: `Fn::If` items decided, and those
-        that came out as AWS::NoValue left out (their other properties stay unresolved)."""
-        chosen = []
-        for item in items:
-            while isinstance(item, dict) and list(item) == ["Fn::If"]:
-                condition, if_true, if_false = item["Fn::If"]
-                item = if_true if self.condition(condition) else if_false
-            if item != {"Ref": "AWS::NoValue"}:
-                chosen.append(item)
-        return chosen
+        """The items of a list that exist under the parameters: `Fn::If` decided, and what came out
+        as AWS::NoValue left out (other intrinsics stay unresolved)."""
+        return list(self._intrinsics.decide(items))
 
     def condition(self, name: str) -> bool:
-        return bool(self._evaluate(self.body.get("Conditions", {})[name]))
+        return self._intrinsics.condition(name)
 
-    def _evaluate(self, expression: Any) -> Any:
-        if not isinstance(expression, dict):
-            return expression
-        ((key, argument),) = expression.items()
-        if key == "Fn::Equals":
-            left, right = (str(self._evaluate(self.resolve(item))) for item in argument)
-            return left == right
-        if key == "Fn::Not":
-            return not self._evaluate(argument[0])
-        if key == "Fn::And":
-            return all(self._evaluate(item) for item in argument)
-        if key == "Fn::Or":
-            return any(self._evaluate(item) for item in argument)
-        if key == "Condition":
-            return self.condition(argument)
-        return self.resolve(expression)
-
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> str | list[str]:
         pseudo = {
             "AWS::Region": self.region,
             "AWS::AccountId": self.account,
@@ -123,26 +83,15 @@ class Template:
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": "",
         }
+        if name in self.parameters and self.body["Parameters"][name]["Type"] == "CommaDelimitedList":
+            return self.parameters[name].split(",")
         for source in (pseudo, self.parameters, self.refs):
             if name in source:
                 return source[name]
         raise KeyError(f"{name} is not a parameter or a resource the local stack has created")
 
-    def _get_att(self, argument: Any) -> str:
-        logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
+    def _get_att(self, logical_id: str, attribute: str) -> str:
         try:
             return self.attributes[logical_id][attribute]
         except KeyError:
             raise KeyError(f"{logical_id}.{attribute} is not known to the local stack") from None
-
-    def _sub(self, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        local = {name: str(self.resolve(item)) for name, item in variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in local:
-                return local[name]
-            return self._get_att(name) if "." in name else self._ref(name)
-
-        return _SUB_VARIABLE.sub(replace, text)

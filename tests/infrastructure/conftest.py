@@ -18,6 +18,8 @@ from cfnlint.decode import decode
 from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
 
+from local_stack.intrinsics import Intrinsics
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 CUSTOM_RULES_PATH = Path(__file__).with_name("cfn_custom_rules.txt")
@@ -177,87 +179,24 @@ def parameter_values(sam_template: Template, overrides: dict[str, Any] | None = 
     return values
 
 
-def evaluate(expression: Any, parameters: dict[str, Any], conditions: dict[str, Any]) -> Any:
-    """Evaluates the intrinsics that Conditions and Rules use here, on parameter values alone."""
-    if not isinstance(expression, dict):
-        return expression
-    ((function, argument),) = expression.items()
-
-    def value(item: Any) -> Any:
-        return evaluate(item, parameters, conditions)
-
-    if function == "Ref":
-        return parameters[argument]
-    if function == "Condition":
-        return condition_value(argument, parameters, conditions)
-    if function == "Fn::Equals":
-        left, right = (value(item) for item in argument)
-        return str(left) == str(right)
-    if function == "Fn::Not":
-        return not value(argument[0])
-    if function == "Fn::And":
-        return all(value(item) for item in argument)
-    if function == "Fn::Or":
-        return any(value(item) for item in argument)
-    if function == "Fn::Join":
-        return argument[0].join(str(item) for item in value_list(argument[1], parameters, conditions))
-    if function == "Fn::Split":
-        return str(value(argument[1])).split(argument[0])
-    if function == "Fn::Select":
-        return value_list(argument[1], parameters, conditions)[int(value(argument[0]))]
-    if function == "Fn::Contains":
-        return value(argument[1]) in value_list(argument[0], parameters, conditions)
-    if function == "Fn::EachMemberEquals":
-        return all(item == value(argument[1]) for item in value_list(argument[0], parameters, conditions))
-    raise AssertionError(f"{function} is not handled by the test evaluator")
-
-
-def value_list(expression: Any, parameters: dict[str, Any], conditions: dict[str, Any]) -> list[Any]:
-    if isinstance(expression, list):
-        return [evaluate(item, parameters, conditions) for item in expression]
-    result = evaluate(expression, parameters, conditions)
-    assert isinstance(result, list), f"{expression} is not a list"
-    return result
-
-
-def condition_value(name: str, parameters: dict[str, Any], conditions: dict[str, Any]) -> bool:
-    return bool(evaluate(conditions[name], parameters, conditions))
+def intrinsics(template: Template, parameters: dict[str, Any]) -> Intrinsics:
+    """The template's intrinsics evaluated on parameter values alone (nothing has been created)."""
+    return Intrinsics(template.get("Conditions", {}), ref=parameters.__getitem__)
 
 
 def evaluate_conditions(template: Template, parameters: dict[str, Any]) -> dict[str, bool]:
-    conditions = template.get("Conditions", {})
-    return {name: condition_value(name, parameters, conditions) for name in conditions}
+    evaluator = intrinsics(template, parameters)
+    return {name: evaluator.condition(name) for name in template.get("Conditions", {})}
 
 
 def rules_pass(template: Template, parameters: dict[str, Any]) -> dict[str, bool]:
     """Each rule of the template: does a deploy with these parameters get past it?"""
+    evaluator = intrinsics(template, parameters)
     results = {}
     for name, rule in template.get("Rules", {}).items():
-        applies = "RuleCondition" not in rule or evaluate(rule["RuleCondition"], parameters, {})
-        results[name] = not applies or all(
-            evaluate(item["Assert"], parameters, {}) for item in rule["Assertions"]
-        )
+        applies = "RuleCondition" not in rule or evaluator.evaluate(rule["RuleCondition"])
+        results[name] = not applies or all(evaluator.evaluate(item["Assert"]) for item in rule["Assertions"])
     return results
-
-
-def resolve_conditions(value: Any, conditions: dict[str, bool]) -> Any:
-    """Picks each Fn::If branch and drops AWS::NoValue, as CloudFormation does with these conditions."""
-    no_value = object()
-
-    def walk(item: Any) -> Any:
-        if isinstance(item, dict):
-            if set(item) == {"Fn::If"}:
-                name, when_true, when_false = item["Fn::If"]
-                return walk(when_true if conditions[name] else when_false)
-            if item == {"Ref": "AWS::NoValue"}:
-                return no_value
-            walked = {key: walk(child) for key, child in item.items()}
-            return {key: child for key, child in walked.items() if child is not no_value}
-        if isinstance(item, list):
-            return [child for child in (walk(entry) for entry in item) if child is not no_value]
-        return item
-
-    return walk(value)
 
 
 @dataclass(frozen=True)
@@ -280,14 +219,15 @@ class Deployment:
 def deploy(sam_template: Template, overrides: dict[str, Any] | None = None) -> Deployment:
     translated = translate(sam_template, overrides)
     parameters = parameter_values(translated, overrides)
+    evaluator = intrinsics(translated, parameters)
     conditions = evaluate_conditions(translated, parameters)
     kept = {
-        logical_id: resolve_conditions(resource, conditions)
+        logical_id: evaluator.decide(resource)
         for logical_id, resource in translated["Resources"].items()
         if conditions.get(resource.get("Condition", ""), True)
     }
     outputs = {
-        name: resolve_conditions(output, conditions)
+        name: evaluator.decide(output)
         for name, output in translated.get("Outputs", {}).items()
         if conditions.get(output.get("Condition", ""), True)
     }

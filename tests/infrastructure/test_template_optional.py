@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infrastructure.conftest import ALL_ON, evaluate
+from tests.infrastructure.conftest import ALL_ON, intrinsics
 from tests.infrastructure.test_template_observability import FUNCTIONS
 
 pytestmark = pytest.mark.infrastructure
@@ -169,7 +169,8 @@ def test_global_table_replicas_follow_parameter(deployment, regions, expected):
     stack = deployment(ReplicaRegions=regions)
     # When the global table is deployed
     replicas = stack.resources["TaskGlobalTable"]["Properties"]["Replicas"]
-    names = [evaluate(r["Region"], stack.parameters | {"AWS::Region": "us-east-1"}, {}) for r in replicas]
+    evaluator = intrinsics({}, stack.parameters | {"AWS::Region": "us-east-1"})
+    names = [evaluator.evaluate(r["Region"]) for r in replicas]
     # Then it has this region's table plus one replica per listed region
     assert names == ["us-east-1", *expected]
 

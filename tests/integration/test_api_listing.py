@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from local_stack.lambda_runtime import fresh_module
-from mistersmith.adapters.memory import MemoryTaskStore, NullPublisher
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import CompileRequest, TaskStatus
 from mistersmith.settings import IntakeSettings
+from tests.fakes import MemoryTaskStore, NullPublisher
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's testclient warns about its httpx dependency

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from local_stack.lambda_runtime import fresh_module
-from mistersmith.adapters.memory import MemoryTaskStore, NullPublisher
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.ports import BlobNotFound, BlobStore
 from mistersmith.settings import IntakeSettings
+from tests.fakes import MemoryTaskStore, NullPublisher
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's testclient warns about its httpx dependency

@@ -7,7 +7,6 @@ import zipfile
 
 import pytest
 
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 from mistersmith.errors import PayloadTooLarge
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -16,6 +15,7 @@ from mistersmith.processing import TaskProcessor
 from mistersmith.routing import RouteOutcome, Router
 from mistersmith.settings import IntakeSettings
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from mistersmith.adapters.memory import MemoryBlobStore, MemoryTaskStore, NullPublisher
 from mistersmith.clock import now_iso
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus
 from mistersmith.processing import Disposition, TaskProcessor
 from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 

@@ -47,6 +47,14 @@ class InvalidRequest(MisterSmithError):
     """A request that passed the schema but cannot be served (a bad page token, say)."""
 
 
+class UploadRejected(InvalidRequest):
+    """The uploaded payload a task names is missing or does not fit its task type."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class PublishFailed(MisterSmithError):
     """The bus did not take an event; the caller may retry with the same task id."""
 

@@ -13,8 +13,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     TypeAdapter,
     model_validator,
 )
@@ -194,6 +196,64 @@ class AnalyzeRequest(_TaskRequest):
 
 TaskRequest = Annotated[ExecuteRequest | CompileRequest | AnalyzeRequest, Field(discriminator="task_type")]
 TASK_REQUEST_ADAPTER: TypeAdapter[ExecuteRequest | CompileRequest | AnalyzeRequest] = TypeAdapter(TaskRequest)
+TaskRequestModel = ExecuteRequest | CompileRequest | AnalyzeRequest
+
+# An object that POST /uploads handed out: the API's bucket, under uploads/.
+UPLOAD_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>uploads/[A-Za-z0-9._-]{1,200})$")
+
+
+class UploadedTaskRequest(StrictModel):
+    """A task whose payload was uploaded first (POST /uploads, then PUT to the URL it returned)."""
+
+    id: TaskId | None = None
+    task_type: Literal["execute", "compile", "analyze"]
+    payload_uri: Annotated[
+        str,
+        StringConstraints(pattern=UPLOAD_URI.pattern),
+        Field(description="The `source_uri` that POST /uploads returned, after the PUT succeeded."),
+    ]
+
+
+def _submission_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return "uploaded" if isinstance(value, UploadedTaskRequest) else getattr(value, "task_type", None)
+    if not isinstance(value, dict):
+        return None
+    if "payload_uri" in value:
+        return "uploaded"
+    task_type = value.get("task_type")
+    # Only a string can name a tag; anything else is reported as a missing tag, not a crash.
+    return task_type if isinstance(task_type, str) else None
+
+
+TaskSubmission = Annotated[
+    Annotated[ExecuteRequest, Tag("execute")]
+    | Annotated[CompileRequest, Tag("compile")]
+    | Annotated[AnalyzeRequest, Tag("analyze")]
+    | Annotated[UploadedTaskRequest, Tag("uploaded")],
+    Discriminator(
+        _submission_tag,
+        custom_error_type="invalid_task_type",
+        custom_error_message="task_type must be one of execute, compile, analyze",
+    ),
+]
+
+
+class UploadRequest(StrictModel):
+    content_type: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
+    ] = "application/json"
+
+
+class UploadTicket(BaseModel):
+    """Where and how to PUT an upload, and the URI that a task then names."""
+
+    upload_id: str
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str]
+    expires_at: str
+    source_uri: str
 
 
 def canonical_json(value: Any) -> str:

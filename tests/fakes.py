@@ -1,5 +1,5 @@
-"""In-memory adapters with the same conditional semantics as the AWS ones: for unit tests and for
-benchmarks that measure the worker's own overhead without a network."""
+"""Test doubles: in-memory adapters with the same conditional semantics as the AWS ones, for unit
+tests and for benchmarks that measure the worker's own overhead without a network. Not shipped."""
 
 from __future__ import annotations
 
