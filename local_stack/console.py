@@ -206,3 +206,25 @@ class LogFollower:
         for line in lines:
             self.console.emit(followed.name, line.decode(errors="replace"))
         return len(data) < READ_CHUNK_BYTES
+
+
+class FunctionsLog:
+    """A console listener: the lines of the in-process functions, into one file beside the workers'
+    own (`mistersmith logs` reads them all)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def feed(self, name: str, line: str) -> None:
+        if name.startswith("worker-"):
+            return  # followed from the worker's own file, which already holds it
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(f"{name} | {line}\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import uvicorn
 
-from local_stack.console import Console, LogFollower, component
+from local_stack.console import Console, FunctionsLog, LogFollower, component
 from local_stack.emf import MetricsCollector
 from local_stack.lambda_runtime import component_name, invoke, module_of
 from local_stack.moto_server import MotoServer
@@ -32,6 +32,8 @@ EVENTS_DIR = ROOT / "events"
 LOCAL_PARAMETERS = {"WorkerTracing": "false"}
 WORKER_CONTAINER = "worker"
 STATE_DIR = ROOT / ".local"
+# The in-process functions' lines, beside the workers' worker-N.log files.
+FUNCTIONS_LOG = "functions.log"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class LocalStack:
         self.metrics = MetricsCollector()
         self.console.add_listener(self.metrics.feed)
         self._follower = LogFollower(self.console)
+        self._functions_log: FunctionsLog | None = None
         # Supervised workers' indexes, so that a replacement takes a free name and log file.
         self._worker_index: dict[int, int] = {}
 
@@ -129,6 +132,8 @@ class LocalStack:
             logger.service = self.env["POWERTOOLS_SERVICE_NAME"]
             logger.append_keys(service=logger.service)
         self.console.attach(logger.registered_handler)
+        self._functions_log = FunctionsLog(self.config.log_dir / FUNCTIONS_LOG)
+        self.console.add_listener(self._functions_log.feed)
         self._follower.start()
         self.worker_env = (
             aws
@@ -165,6 +170,8 @@ class LocalStack:
         if self._moto:
             self._moto.stop()
         self.console.detach()
+        if self._functions_log:
+            self._functions_log.close()
 
     def read_worker_logs(self) -> None:
         """Reads what the workers have written so far into the console (and the metrics) now."""

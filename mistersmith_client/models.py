@@ -33,6 +33,8 @@ class Task(_Answer):
     error: dict[str, Any] | None = None
     trace_id: str | None = None
     cancel_requested: bool | None = None
+    worker_id: str | None = None
+    retry_of: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -91,6 +91,15 @@ def get_task(task_id: TaskId, intake: IntakeDep) -> Any:
     return intake.get(task_id)
 
 
+@app.get(
+    "/tasks/{task_id}/payload",
+    responses=problem_responses(404, 422),
+    summary="Read a task's payload as submitted (for a retry, or to see what ran)",
+)
+def get_task_payload(task_id: TaskId, intake: IntakeDep) -> dict[str, Any]:
+    return intake.payload(task_id)
+
+
 @app.delete(
     "/tasks/{task_id}",
     status_code=202,

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+from typing import Any
 
 from mistersmith.clock import now_iso
 from mistersmith.errors import (
@@ -85,6 +87,7 @@ class Intake:
             fingerprint=fingerprint,
             trace_id=trace_root(trace_header),
             trace_header=trace_header,
+            retry_of=getattr(request, "retry_of", None),
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
             task.payload_ref = self._store_aside(task_id, body)
@@ -144,6 +147,16 @@ class Intake:
         if task is None:
             raise TaskNotFound(task_id)
         return task.public()
+
+    def payload(self, task_id: str) -> dict[str, Any]:
+        """The payload as submitted (read back from the bucket when it was stored aside)."""
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        if task.payload_ref is not None:
+            payload: dict[str, Any] = json.loads(self.blobs.get(task.payload_ref.bucket, task.payload_ref.key))
+            return payload
+        return task.payload or {}
 
     def list(
         self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None

@@ -177,6 +177,9 @@ class PayloadRef(StrictModel):
 
 class _TaskRequest(StrictModel):
     id: TaskId | None = None
+    retry_of: Annotated[TaskId | None, Field(description="The task this one runs again (mistersmith retry).")] = (
+        None
+    )
 
 
 class ExecuteRequest(_TaskRequest):
@@ -331,6 +334,9 @@ class TaskRecord(BaseModel):
     trace_id: str | None = None
     # Set by DELETE on a RUNNING task; its worker sees it at the next heartbeat and stops.
     cancel_requested: bool | None = None
+    # The worker that holds (or last held) the task.
+    worker_id: str | None = None
+    retry_of: TaskId | None = None
 
 
 class StoredTask(TaskRecord):
@@ -339,7 +345,6 @@ class StoredTask(TaskRecord):
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
-    worker_id: str | None = None
     lease_expires_at: float | None = None
     trace_header: str | None = None
 
