@@ -154,7 +154,9 @@ class Intake:
         if task is None:
             raise TaskNotFound(task_id)
         if task.payload_ref is not None:
-            payload: dict[str, Any] = json.loads(self.blobs.get(task.payload_ref.bucket, task.payload_ref.key))
+            payload: dict[str, Any] = json.loads(
+                self.blobs.get(task.payload_ref.bucket, task.payload_ref.key)
+            )
             return payload
         return task.payload or {}
 

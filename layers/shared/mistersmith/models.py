@@ -177,9 +177,9 @@ class PayloadRef(StrictModel):
 
 class _TaskRequest(StrictModel):
     id: TaskId | None = None
-    retry_of: Annotated[TaskId | None, Field(description="The task this one runs again (mistersmith retry).")] = (
-        None
-    )
+    retry_of: Annotated[
+        TaskId | None, Field(description="The task this one runs again (mistersmith retry).")
+    ] = None
 
 
 class ExecuteRequest(_TaskRequest):
