@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 PY312_DIR := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/) $(dir $(shell command -v python3.12 2>/dev/null)))
 export SAM_CLI_TELEMETRY := 0
 PIP_QUIET := --quiet --disable-pip-version-check
+MOTO_PORT ?= 5000
+API_PORT ?= 3000
 
 .PHONY: demo local test unit integration infrastructure lint build bench simulate clean
 
@@ -32,8 +34,8 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, checked
 	$(BIN)/python -m local_stack demo
 
-local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env
-	$(BIN)/python -m local_stack local
+local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env (MOTO_PORT=, API_PORT=, LOCAL_ARGS=--compact)
+	$(BIN)/python -m local_stack local --moto-port $(MOTO_PORT) --api-port $(API_PORT) $(LOCAL_ARGS)
 
 test: lint  ## static checks, then every test
 	$(BIN)/python -m pytest

@@ -22,7 +22,14 @@ import uvicorn
 
 from local_stack.console import Console, FunctionsLog, LogFollower, component
 from local_stack.emf import MetricsCollector
-from local_stack.lambda_runtime import component_name, invoke, module_of
+from local_stack.lambda_runtime import (
+    InvocationKeys,
+    LambdaContext,
+    component_name,
+    invocation,
+    invoke,
+    module_of,
+)
 from local_stack.moto_server import MotoServer
 from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
@@ -43,12 +50,16 @@ class LocalConfig:
     api_port: int = 3000
     # The autoscaler's desired count decides how many workers run, up to this cap on one machine.
     max_workers: int = 3
-    # Locally the scheduled functions run every few seconds rather than every minute.
-    schedule_seconds: float = 2.0
+    # The scheduled functions' period (the template's rate(1 minute)); tests run them every few seconds.
+    schedule_seconds: float = 60.0
+    # How often the worker supervisor matches the workers to the service's desired count.
+    supervise_seconds: float = 2.0
     # Short polls let local workers and triggers stop within a second or two.
     receive_wait_seconds: int = 1
     log_level: str = "INFO"
     log_dir: Path = STATE_DIR / "logs"
+    # `component | level | message | task id` on the console instead of the whole JSON lines.
+    compact: bool = False
     # Template parameter values, as `sam deploy --parameter-overrides` would give them.
     parameters: dict[str, str] = field(default_factory=dict)
     # Extra worker settings (WorkerSettings' variables), beyond what the task definition sets.
@@ -72,7 +83,9 @@ class LocalStack:
         # Every component's lines in one stream, prefixed with its name; EMF lines kept as metrics.
         functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
         width = max(len(component_name(self.template, function)) for function in functions)
-        self.console = Console(sys.stdout, width=max(width, len(f"worker-{self.max_workers}")))
+        self.console = Console(
+            sys.stdout, width=max(width, len(f"worker-{self.max_workers}")), compact=self.config.compact
+        )
         self.metrics = MetricsCollector()
         self.console.add_listener(self.metrics.feed)
         self._follower = LogFollower(self.console)
@@ -131,6 +144,7 @@ class LocalStack:
         if logger.service != self.env["POWERTOOLS_SERVICE_NAME"]:
             logger.service = self.env["POWERTOOLS_SERVICE_NAME"]
             logger.append_keys(service=logger.service)
+        logger.registered_handler.addFilter(InvocationKeys())
         self.console.attach(logger.registered_handler)
         self._functions_log = FunctionsLog(self.config.log_dir / FUNCTIONS_LOG)
         self.console.add_listener(self._functions_log.feed)
@@ -205,7 +219,7 @@ class LocalStack:
         )
         module = module_of(self.template, function)
         config = uvicorn.Config(
-            as_function(component_name(self.template, function), module.app),
+            as_function(component_name(self.template, function), function, module.app),
             host=self.config.host,
             port=self.config.api_port,
             log_level="warning",
@@ -295,7 +309,7 @@ class LocalStack:
             self.workers.append(worker)
         for surplus in self.workers[wanted:]:
             surplus.terminate()
-        self.stopping.wait(self.config.schedule_seconds)
+        self.stopping.wait(self.config.supervise_seconds)
 
     def start_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """One more `python -m fargate_worker` on this stack, logging to .local/logs and the console."""
@@ -321,12 +335,12 @@ class LocalStack:
         return process
 
 
-def as_function(name: str, app: Any) -> Any:
-    """The API app as its function: its lines carry the function's name (uvicorn calls the app,
-    not the handler)."""
+def as_function(name: str, logical_id: str, app: Any) -> Any:
+    """The API app as its function: its lines carry the function's component and Lambda names
+    (uvicorn calls the app, not the handler), one invocation per request."""
 
     async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        with component(name):
+        with component(name), invocation(LambdaContext(function_name=logical_id)):
             await app(scope, receive, send)
 
     return run

@@ -57,6 +57,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
         api_port=free_port(),
         max_workers=2,
         log_level="WARNING",
+        schedule_seconds=2.0,
         parameters={"QueueVisibilityTimeoutSeconds": str(VISIBILITY_SECONDS)},
         worker_environment={"MAX_RETRY_DELAY_SECONDS": "1", "CONCURRENCY": "2"},
     )
