@@ -64,6 +64,12 @@ class MemoryTaskStore(TaskStore):
             str(start + limit) if start + limit < len(matching) else None
         )
 
+    def count(self, status: TaskStatus, task_type: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                task.status is status and task_type in (None, task.task_type) for task in self.tasks.values()
+            )
+
     def transition(
         self,
         task_id: str,

@@ -16,6 +16,7 @@ from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mistersmith import wiring
 from mistersmith.intake import Intake
 from mistersmith.models import (
+    StatsReport,
     TaskId,
     TaskPage,
     TaskRecord,
@@ -26,7 +27,8 @@ from mistersmith.models import (
     UploadTicket,
 )
 from mistersmith.observability import XRAY_HEADER, count, logger, trace_header_for, tracer
-from mistersmith.settings import IntakeSettings, load
+from mistersmith.settings import IntakeSettings, StatsSettings, load
+from mistersmith.stats import Stats
 from openapi_document import problem_openapi
 from problems import PROBLEM_MEDIA_TYPE, add_problem_handlers, problem, problem_responses
 from size_limit import MAX_REQUEST_BYTES, RequestSizeLimit
@@ -138,6 +140,22 @@ def list_tasks(
 )
 def new_upload(intake: IntakeDep, upload: Annotated[UploadRequest | None, Body()] = None) -> Any:
     return intake.new_upload(upload)
+
+
+@cache
+def get_stats() -> Stats:
+    return wiring.stats(load(StatsSettings))
+
+
+@app.get(
+    "/stats",
+    response_model=StatsReport,
+    response_model_exclude_none=True,
+    summary="Queue depths and dead letters, workers, the last hour's scaling decisions, task counts "
+    "(cached a few seconds)",
+)
+def stats(statistics: Annotated[Stats, Depends(get_stats)]) -> Any:
+    return statistics.report()
 
 
 @app.get("/health", summary="Liveness (open to anyone)")

@@ -68,6 +68,8 @@ API_ROUTES = {
     ("/tasks", "get"): "AWS_IAM",
     ("/tasks/{id}", "get"): "AWS_IAM",
     ("/tasks/{id}", "delete"): "AWS_IAM",
+    ("/tasks/{id}/payload", "get"): "AWS_IAM",
+    ("/stats", "get"): "AWS_IAM",
     ("/uploads", "post"): "AWS_IAM",
     ("/health", "get"): "NONE",
     ("/ready", "get"): "AWS_IAM",

@@ -55,6 +55,7 @@ SUCCEEDING = [
     ("result", "{id}"),
     ("list", "--max", "3"),
     ("retry", "{id}"),
+    ("stats",),
     ("logs", "{id}", "--log-dir", "{logs}"),
     ("completion", "bash"),
     ("dlq", "list", "--queue", "work", "--show", "1"),

@@ -383,3 +383,54 @@ class StoredTask(TaskRecord):
 class TaskPage(BaseModel):
     items: list[TaskRecord]
     next_token: str | None = None
+
+
+# ---------------------------------------------------------------- GET /stats
+
+
+class ScalingDecisionEntry(BaseModel):
+    """One autoscaler decision with the readings it was made on (kept an hour and more)."""
+
+    at: str
+    desired: int
+    previous: int
+    reason: str
+    changed: bool
+    policy: str
+    visible: int
+    in_flight: int
+    delayed: int
+    running: int
+    pending: int
+
+
+class QueueStats(BaseModel):
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letters: int | None = Field(default=None, description="Messages waiting in the queue's DLQ.")
+
+
+class WorkerStats(BaseModel):
+    desired: int
+    running: int
+    pending: int
+
+
+class TaskCounts(BaseModel):
+    scope: Literal["all", "caller"] = Field(description="Whose tasks are counted.")
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    by_status_and_type: dict[str, dict[str, int]]
+
+
+class StatsReport(BaseModel):
+    generated_at: str
+    queues: dict[str, QueueStats] = Field(description="Depth per queue (work, analyze) and of its DLQ.")
+    dead_letter_queues: dict[str, int] = Field(description="Messages waiting per dead-letter queue.")
+    workers: WorkerStats | None = None
+    scaling_decisions: list[ScalingDecisionEntry] = Field(description="The last hour's, oldest first.")
+    tasks: TaskCounts | None = None
+    unavailable: list[str] = Field(
+        default_factory=list, description="What could not be read this time (its part is left out)."
+    )

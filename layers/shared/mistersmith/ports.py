@@ -32,6 +32,10 @@ class TaskStore(ABC):
     ) -> tuple[list[StoredTask], str | None]: ...
 
     @abstractmethod
+    def count(self, status: TaskStatus, task_type: str | None = None) -> int:
+        """How many tasks are in `status` (of `task_type`), counted by the store, not listed."""
+
+    @abstractmethod
     def transition(
         self,
         task_id: str,

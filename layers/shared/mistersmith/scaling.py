@@ -31,6 +31,8 @@ from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mistersmith.clock import iso_from_epoch
+from mistersmith.models import ScalingDecisionEntry
 from mistersmith.observability import logger, record_metrics, traced
 from mistersmith.ports import QueueDepth, ServiceCounts, WorkerService, WorkQueue
 
@@ -331,6 +333,11 @@ class ScalingState(ABC):
         """Writes `action` if the stored record is still `previous` (by version); returns False when
         another invocation wrote first, in which case the caller must not act."""
 
+    def record_decision(self, entry: ScalingDecisionEntry) -> None:
+        """Keeps one decision with its inputs for the history GET /stats shows; a state without a
+        history keeps none."""
+        return None
+
 
 class TaskDurations(ABC):
     """What the worker fleet has been taking per task lately."""
@@ -431,6 +438,21 @@ class Autoscaler:
             else "in"
             if decision.desired < decision.previous
             else "hold"
+        )
+        self.state.record_decision(
+            ScalingDecisionEntry(
+                at=iso_from_epoch(self.clock()),
+                desired=decision.desired,
+                previous=decision.previous,
+                reason=decision.reason,
+                changed=decision.changed,
+                policy=self.policy.kind.value,
+                visible=depth.visible,
+                in_flight=depth.in_flight,
+                delayed=depth.delayed,
+                running=counts.running,
+                pending=counts.pending,
+            )
         )
         record_metrics(
             {

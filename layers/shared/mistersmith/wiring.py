@@ -6,7 +6,7 @@ from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.ecs import EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskDurations
+from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskDurations
 from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -18,8 +18,10 @@ from mistersmith.settings import (
     IntakeSettings,
     LifecycleSettings,
     RouterSettings,
+    StatsSettings,
     WorkSettings,
 )
+from mistersmith.stats import Stats
 from mistersmith.work import WorkLimits
 
 
@@ -64,4 +66,19 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
         settings.policy,
         DynamoScalingState(settings.task_table_name, settings.worker_service_name),
         DynamoTaskDurations(settings.task_table_name),
+    )
+
+
+def stats(settings: StatsSettings) -> Stats:
+    def queues(**urls: str | None) -> dict[str, SqsWorkQueue]:
+        return {name: SqsWorkQueue(url) for name, url in urls.items() if url}
+
+    service = settings.worker_service_name
+    return Stats(
+        DynamoTaskStore(settings.task_table_name),
+        queues(work=settings.work_queue_url, analyze=settings.analyze_queue_url),
+        queues(work=settings.work_dlq_url, analyze=settings.analyze_dlq_url, router=settings.router_dlq_url),
+        EcsWorkerService(settings.cluster_name, service) if settings.cluster_name and service else None,
+        DynamoScalingHistory(settings.task_table_name, service) if service else None,
+        cache_seconds=settings.stats_cache_seconds,
     )

@@ -128,6 +128,21 @@ class DynamoTaskStore:
         items = [_decode(item) for item in response.get("Items", [])]
         return items, _encode_token(response.get("LastEvaluatedKey"))
 
+    def count(self, status: TaskStatus, task_type: str | None = None) -> int:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "Select": "COUNT",
+            "KeyConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}},
+        }
+        if task_type:
+            request["FilterExpression"] = "task_type = :task_type"
+            request["ExpressionAttributeValues"][":task_type"] = {"S": task_type}
+        pages = self._ddb.get_paginator("query").paginate(**request)
+        return sum(page["Count"] for page in pages)
+
     def transition(
         self,
         task_id: str,

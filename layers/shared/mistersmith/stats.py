@@ -1,0 +1,116 @@
+"""GET /stats: what the system is doing now, for a console that polls every few seconds. Each part
+is read on its own (a failed read leaves its part out and says so) and the whole is cached briefly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from mistersmith.clock import iso_from_epoch
+from mistersmith.models import (
+    QueueStats,
+    ScalingDecisionEntry,
+    StatsReport,
+    TaskCounts,
+    TaskStatus,
+    TaskType,
+    WorkerStats,
+)
+from mistersmith.observability import logger
+from mistersmith.ports import TaskStore, WorkerService, WorkQueue
+
+HISTORY_SECONDS = 3600
+TASK_TYPES = [task_type.value for task_type in TaskType]
+T = TypeVar("T")
+
+
+class ScalingHistory(Protocol):
+    def since(self, at: str) -> list[ScalingDecisionEntry]: ...
+
+
+@dataclass
+class Stats:
+    """Queue, DLQ, worker and scaling figures (the same for everyone) and task counts."""
+
+    store: TaskStore
+    queues: Mapping[str, WorkQueue]
+    # Each queue's DLQ under the queue's name, plus DLQs of their own (the router's).
+    dead_letter_queues: Mapping[str, WorkQueue]
+    service: WorkerService | None
+    history: ScalingHistory | None
+    cache_seconds: float = 5.0
+    clock: Callable[[], float] = time.time
+    _cached: tuple[float, StatsReport] | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def report(self) -> StatsReport:
+        now = self.clock()
+        with self._lock:
+            if self._cached and now - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+        report = self._read(now)
+        with self._lock:
+            self._cached = (now, report)
+        return report
+
+    def _read(self, now: float) -> StatsReport:
+        unavailable: list[str] = []
+
+        def attempt(part: str, read: Callable[[], T]) -> T | None:
+            try:
+                return read()
+            except Exception as error:  # one unreadable part must not hide the others
+                logger.warning("stats part unavailable", extra={"part": part, "error": str(error)})
+                unavailable.append(f"{part}: {type(error).__name__}")
+                return None
+
+        dead = {name: attempt(f"dlq {name}", queue.depth) for name, queue in self.dead_letter_queues.items()}
+        queues = {}
+        for name, queue in self.queues.items():
+            depth = attempt(f"queue {name}", queue.depth)
+            if depth is not None:
+                waiting = dead.get(name)
+                queues[name] = QueueStats(
+                    visible=depth.visible,
+                    in_flight=depth.in_flight,
+                    delayed=depth.delayed,
+                    dead_letters=waiting.visible + waiting.in_flight if waiting else None,
+                )
+        counts = attempt("workers", self.service.counts) if self.service else None
+        history = self.history
+        decisions = (
+            attempt("scaling decisions", lambda: history.since(iso_from_epoch(now - HISTORY_SECONDS)))
+            if history
+            else None
+        )
+        return StatsReport(
+            generated_at=iso_from_epoch(now),
+            queues=queues,
+            dead_letter_queues={
+                name: depth.visible + depth.in_flight for name, depth in dead.items() if depth is not None
+            },
+            workers=WorkerStats(desired=counts.desired, running=counts.running, pending=counts.pending)
+            if counts
+            else None,
+            scaling_decisions=sorted(decisions or [], key=lambda entry: entry.at),
+            tasks=attempt("task counts", self._counts),
+            unavailable=unavailable,
+        )
+
+    def _counts(self) -> TaskCounts:
+        by_status_and_type = {
+            status.value: {task_type: self.store.count(status, task_type) for task_type in TASK_TYPES}
+            for status in TaskStatus
+        }
+        return TaskCounts(
+            scope="all",
+            by_status={status.value: self.store.count(status) for status in TaskStatus},
+            by_type={
+                task_type: sum(counts[task_type] for counts in by_status_and_type.values())
+                for task_type in TASK_TYPES
+            },
+            by_status_and_type=by_status_and_type,
+        )
