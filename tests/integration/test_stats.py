@@ -28,7 +28,9 @@ def fresh_stats(api) -> dict:
 def test_stats_report_queues_workers_decisions_and_counts(stack, api, wait_terminal):
     # Given a task that has finished, and the autoscaler ticking every few seconds
     task_id = f"stats-{uuid.uuid4().hex[:8]}"
-    api.post("/tasks", json={"id": task_id, "task_type": "analyze", "payload": {"files": {"a.py": "x = 1\n"}}})
+    api.post(
+        "/tasks", json={"id": task_id, "task_type": "analyze", "payload": {"files": {"a.py": "x = 1\n"}}}
+    )
     assert wait_terminal(task_id)["status"] == "SUCCEEDED"
     # When the stats are read
     report = fresh_stats(api)
@@ -41,7 +43,9 @@ def test_stats_report_queues_workers_decisions_and_counts(stack, api, wait_termi
     # And the last hour's decisions come with the readings they were made on, oldest first
     decisions = report["scaling_decisions"]
     assert decisions and decisions == sorted(decisions, key=lambda entry: entry["at"])
-    assert {"desired", "previous", "reason", "visible", "in_flight", "running", "pending"} <= set(decisions[-1])
+    assert {"desired", "previous", "reason", "visible", "in_flight", "running", "pending"} <= set(
+        decisions[-1]
+    )
     # And the counts come by status and type, the type counts within their status's
     counts = report["tasks"]
     assert counts["scope"] == "all"
