@@ -33,6 +33,7 @@ from local_stack.lambda_runtime import (
 from local_stack.moto_server import MotoServer
 from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
+from mistersmith_client.console_server import CONSOLE_PAGE, CONSOLE_PATH
 
 EVENTS_DIR = ROOT / "events"
 # No collector sidecar runs locally, so local workers export no spans (WorkerSettings' default).
@@ -134,6 +135,8 @@ class LocalStack:
                 for name, value in self.template.function_environment(function).items()
             }
             | {"LOG_LEVEL": self.config.log_level}
+            # No API Gateway authenticates local requests: a header names the caller (callers.py).
+            | {"LOCAL_CALLER_HEADER": "true"}
         )
         # This process plays every Lambda, so it carries their (non-conflicting) variables.
         os.environ.update(self.env)
@@ -219,7 +222,7 @@ class LocalStack:
         )
         module = module_of(self.template, function)
         config = uvicorn.Config(
-            as_function(component_name(self.template, function), function, module.app),
+            with_console(as_function(component_name(self.template, function), function, module.app)),
             host=self.config.host,
             port=self.config.api_port,
             log_level="warning",
@@ -342,6 +345,27 @@ def as_function(name: str, logical_id: str, app: Any) -> Any:
     async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
         with component(name), invocation(LambdaContext(function_name=logical_id)):
             await app(scope, receive, send)
+
+    return run
+
+
+def with_console(app: Any) -> Any:
+    """The API with the console page beside it at /console/ (the page calls the API on its origin)."""
+
+    async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in ("/console", CONSOLE_PATH):
+            await app(scope, receive, send)
+            return
+        status, body, headers = (
+            200,
+            CONSOLE_PAGE.read_bytes(),
+            [(b"content-type", b"text/html; charset=utf-8")],
+        )
+        if scope["path"] != CONSOLE_PATH:
+            status, body, headers = 308, b"", [(b"location", CONSOLE_PATH.encode())]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     return run
 

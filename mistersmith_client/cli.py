@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import webbrowser
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from mistersmith_client.settings import ClientSettings
 PROG = "mistersmith"
 _OUTPUT_FLAGS = ("--output", "-o")
 _OUTPUT_HELP = "text (default) or json: one JSON document on stdout, errors included"
+OWNER_HELP = "admins only: another caller's tasks (an IAM ARN, roles path-less, or apikey:<id>)"
 
 
 class UsageError(MisterSmithClientError):
@@ -140,7 +142,7 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        task = api.retry(args.task_id, new_id=args.id)
+        task = api.retry(args.task_id, new_id=args.id, owner=args.owner)
         console.note(f"{task.id} retries {args.task_id}")
         return _submitted(api, task, args, console)
 
@@ -166,7 +168,7 @@ def _submitted(api: MisterSmithClient, task: Task, args: argparse.Namespace, con
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        _emit_task(console, api.get(args.task_id))
+        _emit_task(console, api.get(args.task_id, owner=args.owner))
     return EXIT_OK
 
 
@@ -217,7 +219,7 @@ def cmd_result(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        tasks = [api.cancel(task_id) for task_id in args.task_ids]
+        tasks = [api.cancel(task_id, owner=args.owner) for task_id in args.task_ids]
     if console.as_json:
         console.json({"tasks": [task.as_json() for task in tasks]})
     for task in [] if console.as_json else tasks:
@@ -232,7 +234,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
         while True:
             page_size = min(args.page_size, args.max - len(tasks))
-            page = api.list(status=args.status, task_type=args.type, limit=page_size, next_token=token)
+            page = api.list(
+                status=args.status, task_type=args.type, limit=page_size, next_token=token, owner=args.owner
+            )
             tasks += page.items
             token = page.next_token
             if not token or len(tasks) >= args.max:
@@ -351,6 +355,27 @@ def _log_text(line: dict[str, Any]) -> str:
 def _is_local(settings: ClientSettings) -> bool:
     host = urlsplit(settings.api_url or "").hostname or ""
     return not settings.stack_name and host in ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_console(args: argparse.Namespace, console: Console) -> int:
+    from mistersmith_client.console_server import ConsoleServer
+
+    with _client(args) as api:
+        server = ConsoleServer(api, port=args.port)
+        if console.as_json:
+            console.json({"url": server.url, "api_url": api.api_url})
+        else:
+            console.print(server.url)
+        console.note(f"console on {server.url}, forwarding to {api.api_url}; Ctrl-C stops it")
+        if args.open:
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+    return EXIT_OK
 
 
 def cmd_completion(args: argparse.Namespace, console: Console) -> int:
@@ -694,11 +719,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("task_id", metavar="ID")
     retry.add_argument("--id", help="the new task's id (default: a new one)")
+    retry.add_argument("--owner", help=OWNER_HELP)
     _add_wait_flags(retry)
     retry.set_defaults(run=cmd_retry)
 
     status = commands.add_parser("status", parents=[common], help="print a task's record as JSON")
     status.add_argument("task_id")
+    status.add_argument("--owner", help=OWNER_HELP)
     status.set_defaults(run=cmd_status)
 
     wait = commands.add_parser(
@@ -725,11 +752,13 @@ def _parser() -> argparse.ArgumentParser:
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel tasks")
     cancel.add_argument("task_ids", nargs="+", metavar="ID")
+    cancel.add_argument("--owner", help=OWNER_HELP)
     cancel.set_defaults(run=cmd_cancel)
 
     listing = commands.add_parser("list", parents=[common], help="list tasks, newest first")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--type", choices=TASK_TYPES)
+    listing.add_argument("--owner", help=OWNER_HELP)
     listing.add_argument(
         "--page-size", type=_page_size, default=50, help="tasks per request (1-100, default 50)"
     )
@@ -758,6 +787,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("--since-hours", type=float, default=24, help="AWS: how far back to search (24)")
     logs.set_defaults(run=cmd_logs)
+
+    console_command = commands.add_parser(
+        "console",
+        parents=[common],
+        help="the task console in a browser: a server on 127.0.0.1 forwarding its API calls signed",
+    )
+    console_command.add_argument(
+        "--port", type=int, default=8765, help="port on 127.0.0.1 (8765; 0: any free)"
+    )
+    console_command.add_argument("--open", action="store_true", help="open it in the default browser")
+    console_command.set_defaults(run=cmd_console)
 
     completion = commands.add_parser(
         "completion",

@@ -112,21 +112,24 @@ class MisterSmithClient:
         source_uri = self.upload(json.dumps(payload).encode(), content_type="application/json")
         return self.submit_uploaded(task_type, source_uri, task_id=task_id)
 
-    def get(self, task_id: str) -> Task:
-        return Task.model_validate(self._request("GET", f"/tasks/{_segment(task_id)}"))
+    def get(self, task_id: str, *, owner: str | None = None) -> Task:
+        """`owner` (admins only) reads another caller's task; by default one's own."""
+        return Task.model_validate(self._request("GET", f"/tasks/{_segment(task_id)}", params=_owner(owner)))
 
-    def payload(self, task_id: str) -> dict[str, Any]:
+    def payload(self, task_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """The task's payload as it was submitted."""
-        payload: dict[str, Any] = self._request("GET", f"/tasks/{_segment(task_id)}/payload")
+        payload: dict[str, Any] = self._request(
+            "GET", f"/tasks/{_segment(task_id)}/payload", params=_owner(owner)
+        )
         return payload
 
-    def retry(self, task_id: str, *, new_id: str | None = None) -> Task:
-        """A new task with the same type and payload, naming the one it retries in `retry_of`."""
-        original = self.get(task_id)
+    def retry(self, task_id: str, *, new_id: str | None = None, owner: str | None = None) -> Task:
+        """A new task (one's own) with the same type and payload, naming the one it retries in `retry_of`."""
+        original = self.get(task_id, owner=owner)
         body = {
             "id": new_id or new_task_id(),
             "task_type": original.task_type,
-            "payload": self.payload(task_id),
+            "payload": self.payload(task_id, owner=owner),
             "retry_of": original.id,
         }
         return Task.model_validate(self._request("POST", "/tasks", json=body))
@@ -136,8 +139,10 @@ class MisterSmithClient:
         stats: dict[str, Any] = self._request("GET", "/stats")
         return stats
 
-    def cancel(self, task_id: str) -> Task:
-        return Task.model_validate(self._request("DELETE", f"/tasks/{_segment(task_id)}"))
+    def cancel(self, task_id: str, *, owner: str | None = None) -> Task:
+        return Task.model_validate(
+            self._request("DELETE", f"/tasks/{_segment(task_id)}", params=_owner(owner))
+        )
 
     def list(
         self,
@@ -146,9 +151,17 @@ class MisterSmithClient:
         task_type: str | None = None,
         limit: int = 50,
         next_token: str | None = None,
+        owner: str | None = None,
     ) -> TaskPage:
-        """One page; `next_token` of the answer fetches the next (None when there is no more)."""
-        params = {"status": status, "task_type": task_type, "limit": limit, "next_token": next_token}
+        """One page of one's own tasks (an admin's: everyone's, or `owner`'s); `next_token` of the
+        answer fetches the next (None when there is no more)."""
+        params = {
+            "status": status,
+            "task_type": task_type,
+            "limit": limit,
+            "next_token": next_token,
+            "owner": owner,
+        }
         return TaskPage.model_validate(
             self._request("GET", "/tasks", params={k: v for k, v in params.items() if v is not None})
         )
@@ -160,10 +173,13 @@ class MisterSmithClient:
         task_type: str | None = None,
         page_size: int = 50,
         next_token: str | None = None,
+        owner: str | None = None,
     ) -> Iterator[Task]:
         """Every matching task, page after page."""
         while True:
-            page = self.list(status=status, task_type=task_type, limit=page_size, next_token=next_token)
+            page = self.list(
+                status=status, task_type=task_type, limit=page_size, next_token=next_token, owner=owner
+            )
             yield from page.items
             if not page.next_token:
                 return
@@ -222,6 +238,17 @@ class MisterSmithClient:
     def ready(self) -> dict[str, Any]:
         return self._request("GET", "/ready")
 
+    def forward(
+        self, method: str, path: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """One request as it is (no retry, no error raised): the console's calls, signed."""
+        try:
+            return self._http.request(method, path, content=content, headers=headers)
+        except httpx.TransportError as error:
+            raise EndpointUnreachable(
+                f"cannot reach the MisterSmith API at {self.api_url}: {error}"
+            ) from error
+
     # ---------------------------------------------------------------- transport
 
     def _request(self, method: str, path: str, **options: Any) -> Any:
@@ -276,3 +303,7 @@ def _problem_of(response: httpx.Response) -> dict[str, Any]:
     if isinstance(body, dict):
         return body
     return {"title": response.reason_phrase or f"HTTP {response.status_code}", "detail": response.text[:500]}
+
+
+def _owner(owner: str | None) -> dict[str, str]:
+    return {"owner": owner} if owner else {}

@@ -35,6 +35,8 @@ class Task(_Answer):
     cancel_requested: bool | None = None
     worker_id: str | None = None
     retry_of: str | None = None
+    # The caller that submitted it (an IAM ARN or apikey:<id>); absent on tasks from before owners.
+    owner: str | None = None
 
     @property
     def terminal(self) -> bool:

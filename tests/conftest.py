@@ -18,6 +18,8 @@ from hypothesis import settings
 
 from local_stack.emf import save_keys
 from local_stack.stack import EVENTS_DIR, STATE_DIR, LocalConfig, LocalStack
+from mistersmith.callers import LOCAL_CALLER
+from mistersmith.models import task_key
 
 # CI gets the same examples on every run, so that its verdict is about the change, not the draw;
 # locally the draw varies and keeps exploring.
@@ -39,6 +41,11 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def stored_key(task_id: str) -> str:
+    """The table key (and artifacts prefix) of a task submitted to the local stack without a caller header."""
+    return task_key(LOCAL_CALLER, task_id)
 
 
 def load_event(name: str) -> dict[str, Any]:

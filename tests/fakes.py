@@ -49,7 +49,13 @@ class MemoryTaskStore(TaskStore):
             return True
 
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         with self._lock:
             matching = [
@@ -57,6 +63,7 @@ class MemoryTaskStore(TaskStore):
                 for task in sorted(self.tasks.values(), key=lambda t: t.created_at, reverse=True)
                 if (status is None or task.status is status)
                 and (task_type is None or task.task_type == task_type)
+                and (owner is None or task.owner == owner)
             ]
         start = int(next_token or 0)
         page = matching[start : start + limit]
@@ -64,10 +71,11 @@ class MemoryTaskStore(TaskStore):
             str(start + limit) if start + limit < len(matching) else None
         )
 
-    def count(self, status: TaskStatus, task_type: str | None = None) -> int:
+    def count(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
         with self._lock:
             return sum(
-                task.status is status and task_type in (None, task.task_type) for task in self.tasks.values()
+                task.status is status and task_type in (None, task.task_type) and owner in (None, task.owner)
+                for task in self.tasks.values()
             )
 
     def transition(
@@ -212,6 +220,9 @@ class MemoryBlobStore(BlobStore):
         if bucket != self._bucket or key not in self.objects:
             raise BlobNotFound(bucket, key)
         return self.objects[key]
+
+    def presign_get(self, key: str, *, expires_seconds: int) -> str:
+        return f"memory://{self._bucket}/{key}"
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         return f"memory://{self._bucket}/{key}"

@@ -8,18 +8,19 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
 from mistersmith import wiring
+from mistersmith.callers import CALLER_HEADER, Caller, identify
 from mistersmith.intake import Intake
 from mistersmith.models import (
     StatsReport,
-    TaskId,
     TaskPage,
     TaskRecord,
+    TaskRef,
     TaskStatus,
     TaskSubmission,
     TaskType,
@@ -33,7 +34,7 @@ from openapi_document import problem_openapi
 from problems import PROBLEM_MEDIA_TYPE, add_problem_handlers, problem, problem_responses
 from size_limit import MAX_REQUEST_BYTES, RequestSizeLimit
 
-API_VERSION = "1.1.0"
+API_VERSION = "1.2.0"
 
 app = FastAPI(
     title="MisterSmith intake",
@@ -66,17 +67,41 @@ def get_intake() -> Intake:
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
+def get_caller(request: Request, intake: IntakeDep) -> Caller:
+    # Mangum puts API Gateway's event in the scope; uvicorn (the local stack) has none.
+    event = request.scope.get("aws.event") or {}
+    return identify(
+        event.get("requestContext"),
+        request.headers.get(CALLER_HEADER),
+        admins=intake.settings.api_admin_principals,
+        trust_caller_header=intake.settings.local_caller_header,
+    )
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+OwnerQuery = Annotated[
+    str | None,
+    Query(
+        max_length=2048,
+        description="Admins only: the caller whose task this is (by default one's own). Others get 404.",
+    ),
+]
+
+
 @app.post(
     "/tasks",
     status_code=202,
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(409, 413, 422, 503),
-    summary="Submit a task (inline payload, or payload_uri of an upload); idempotent on id",
+    responses=problem_responses(403, 409, 413, 422, 503),
+    summary="Submit a task (inline payload, or payload_uri of an upload); idempotent on the caller's id",
 )
-def submit_task(task: Annotated[TaskSubmission, Body()], request: Request, intake: IntakeDep) -> Any:
+def submit_task(
+    task: Annotated[TaskSubmission, Body()], request: Request, intake: IntakeDep, caller: CallerDep
+) -> Any:
     # API Gateway passes the trace it started; locally a new one begins here.
-    record, created = intake.submit(task, trace_header=trace_header_for(request.headers.get(XRAY_HEADER)))
+    trace_header = trace_header_for(request.headers.get(XRAY_HEADER))
+    record, created = intake.submit(task, caller, trace_header=trace_header)
     if created:
         count("TasksSubmitted", task_type=record.task_type)
     return record
@@ -86,20 +111,39 @@ def submit_task(task: Annotated[TaskSubmission, Body()], request: Request, intak
     "/tasks/{task_id}",
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(404, 422),
-    summary="Read a task's status and result",
+    responses=problem_responses(403, 404, 422),
+    summary="Read a task's status and result (one's own; an admin's: anyone's, naming the owner)",
 )
-def get_task(task_id: TaskId, intake: IntakeDep) -> Any:
-    return intake.get(task_id)
+def get_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: OwnerQuery = None) -> Any:
+    return intake.get(task_id, caller, owner=owner)
 
 
 @app.get(
     "/tasks/{task_id}/payload",
-    responses=problem_responses(404, 422),
+    responses=problem_responses(403, 404, 422),
     summary="Read a task's payload as submitted (for a retry, or to see what ran)",
 )
-def get_task_payload(task_id: TaskId, intake: IntakeDep) -> dict[str, Any]:
-    return intake.payload(task_id)
+def get_task_payload(
+    task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: OwnerQuery = None
+) -> dict[str, Any]:
+    return intake.payload(task_id, caller, owner=owner)
+
+
+@app.get(
+    "/tasks/{task_id}/artifacts/{name}",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses=problem_responses(403, 404, 422),
+    summary="Download an artifact of a task's result (`name`: its *_uri field) through a presigned URL",
+)
+def get_task_artifact(
+    task_id: TaskRef,
+    name: Annotated[str, Path(pattern=r"^[a-z_]{1,64}_uri$")],
+    intake: IntakeDep,
+    caller: CallerDep,
+    owner: OwnerQuery = None,
+) -> RedirectResponse:
+    return RedirectResponse(intake.artifact_url(task_id, name, caller, owner=owner), status_code=307)
 
 
 @app.delete(
@@ -107,28 +151,33 @@ def get_task_payload(task_id: TaskId, intake: IntakeDep) -> dict[str, Any]:
     status_code=202,
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(404, 409, 422),
+    responses=problem_responses(403, 404, 409, 422),
     summary="Cancel a task (at once when QUEUED; its worker stops it when RUNNING)",
 )
-def cancel_task(task_id: TaskId, intake: IntakeDep) -> Any:
-    return intake.cancel(task_id)
+def cancel_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: OwnerQuery = None) -> Any:
+    return intake.cancel(task_id, caller, owner=owner)
 
 
 @app.get(
     "/tasks",
     response_model=TaskPage,
     response_model_exclude_none=True,
-    responses=problem_responses(400, 422),
-    summary="List tasks, newest first within a status; follow next_token for more",
+    responses=problem_responses(400, 403, 422),
+    summary="List one's own tasks, newest first (an admin's: everyone's, newest first within a status); "
+    "follow next_token for more",
 )
 def list_tasks(
     intake: IntakeDep,
+    caller: CallerDep,
     status: TaskStatus | None = None,
     task_type: TaskType | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     next_token: Annotated[str | None, Query(max_length=4096)] = None,
+    owner: OwnerQuery = None,
 ) -> Any:
-    return intake.list(status=status, task_type=task_type, limit=limit, next_token=next_token)
+    return intake.list(
+        caller, status=status, task_type=task_type, limit=limit, next_token=next_token, owner=owner
+    )
 
 
 @app.post(
@@ -151,11 +200,13 @@ def get_stats() -> Stats:
     "/stats",
     response_model=StatsReport,
     response_model_exclude_none=True,
-    summary="Queue depths and dead letters, workers, the last hour's scaling decisions, task counts "
-    "(cached a few seconds)",
+    responses=problem_responses(403),
+    summary="Queue depths and dead letters, workers, the last hour's scaling decisions, the caller's "
+    "task counts (cached a few seconds)",
 )
-def stats(statistics: Annotated[Stats, Depends(get_stats)]) -> Any:
-    return statistics.report()
+def stats(statistics: Annotated[Stats, Depends(get_stats)], caller: CallerDep) -> Any:
+    # Task counts are the caller's own; an admin's are everyone's.
+    return statistics.report(None if caller.admin else caller.principal)
 
 
 @app.get("/health", summary="Liveness (open to anyone)")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from mistersmith.errors import (
+    CallerUnknown,
     InvalidRequest,
     PayloadTooLarge,
     PublishFailed,
@@ -51,6 +52,7 @@ class Problem(BaseModel):
 # Domain error -> (status, problem type, title); the one place where errors become HTTP.
 _DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     TaskNotFound: (404, "task-not-found", "Task not found"),
+    CallerUnknown: (403, "caller-unknown", "Forbidden"),
     TaskConflict: (409, "task-conflict", "Task conflict"),
     PayloadTooLarge: (413, "payload-too-large", "Payload too large"),
     UploadRejected: (422, "invalid-upload", "Uploaded payload rejected"),

@@ -36,6 +36,7 @@ FUNCTION_ENV = {
     "IntakeFunction": {
         "ARTIFACTS_BUCKET_NAME": {"Ref": "ArtifactsBucket"},
         "INLINE_PAYLOAD_LIMIT_BYTES": {"Ref": "InlinePayloadLimitBytes"},
+        "API_ADMIN_PRINCIPALS": {"Fn::Join": [",", {"Ref": "ApiAdminPrincipals"}]},
     },
     "RouterFunction": {
         "WORK_QUEUE_URL": {"Ref": "WorkQueue"},
@@ -69,6 +70,7 @@ API_ROUTES = {
     ("/tasks/{id}", "get"): "AWS_IAM",
     ("/tasks/{id}", "delete"): "AWS_IAM",
     ("/tasks/{id}/payload", "get"): "AWS_IAM",
+    ("/tasks/{id}/artifacts/{name}", "get"): "AWS_IAM",
     ("/stats", "get"): "AWS_IAM",
     ("/uploads", "post"): "AWS_IAM",
     ("/health", "get"): "NONE",
@@ -182,3 +184,11 @@ def test_inline_payload_limit_default_is_64_kib(parameter_defaults):
 
 def test_scaling_policy_parameter_defaults_to_drain(parameter_defaults):
     assert parameter_defaults["ScalingPolicy"] == "drain"
+
+
+def test_intake_in_the_cloud_never_trusts_the_local_caller_header(function_environment, parameter_defaults):
+    # Given the intake function's environment as deployed
+    env = function_environment("IntakeFunction")
+    # When its settings are read / Then the local stack's caller header is off, and no one is an admin by default
+    assert "LOCAL_CALLER_HEADER" not in env
+    assert parameter_defaults["ApiAdminPrincipals"] == ""

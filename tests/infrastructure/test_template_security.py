@@ -156,17 +156,19 @@ def test_artifacts_bucket_expires_payloads_after_30_days(resources):
     assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 30)
 
 
-def test_task_table_keys_and_status_index(resources):
-    # Given the task table / When tasks are read by id or listed by status / Then the keys serve both
+def test_task_table_keys_and_status_and_owner_indexes(resources):
+    # Given the task table / When tasks are read by id, listed by status or by owner / Then the keys serve all
     properties = resources["TaskTable"]["Properties"]
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    (index,) = properties["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-status"
-    assert index["KeySchema"] == [
-        {"AttributeName": "status", "KeyType": "HASH"},
-        {"AttributeName": "created_at", "KeyType": "RANGE"},
-    ]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by-status", "by-owner"}
+    for name, partition in (("by-status", "status"), ("by-owner", "owner")):
+        assert indexes[name]["KeySchema"] == [
+            {"AttributeName": partition, "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ]
+        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
+    assert {"AttributeName": "owner", "AttributeType": "S"} in properties["AttributeDefinitions"]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
 
 

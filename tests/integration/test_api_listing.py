@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from local_stack.lambda_runtime import fresh_module
+from mistersmith.callers import CALLER_HEADER, Caller
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import CompileRequest, TaskStatus
+from mistersmith.models import CompileRequest, TaskStatus, task_key
 from mistersmith.settings import IntakeSettings
 from tests.fakes import MemoryTaskStore, NullPublisher
 
@@ -21,7 +22,16 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = IntakeSettings(task_table_name="tasks", event_bus_name="bus", artifacts_bucket_name="bucket")
+# The by-status walk is an admin's listing (everyone's tasks); a caller's own is on the by-owner index.
+ADMIN = "arn:aws:iam::123456789012:role/ops"
+SETTINGS = IntakeSettings(
+    task_table_name="tasks",
+    event_bus_name="bus",
+    artifacts_bucket_name="bucket",
+    local_caller_header=True,
+    api_admin_principals=frozenset({ADMIN}),
+)
+OWNER = Caller("arn:aws:iam::123456789012:role/ci-runner")
 
 
 def unique(prefix: str) -> str:
@@ -47,13 +57,15 @@ def app_client():
     store = RecordingStore()
     intake = Intake(Lifecycle(store, NullPublisher()), blobs=None, settings=SETTINGS)
     module.app.dependency_overrides[module.get_intake] = lambda: intake
-    return TestClient(module.app), store, intake
+    return TestClient(module.app, headers={CALLER_HEADER: ADMIN}), store, intake
 
 
 def submit(intake: Intake, count: int) -> list[str]:
     ids = [unique("listed") for _ in range(count)]
     for task_id in ids:
-        intake.submit(CompileRequest(id=task_id, task_type="compile", payload={"files": {"a.py": "x = 1\n"}}))
+        intake.submit(
+            CompileRequest(id=task_id, task_type="compile", payload={"files": {"a.py": "x = 1\n"}}), OWNER
+        )
     return ids
 
 
@@ -61,7 +73,12 @@ def test_api_listing_without_status_reads_each_status_never_the_whole_table(app_
     # Given tasks in two statuses
     client, store, intake = app_client
     queued = submit(intake, 3)
-    store.transition(queued[0], TaskStatus.CANCELLED, allowed_from={TaskStatus.QUEUED}, changes={})
+    store.transition(
+        task_key(OWNER.principal, queued[0]),
+        TaskStatus.CANCELLED,
+        allowed_from={TaskStatus.QUEUED},
+        changes={},
+    )
     # When every task is listed two per page
     seen, token = [], None
     while True:
@@ -79,7 +96,9 @@ def test_api_listing_page_is_filled_across_statuses(app_client):
     # Given one QUEUED and one CANCELLED task
     client, store, intake = app_client
     first, second = submit(intake, 2)
-    store.transition(first, TaskStatus.CANCELLED, allowed_from={TaskStatus.QUEUED}, changes={})
+    store.transition(
+        task_key(OWNER.principal, first), TaskStatus.CANCELLED, allowed_from={TaskStatus.QUEUED}, changes={}
+    )
     # When two are asked for in one page
     page = client.get("/tasks", params={"limit": 2}).json()
     # Then both come, from the two statuses, and what follows is at most an empty last page

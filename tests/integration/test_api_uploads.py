@@ -11,6 +11,8 @@ import zipfile
 import httpx
 import pytest
 
+from tests.conftest import stored_key
+
 pytestmark = pytest.mark.integration
 
 
@@ -56,7 +58,9 @@ def test_api_task_naming_an_uploaded_payload_runs_on_it(api, stack, wait_termina
     keys = (
         stack.session()
         .client("s3")
-        .list_objects_v2(Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{task_id}/")
+        .list_objects_v2(
+            Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{stored_key(task_id)}/"
+        )
     )
     assert keys["KeyCount"] == 1
 

@@ -17,7 +17,7 @@ import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso
-from tests.conftest import TERMINAL, own_workers
+from tests.conftest import TERMINAL, own_workers, stored_key
 
 pytestmark = pytest.mark.chaos
 
@@ -136,7 +136,7 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
         poison_kills = 0
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            held_by = store.get(poison_id)
+            held_by = store.get(stored_key(poison_id))
             if held_by is not None and held_by.status == "RUNNING":
                 for worker in serving():
                     if stack.worker_ids.get(worker.pid) == held_by.worker_id:

@@ -13,7 +13,7 @@ import pytest
 from local_stack.__main__ import main as local_stack_main
 from local_stack.emf import SeriesKey, json_objects
 from mistersmith.observability import logger
-from tests.conftest import free_port
+from tests.conftest import free_port, stored_key
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def test_a_task_s_lines_carry_each_component_s_name_and_its_metrics_are_kept(sta
         for name, line in lines
         if name == worker
         for document in json_objects(line)
-        if document.get("task_id") == failing and document.get("message") == "task_duration"
+        if document.get("task_id") == stored_key(failing) and document.get("message") == "task_duration"
     ]
     assert (finished["level"], finished["error_type"]) == ("ERROR", "CommandFailed")
     assert count(stack, "TasksSubmitted") - submitted_before >= 2

@@ -14,7 +14,7 @@ import pytest
 
 from local_stack.lambda_runtime import invoke
 from mistersmith.observability import logger
-from tests.conftest import load_event, own_workers
+from tests.conftest import load_event, own_workers, stored_key
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,8 @@ def test_slow_tasks_query_parses_task_id_and_duration_from_task_duration_lines(w
     matches = [line for line in worker_lines if "task_duration" in line]
     assert len(matches) == 2
     for line in matches:
-        assert SLOW_TASK_ID.search(line).group("taskId").startswith("logs-")
+        # Lines name the task by its key, unique across callers (see callers.py).
+        assert SLOW_TASK_ID.search(line).group("taskId").startswith(stored_key("logs-"))
         assert int(SLOW_DURATION.search(line).group("duration")) >= 0
 
 

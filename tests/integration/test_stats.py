@@ -48,7 +48,7 @@ def test_stats_report_queues_workers_decisions_and_counts(stack, api, wait_termi
     )
     # And the counts come by status and type, the type counts within their status's
     counts = report["tasks"]
-    assert counts["scope"] == "all"
+    assert counts["scope"] == "caller"  # the local stack's default caller is no admin
     assert counts["by_status_and_type"]["SUCCEEDED"]["analyze"] >= 1
     for status, by_type in counts["by_status_and_type"].items():
         assert sum(by_type.values()) <= counts["by_status"][status]

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from tests.conftest import stored_key
+
 pytestmark = pytest.mark.integration
 
 
@@ -102,7 +104,9 @@ def test_payload_over_the_inline_limit_is_claim_checked_to_s3_and_still_runs(api
     assert record["status"] == "SUCCEEDED"
     assert record["result"]["lines"] == 20_000
     s3 = stack.session().client("s3")
-    keys = s3.list_objects_v2(Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{task_id}/")
+    keys = s3.list_objects_v2(
+        Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{stored_key(task_id)}/"
+    )
     assert keys["KeyCount"] == 1
 
 

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from local_stack.emf import json_objects
 from mistersmith.observability import logger
-from tests.conftest import own_workers
+from tests.conftest import own_workers, stored_key
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_worker_span_joins_the_trace_the_api_call_started(stack, api, wait_termi
     # Then the record carries the trace id, and the worker's span is in that trace, a child of the call
     assert record["status"] == "SUCCEEDED"
     assert record["trace_id"] == root
-    spans = [span for span in collector.spans if span["attributes"].get("task.id") == task_id]
+    spans = [span for span in collector.spans if span["attributes"].get("task.id") == stored_key(task_id)]
     assert [(span["name"], span["service"]) for span in spans] == [("execute task", "mistersmith-worker")]
     assert spans[0]["trace_id"] == xray_to_otel(root)
     assert spans[0]["parent_span_id"] == parent
@@ -158,7 +158,7 @@ def test_a_task_s_log_lines_share_its_correlation_and_trace_ids_from_api_to_work
     ]
     for name, document in about_task:
         assert set(document) >= COMMON_FIELDS, (name, document)
-        assert document["correlation_id"] == task_id, (name, document)
+        assert document["correlation_id"] == stored_key(task_id), (name, document)
         assert document["trace_id"] == record["trace_id"], (name, document)
     # And the worker's outcome line has the seed's fields, with the error type of the failure
     [outcome] = [document for name, document in about_task if document["message"] == "task_duration"]

@@ -13,6 +13,7 @@ import pytest
 
 from local_stack.lambda_runtime import module_of
 from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.callers import LOCAL_CALLER, Caller
 from mistersmith.clock import now_iso
 from mistersmith.errors import PublishFailed, TransitionRejected
 from mistersmith.intake import Intake
@@ -20,7 +21,7 @@ from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TASK_REQUEST_ADAPTER, StoredTask, TaskMessage, TaskStatus, canonical_json
 from mistersmith.ports import EventPublisher
 from mistersmith.settings import IntakeSettings, load
-from tests.conftest import VISIBILITY_SECONDS, own_workers, wait_for_status
+from tests.conftest import VISIBILITY_SECONDS, own_workers, stored_key, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -169,9 +170,9 @@ def test_a_failed_publish_answers_503_and_leaves_no_record(stack, api):
     )
     # When a task is submitted
     with pytest.raises(PublishFailed):
-        intake.submit(request)
+        intake.submit(request, Caller(LOCAL_CALLER))
     # Then nothing is left that no worker will ever see, and the same id can be submitted again
-    assert store.get(task_id) is None
+    assert store.get(stored_key(task_id)) is None
     assert api.post("/tasks", json=request.model_dump(mode="json")).status_code == 202
 
 

@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 
+from mistersmith.callers import Caller
 from mistersmith.errors import PayloadTooLarge
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -142,6 +143,6 @@ def test_intake_refuses_a_source_archive_over_the_limit_before_accepting_the_tas
     request = AnalyzeRequest(task_type="analyze", payload={"source_uri": "s3://bucket-a/uploads/big"})
     # When it is submitted / Then it is too large, nothing was read, and no task exists
     with pytest.raises(PayloadTooLarge, match="5000 bytes; the limit is 4096"):
-        intake.submit(request)
+        intake.submit(request, Caller("someone"))
     assert blobs.reads == []
     assert store.tasks == {}

@@ -107,6 +107,26 @@ def test_client_submit_answered_503_then_202_retries_with_the_same_id():
     assert task.id == json.loads(fake.requests[0].content)["id"]
 
 
+def test_client_owner_is_sent_as_a_query_parameter_and_read_back():
+    # Given an API that answers with a task of another caller
+    owner = "arn:aws:iam::123456789012:role/ci-runner"
+    fake = FakeApi(lambda request: httpx.Response(200, json=record("t-1", owner=owner)))
+    # When an admin reads and cancels that caller's task, and lists that caller's tasks
+    task = fake.client().get("t-1", owner=owner)
+    fake.client().cancel("t-1", owner=owner)
+    fake.handler = lambda request: httpx.Response(200, json={"items": []})
+    fake.client().list(owner=owner)
+    # Then each request named the owner, and the record says whose task it is
+    assert [request.url.params.get("owner") for request in fake.requests] == [owner] * 3
+    assert task.owner == owner
+
+
+def test_client_without_owner_sends_none():
+    fake = FakeApi(lambda request: httpx.Response(200, json=record("t-1")))
+    fake.client().get("t-1")
+    assert "owner" not in fake.requests[0].url.params
+
+
 def test_client_422_problem_raises_rejected_with_field_errors():
     # Given an API that refuses the body
     errors = [

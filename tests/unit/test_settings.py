@@ -87,3 +87,26 @@ def test_worker_ids_differ_between_two_processes_on_one_host(environment):
     for name, value in REQUIRED[WorkerSettings].items():
         environment.setenv(name, value)
     assert WorkerSettings().worker_id != WorkerSettings().worker_id
+
+
+def test_intake_settings_admin_principals_are_split_and_read_as_callers(environment):
+    for name, value in REQUIRED[IntakeSettings].items():
+        environment.setenv(name, value)
+    environment.setenv(
+        "API_ADMIN_PRINCIPALS",
+        "arn:aws:iam::123456789012:role/ops/Admin, arn:aws:sts::123456789012:assumed-role/Ci/s,,apikey:k1",
+    )
+    assert IntakeSettings().api_admin_principals == {
+        "arn:aws:iam::123456789012:role/Admin",
+        "arn:aws:iam::123456789012:role/Ci",
+        "apikey:k1",
+    }
+
+
+def test_intake_settings_in_the_cloud_trust_no_caller_header_and_name_no_admin(environment):
+    for name, value in REQUIRED[IntakeSettings].items():
+        environment.setenv(name, value)
+    environment.setenv("API_ADMIN_PRINCIPALS", "")
+    settings = IntakeSettings()
+    assert settings.api_admin_principals == frozenset()
+    assert settings.local_caller_header is False

@@ -85,7 +85,7 @@ def test_stats_reports_queues_dead_letters_workers_the_last_hours_decisions_and_
     store.create(task("b", TaskStatus.SUCCEEDED, "compile"))
     store.create(task("c", TaskStatus.FAILED, "execute"))
     # When the stats are read
-    report = report_of.report()
+    report = report_of.report(None)
     # Then every part is there
     assert report.queues["work"].model_dump() == {
         "visible": 2,
@@ -108,12 +108,12 @@ def test_stats_within_the_cache_period_reads_nothing_again():
     # Given stats read once
     clock = [NOW]
     report_of, _, service = stats(MemoryQueue(), History([]), clock)
-    first = report_of.report()
+    first = report_of.report(None)
     # When read again 4 s later, then 6 s later
     clock[0] += 4
-    second = report_of.report()
+    second = report_of.report(None)
     clock[0] += 2
-    third = report_of.report()
+    third = report_of.report(None)
     # Then the second is the cached report and the third a fresh one
     assert second is first and service.reads == 2
     assert third is not first
@@ -123,7 +123,21 @@ def test_stats_part_that_cannot_be_read_is_named_and_the_rest_reported():
     # Given a work queue that cannot be read
     report_of, _, _ = stats(Unreadable(), History([]), [NOW])
     # When the stats are read / Then the queue is left out and named, and workers are still there
-    report = report_of.report()
+    report = report_of.report(None)
     assert "work" not in report.queues
     assert report.unavailable == ["queue work: ConnectionError"]
     assert report.workers is not None
+
+
+def test_stats_counts_only_the_callers_own_tasks_and_caches_each_callers_apart():
+    # Given tasks of two owners
+    report_of, store, _ = stats(MemoryQueue(), History([]), [NOW])
+    store.create(task("a", TaskStatus.SUCCEEDED, "execute").model_copy(update={"owner": "alice"}))
+    store.create(task("b", TaskStatus.SUCCEEDED, "execute").model_copy(update={"owner": "bob"}))
+    # When each asks, and an admin (everyone's)
+    alice, bob, admin = report_of.report("alice"), report_of.report("bob"), report_of.report(None)
+    # Then each sees their own count, the admin all of them
+    assert alice.tasks is not None and bob.tasks is not None and admin.tasks is not None
+    assert (alice.tasks.scope, alice.tasks.by_status["SUCCEEDED"]) == ("caller", 1)
+    assert bob.tasks.by_status["SUCCEEDED"] == 1
+    assert (admin.tasks.scope, admin.tasks.by_status["SUCCEEDED"]) == ("all", 2)

@@ -23,6 +23,10 @@ class PayloadTooLarge(MisterSmithError):
     pass
 
 
+class CallerUnknown(MisterSmithError):
+    """A task request that names no caller: nothing can be shown or recorded for nobody."""
+
+
 class TransitionRejected(MisterSmithError):
     """A conditional write found the task in a state that does not allow the change."""
 

@@ -8,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+from mistersmith.callers import Caller, principal
 from mistersmith.clock import now_iso
 from mistersmith.errors import (
     PayloadTooLarge,
@@ -29,7 +30,9 @@ from mistersmith.models import (
     UploadRequest,
     UploadTicket,
     canonical_json,
+    parse_s3_uri,
     request_fingerprint,
+    task_key,
 )
 from mistersmith.observability import logger, task_context, trace_root, traced
 from mistersmith.ports import BlobStore
@@ -37,6 +40,8 @@ from mistersmith.settings import IntakeSettings
 from mistersmith.uploads import Uploads
 
 INTAKE_SOURCE = "mistersmith.intake"
+# Long enough to start a download from the console, short enough not to be worth sharing.
+ARTIFACT_URL_SECONDS = 300
 WORKER_TASK = "Worker Task"
 
 
@@ -52,23 +57,29 @@ class Intake:
 
     @traced
     def submit(
-        self, request: TaskRequestModel | UploadedTaskRequest, *, trace_header: str | None = None
+        self,
+        request: TaskRequestModel | UploadedTaskRequest,
+        caller: Caller,
+        *,
+        trace_header: str | None = None,
     ) -> tuple[TaskRecord, bool]:
-        """Records the task as QUEUED and publishes it; returns (record, created).
+        """Records the task as QUEUED, owned by `caller`, and publishes it; returns (record, created).
 
-        The same id with the same body returns the existing task (and publishes it again while it
-        is still QUEUED, so a client retrying after a failed publish gets its task delivered). A
-        payload named by `payload_uri` is read and checked here, then treated as if it came inline."""
+        Ids are the caller's own: the task is stored under task_key(caller, id), so another caller's
+        equal id is another task. The same id with the same body from the same caller returns the
+        existing task (and publishes it again while it is still QUEUED, so a client retrying after
+        a failed publish gets its task delivered). A payload named by `payload_uri` is read and
+        checked here, then treated as if it came inline."""
         if isinstance(request, UploadedTaskRequest):
             request = self.uploads.read(request)
         if getattr(request.payload, "source_uri", None):
             self.uploads.check_source(request.payload.source_uri)
-        task_id = request.id or uuid.uuid4().hex
-        with task_context(task_id, trace_root(trace_header)):
-            return self._accept(request, task_id, trace_header)
+        key = task_key(caller.principal, request.id or uuid.uuid4().hex)
+        with task_context(key, trace_root(trace_header)):
+            return self._accept(request, key, caller.principal, trace_header)
 
     def _accept(
-        self, request: TaskRequestModel, task_id: str, trace_header: str | None
+        self, request: TaskRequestModel, key: str, owner: str, trace_header: str | None
     ) -> tuple[TaskRecord, bool]:
         payload = request.payload.model_dump(mode="json", exclude_none=True)
         fingerprint = request_fingerprint(request.task_type, payload)
@@ -79,7 +90,8 @@ class Intake:
             )
         now = now_iso()
         task = StoredTask(
-            id=task_id,
+            id=key,
+            owner=owner,
             task_type=request.task_type,
             status=TaskStatus.QUEUED,
             created_at=now,
@@ -90,17 +102,15 @@ class Intake:
             retry_of=getattr(request, "retry_of", None),
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
-            task.payload_ref = self._store_aside(task_id, body)
+            task.payload_ref = self._store_aside(key, body)
         else:
             task.payload = payload
         created = self.store.create(task)
         if not created:
-            task = self._existing_with_same_body(task_id, fingerprint)
+            task = self._existing_with_same_body(task, fingerprint)
         if task.status is TaskStatus.QUEUED:
             self._hand_on(task, created)
-        logger.info(
-            "task accepted", extra={"task_id": task_id, "task_type": task.task_type, "new_task": created}
-        )
+        logger.info("task accepted", extra={"task_id": key, "task_type": task.task_type, "new_task": created})
         return task.public(), created
 
     def new_upload(self, request: UploadRequest | None = None) -> UploadTicket:
@@ -119,40 +129,33 @@ class Intake:
             if created and task.fingerprint and not self.store.discard(task.id, fingerprint=task.fingerprint):
                 logger.error("task not handed on and not taken back", extra={"task_id": task.id})
             raise PublishFailed(
-                f"task {task.id!r} was not accepted: the event bus is unavailable ({error})"
+                f"task {task.public_id!r} was not accepted: the event bus is unavailable ({error})"
             ) from error
 
     @traced
-    def cancel(self, task_id: str) -> TaskRecord:
+    def cancel(self, task_id: str, caller: Caller, *, owner: str | None = None) -> TaskRecord:
         """QUEUED ends CANCELLED at once; RUNNING is asked to stop (its worker ends it CANCELLED)."""
-        task = self.store.get(task_id)
-        if task is None:
-            raise TaskNotFound(task_id)
+        task = self._find(task_id, caller, owner)
         try:
             if task.status is TaskStatus.QUEUED:
-                return self.lifecycle.move(task_id, TaskStatus.CANCELLED, finished_at=now_iso()).public()
+                return self.lifecycle.move(task.id, TaskStatus.CANCELLED, finished_at=now_iso()).public()
             if task.status is TaskStatus.RUNNING:
                 return self.store.transition(
-                    task_id,
+                    task.id,
                     TaskStatus.RUNNING,
                     allowed_from={TaskStatus.RUNNING},
                     changes={"cancel_requested": True, "updated_at": now_iso()},
                 ).public()
         except TransitionRejected:
-            return self.cancel(task_id)  # it moved meanwhile: decide again on what it is now
+            return self.cancel(task_id, caller, owner=owner)  # it moved meanwhile: decide again
         raise TaskConflict(f"task {task_id!r} is already {task.status.value}")
 
-    def get(self, task_id: str) -> TaskRecord:
-        task = self.store.get(task_id)
-        if task is None:
-            raise TaskNotFound(task_id)
-        return task.public()
+    def get(self, task_id: str, caller: Caller, *, owner: str | None = None) -> TaskRecord:
+        return self._find(task_id, caller, owner).public()
 
-    def payload(self, task_id: str) -> dict[str, Any]:
+    def payload(self, task_id: str, caller: Caller, *, owner: str | None = None) -> dict[str, Any]:
         """The payload as submitted (read back from the bucket when it was stored aside)."""
-        task = self.store.get(task_id)
-        if task is None:
-            raise TaskNotFound(task_id)
+        task = self._find(task_id, caller, owner)
         if task.payload_ref is not None:
             payload: dict[str, Any] = json.loads(
                 self.blobs.get(task.payload_ref.bucket, task.payload_ref.key)
@@ -160,22 +163,60 @@ class Intake:
             return payload
         return task.payload or {}
 
-    def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
-    ) -> TaskPage:
-        return list_tasks(self.store, status=status, task_type=task_type, limit=limit, next_token=next_token)
+    def artifact_url(self, task_id: str, name: str, caller: Caller, *, owner: str | None = None) -> str:
+        """A short-lived download URL of the artifact the task's result names `name` (`*_uri`)."""
+        task = self._find(task_id, caller, owner)
+        uri = (task.result or {}).get(name) if name.endswith("_uri") else None
+        if not isinstance(uri, str):
+            raise TaskNotFound(f"{task_id}/artifacts/{name}")
+        bucket, key = parse_s3_uri(uri)
+        if bucket != self.blobs.bucket:
+            raise TaskNotFound(f"{task_id}/artifacts/{name}")
+        return self.blobs.presign_get(key, expires_seconds=ARTIFACT_URL_SECONDS)
 
-    def _existing_with_same_body(self, task_id: str, fingerprint: str) -> StoredTask:
-        existing = self.store.get(task_id)
+    def list(
+        self,
+        caller: Caller,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
+    ) -> TaskPage:
+        """The caller's own tasks; an admin's: everyone's, or `owner`'s."""
+        owner = principal(owner) if owner else None
+        if not caller.admin:
+            if owner not in (None, caller.principal):
+                return TaskPage(items=[])
+            owner = caller.principal
+        return list_tasks(
+            self.store, status=status, task_type=task_type, limit=limit, next_token=next_token, owner=owner
+        )
+
+    def _find(self, task_id: str, caller: Caller, owner: str | None) -> StoredTask:
+        """`owner`'s (by default the caller's) task `task_id` if the caller may see it, else an
+        unowned task of that id (from before owners were kept, or from the bus)."""
+        owner = principal(owner) if owner else caller.principal
+        owned = self.store.get(task_key(owner, task_id))
+        if owned is not None and owned.owner == owner and caller.may_see(owned):
+            return owned
+        unowned = self.store.get(task_id)
+        if unowned is not None and unowned.owner is None:
+            return unowned
+        raise TaskNotFound(task_id)
+
+    def _existing_with_same_body(self, task: StoredTask, fingerprint: str) -> StoredTask:
+        existing = self.store.get(task.id)
         if existing is None:
-            raise TaskConflict(f"task {task_id!r} was being created concurrently; retry")
-        if existing.fingerprint != fingerprint:
-            raise TaskConflict(f"task {task_id!r} already exists with a different body")
+            raise TaskConflict(f"task {task.public_id!r} was being created concurrently; retry")
+        if existing.fingerprint != fingerprint or existing.owner != task.owner:
+            raise TaskConflict(f"task {task.public_id!r} already exists with a different body")
         return existing
 
-    def _store_aside(self, task_id: str, body: bytes) -> PayloadRef:
+    def _store_aside(self, stored_key: str, body: bytes) -> PayloadRef:
         digest = hashlib.sha256(body).hexdigest()
         # The digest in the key keeps a conflicting resubmission from overwriting the original.
-        key = f"payloads/{task_id}/{digest}.json"
+        key = f"payloads/{stored_key}/{digest}.json"
         self.blobs.put(key, body, content_type="application/json")
         return PayloadRef(bucket=self.blobs.bucket, key=key, sha256=digest, size=len(body))

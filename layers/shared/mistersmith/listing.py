@@ -1,4 +1,5 @@
-"""GET /tasks: pages over the by-status index, with a page token that says where to go on."""
+"""GET /tasks: pages over the by-status index (or, for one owner, the by-owner index), with a page
+token that says where to go on."""
 
 from __future__ import annotations
 
@@ -25,18 +26,29 @@ MAX_READS_PER_PAGE = 10
 
 
 def list_tasks(
-    store: TaskStore, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+    store: TaskStore,
+    *,
+    status: TaskStatus | None,
+    task_type: str | None,
+    limit: int,
+    next_token: str | None,
+    owner: str | None = None,
 ) -> TaskPage:
     """Newest first within each status. Without a status it walks the statuses in LISTING_ORDER
-    on the by-status index, never scanning the table; pages are filled across statuses."""
-    statuses = (status,) if status else LISTING_ORDER
+    on the by-status index, never scanning the table; pages are filled across statuses. One
+    owner's tasks come newest first from the by-owner index, whatever their status."""
+    statuses = (status,) if status or owner else LISTING_ORDER
     position, inner = _decode_position(next_token, len(statuses))
     items: list[TaskRecord] = []
     for _ in range(MAX_READS_PER_PAGE):
         if position >= len(statuses) or len(items) >= limit:
             break
         tasks, inner = store.list(
-            status=statuses[position], task_type=task_type, limit=limit - len(items), next_token=inner
+            status=statuses[position],
+            task_type=task_type,
+            limit=limit - len(items),
+            next_token=inner,
+            owner=owner,
         )
         items += [task.public() for task in tasks]
         if inner is None:

@@ -18,17 +18,35 @@ from pydantic import (
     StringConstraints,
     Tag,
     TypeAdapter,
+    field_validator,
     model_validator,
 )
 
 from mistersmith.observability import trace_root
 
-TASK_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# A new task's id starts with a letter or digit, so "." and ".." can never name one.
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+# What GET and DELETE accept: the first contract's ids, so that tasks submitted under it stay readable.
+TaskRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+# An owned task's table key is its id behind a fixed-length stand-in for its owner (see task_key).
+OWNER_SCOPE_CHARS = 16
+TASK_KEY_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{OWNER_SCOPE_CHARS + 1 + 128}}}$"
+TaskKey = Annotated[str, StringConstraints(pattern=TASK_KEY_PATTERN)]
 
 
-def is_task_id(value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(TASK_ID_PATTERN, value) is not None
+def is_task_key(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(TASK_KEY_PATTERN, value) is not None
+
+
+def owner_scope(owner: str) -> str:
+    """A key-safe, fixed-length stand-in for an owner: ARNs hold "/" and run long."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:OWNER_SCOPE_CHARS]
+
+
+def task_key(owner: str, task_id: str) -> str:
+    """The table key of `owner`'s task `task_id`: two callers' equal ids never meet."""
+    return f"{owner_scope(owner)}.{task_id}"
 
 
 class TaskType(StrEnum):
@@ -85,8 +103,31 @@ def sources_allowed_into(target: TaskStatus) -> frozenset[TaskStatus]:
     return frozenset(source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_surrogate(key) or _holds_surrogate(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_surrogate(item) for item in value)
+    return False
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        # JSON lets "\ud800" through; UTF-8 cannot hold it, so it would fail later, when stored.
+        if _holds_surrogate(value):
+            raise ValueError(
+                "text must be valid Unicode: a lone surrogate (\\ud800-\\udfff) cannot be encoded"
+            )
+        return value
 
 
 def checked_relative_path(path: str) -> str:
@@ -98,7 +139,16 @@ def checked_relative_path(path: str) -> str:
 
 
 def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
-    return {checked_relative_path(path): text for path, text in files.items()}
+    checked: dict[str, str] = {}
+    given: dict[str, str] = {}
+    for path, text in files.items():
+        normalised = checked_relative_path(path)
+        if normalised in checked:
+            raise ValueError(
+                f"file paths {given[normalised]!r} and {path!r} name the same file {normalised!r}"
+            )
+        checked[normalised], given[normalised] = text, path
+    return checked
 
 
 RelativeFiles = Annotated[dict[str, str], AfterValidator(_checked_relative_paths)]
@@ -271,12 +321,14 @@ def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
 class TaskMessage(BaseModel):
     """What travels on the bus (detail of `Worker Task`) and in the queues."""
 
-    id: TaskId
+    id: TaskKey
     task_type: str
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
     # X-Ray trace header (Root=...;Parent=...;Sampled=...) of the request that submitted the task.
     trace_header: str | None = None
+    # Travels with the task, so that a record recreated from the message keeps its owner.
+    owner: str | None = None
 
 
 class TaskError(BaseModel):
@@ -320,7 +372,8 @@ class AnalyzeResult(BaseModel):
 class TaskRecord(BaseModel):
     """The task as clients see it."""
 
-    id: TaskId
+    # A key's alphabet and length: a task from the bus is shown under its key, which may be long.
+    id: TaskKey
     task_type: str
     status: TaskStatus
     created_at: str
@@ -337,11 +390,14 @@ class TaskRecord(BaseModel):
     # The worker that holds (or last held) the task.
     worker_id: str | None = None
     retry_of: TaskId | None = None
+    # Who submitted it (see callers.py); none on tasks from the bus or from before owners were kept.
+    owner: str | None = None
 
 
 class StoredTask(TaskRecord):
     """The task as the state table holds it: the record plus what workers and intake need."""
 
+    # id is the table key: task_key(owner, id) for an owned task, the id itself for an unowned one.
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
@@ -365,10 +421,17 @@ class StoredTask(TaskRecord):
             payload_ref=message.payload_ref,
             trace_id=trace_root(message.trace_header),
             trace_header=message.trace_header,
+            owner=message.owner,
         )
 
+    @property
+    def public_id(self) -> str:
+        """The id its owner chose (the key without the owner's scope)."""
+        return self.id.removeprefix(f"{owner_scope(self.owner)}.") if self.owner else self.id
+
     def public(self) -> TaskRecord:
-        return TaskRecord.model_validate(self.model_dump(include=set(TaskRecord.model_fields)))
+        fields = self.model_dump(include=set(TaskRecord.model_fields))
+        return TaskRecord.model_validate(fields | {"id": self.public_id})
 
     def message(self) -> TaskMessage:
         return TaskMessage(
@@ -377,6 +440,7 @@ class StoredTask(TaskRecord):
             payload=self.payload,
             payload_ref=self.payload_ref,
             trace_header=self.trace_header,
+            owner=self.owner,
         )
 
 

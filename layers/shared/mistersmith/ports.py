@@ -28,12 +28,19 @@ class TaskStore(ABC):
 
     @abstractmethod
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
-    ) -> tuple[list[StoredTask], str | None]: ...
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
+    ) -> tuple[list[StoredTask], str | None]:
+        """Newest first; with `owner`, only that owner's tasks (the by-owner index)."""
 
     @abstractmethod
-    def count(self, status: TaskStatus, task_type: str | None = None) -> int:
-        """How many tasks are in `status` (of `task_type`), counted by the store, not listed."""
+    def count(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+        """How many tasks are in `status` (of `task_type`, of `owner`), counted by the store, not listed."""
 
     @abstractmethod
     def transition(
@@ -118,6 +125,10 @@ class BlobStore(ABC):
     @abstractmethod
     def size(self, bucket: str, key: str) -> int:
         """The object's size in bytes, without reading it; raises BlobNotFound when there is none."""
+
+    @abstractmethod
+    def presign_get(self, key: str, *, expires_seconds: int) -> str:
+        """A URL that downloads this bucket's object `key` without credentials until it expires."""
 
     @abstractmethod
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:

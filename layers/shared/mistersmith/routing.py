@@ -19,7 +19,7 @@ from mistersmith.models import (
     TaskStatus,
     TaskType,
     canonical_json,
-    is_task_id,
+    is_task_key,
 )
 from mistersmith.observability import count, logger, task_context, trace_header_for, trace_root, traced
 from mistersmith.ports import WorkQueue
@@ -58,7 +58,7 @@ class Router:
         """Routes one event's detail; returns the task id and what happened to it."""
         raw_id = detail.get("id")
         with task_context(
-            raw_id if is_task_id(raw_id) else "unidentified", trace_root(detail.get("trace_header"))
+            raw_id if is_task_key(raw_id) else "unidentified", trace_root(detail.get("trace_header"))
         ):
             return self._route(detail)
 
@@ -118,7 +118,7 @@ class Router:
         error_type = "UnknownTaskType" if isinstance(error, UnknownTaskType) else "InvalidTask"
         task_error = TaskError(type=error_type, message=str(error))
         raw_id = detail.get("id")
-        task_id = raw_id if is_task_id(raw_id) else f"rejected-{uuid.uuid4().hex}"
+        task_id = raw_id if is_task_key(raw_id) else f"rejected-{uuid.uuid4().hex}"
         now = now_iso()
         rejected = StoredTask(
             id=task_id,

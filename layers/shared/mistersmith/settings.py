@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mistersmith.callers import principal
 from mistersmith.scaling import DEFAULT_POLICY, SEED_STEPS, PolicyKind, ScalingPolicy, StepTable
 from mistersmith.work.limits import Confinement, WorkLimits
 
@@ -54,6 +55,22 @@ class IntakeSettings(LifecycleSettings, SourceSettings):
     inline_payload_limit_bytes: Annotated[int, Field(gt=0, le=300_000)] = 64 * 1024
     # Under API Gateway's 10 MB and a synchronous Lambda's 6 MB request.
     max_payload_bytes: Annotated[int, Field(gt=0, le=6_000_000)] = 5_000_000
+    # ApiAdminPrincipals: callers that see every caller's tasks (IAM ARNs or apikey:<id>, comma-separated).
+    api_admin_principals: Annotated[frozenset[str], NoDecode] = frozenset()
+    # Local stack only (never in the template): the caller header names the caller when no gateway did.
+    local_caller_header: bool = False
+
+    @field_validator("api_admin_principals", mode="before")
+    @classmethod
+    def _split_principals(cls, value: object) -> object:
+        return (
+            [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator("api_admin_principals")
+    @classmethod
+    def _as_callers(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(principal(item) for item in value)
 
 
 class StatsSettings(TableSettings):

@@ -43,20 +43,27 @@ class Stats:
     history: ScalingHistory | None
     cache_seconds: float = 5.0
     clock: Callable[[], float] = time.time
-    _cached: tuple[float, StatsReport] | None = field(default=None, init=False)
+    # Per whose tasks are counted (None: everyone's): when it was read, and the report.
+    _cached: dict[str | None, tuple[float, StatsReport]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def report(self) -> StatsReport:
+    def report(self, owner: str | None) -> StatsReport:
+        """The figures, with the task counts of `owner` (None: of everyone, for an admin)."""
         now = self.clock()
         with self._lock:
-            if self._cached and now - self._cached[0] < self.cache_seconds:
-                return self._cached[1]
-        report = self._read(now)
+            cached = self._cached.get(owner)
+            if cached and now - cached[0] < self.cache_seconds:
+                return cached[1]
+        report = self._read(now, owner)
         with self._lock:
-            self._cached = (now, report)
+            # Drop the stale ones, so that a stream of different callers cannot grow the cache.
+            self._cached = {
+                key: value for key, value in self._cached.items() if now - value[0] < self.cache_seconds
+            }
+            self._cached[owner] = (now, report)
         return report
 
-    def _read(self, now: float) -> StatsReport:
+    def _read(self, now: float, owner: str | None) -> StatsReport:
         unavailable: list[str] = []
 
         def attempt(part: str, read: Callable[[], T]) -> T | None:
@@ -96,18 +103,18 @@ class Stats:
             if counts
             else None,
             scaling_decisions=sorted(decisions or [], key=lambda entry: entry.at),
-            tasks=attempt("task counts", self._counts),
+            tasks=attempt("task counts", lambda: self._counts(owner)),
             unavailable=unavailable,
         )
 
-    def _counts(self) -> TaskCounts:
+    def _counts(self, owner: str | None) -> TaskCounts:
         by_status_and_type = {
-            status.value: {task_type: self.store.count(status, task_type) for task_type in TASK_TYPES}
+            status.value: {task_type: self.store.count(status, task_type, owner) for task_type in TASK_TYPES}
             for status in TaskStatus
         }
         return TaskCounts(
-            scope="all",
-            by_status={status.value: self.store.count(status) for status in TaskStatus},
+            scope="all" if owner is None else "caller",
+            by_status={status.value: self.store.count(status, owner=owner) for status in TaskStatus},
             by_type={
                 task_type: sum(counts[task_type] for counts in by_status_and_type.values())
                 for task_type in TASK_TYPES

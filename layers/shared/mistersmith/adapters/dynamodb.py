@@ -1,4 +1,5 @@
-"""The task store on a DynamoDB table: key `id`, index `by-status` (status, created_at)."""
+"""The task store on a DynamoDB table: key `id`, indexes `by-status` and `by-owner` (status or
+owner, created_at)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mistersmith.errors import InvalidRequest, TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus, canonical_json
 
 STATUS_INDEX = "by-status"
+OWNER_INDEX = "by-owner"
 # Nested documents are kept as JSON text: DynamoDB maps reject floats and empty keys.
 _JSON_FIELDS = frozenset({"payload", "payload_ref", "result"})
 _serializer = TypeSerializer()
@@ -99,47 +101,75 @@ class DynamoTaskStore:
         return True
 
     def list(
-        self, *, status: TaskStatus | None, task_type: str | None, limit: int, next_token: str | None
+        self,
+        *,
+        status: TaskStatus | None,
+        task_type: str | None,
+        limit: int,
+        next_token: str | None,
+        owner: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         request: dict[str, Any] = {"TableName": self._table, "Limit": limit}
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         if start := _decode_token(next_token):
+            # A token from another owner's listing would be DynamoDB's error (a 500), not the client's.
+            if owner is not None and start.get("owner") != {"S": owner}:
+                raise InvalidRequest("next_token is not a token this API issued")
             request["ExclusiveStartKey"] = start
         # Control records (the autoscaler's last action, say) share the table but are not tasks.
         filters = ["attribute_exists(task_type)"]
         if task_type:
             filters.append("task_type = :task_type")
             values[":task_type"] = {"S": task_type}
-        request["FilterExpression"] = " AND ".join(filters)
         if status:
             names["#status"] = "status"
             values[":status"] = {"S": status.value}
-            request |= {
-                "IndexName": STATUS_INDEX,
-                "KeyConditionExpression": "#status = :status",
-                "ScanIndexForward": False,
-            }
+        index: tuple[str, str] | None = None  # (name, key condition)
+        if owner is not None:
+            names["#owner"] = "owner"
+            values[":owner"] = {"S": owner}
+            index = (OWNER_INDEX, "#owner = :owner")
+            if status:
+                filters.append("#status = :status")
+        elif status:
+            index = (STATUS_INDEX, "#status = :status")
+        request["FilterExpression"] = " AND ".join(filters)
+        if index:
+            request |= {"IndexName": index[0], "KeyConditionExpression": index[1], "ScanIndexForward": False}
         if names:
             request["ExpressionAttributeNames"] = names
         if values:
             request["ExpressionAttributeValues"] = values
-        response = self._ddb.query(**request) if status else self._ddb.scan(**request)
+        response = self._ddb.query(**request) if index else self._ddb.scan(**request)
         items = [_decode(item) for item in response.get("Items", [])]
         return items, _encode_token(response.get("LastEvaluatedKey"))
 
-    def count(self, status: TaskStatus, task_type: str | None = None) -> int:
+    def count(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+        # Everyone's: the status is the by-status index's key; one owner's: the by-owner index's.
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": {"S": status.value}}
+        filters = []
+        if owner is None:
+            index, condition = STATUS_INDEX, "#status = :status"
+        else:
+            index, condition = OWNER_INDEX, "#owner = :owner"
+            names["#owner"] = "owner"
+            values[":owner"] = {"S": owner}
+            filters.append("#status = :status")
+        if task_type:
+            filters.append("task_type = :task_type")
+            values[":task_type"] = {"S": task_type}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": STATUS_INDEX,
+            "IndexName": index,
             "Select": "COUNT",
-            "KeyConditionExpression": "#status = :status",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":status": {"S": status.value}},
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
-        if task_type:
-            request["FilterExpression"] = "task_type = :task_type"
-            request["ExpressionAttributeValues"][":task_type"] = {"S": task_type}
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
         pages = self._ddb.get_paginator("query").paginate(**request)
         return sum(page["Count"] for page in pages)
 
