@@ -12,7 +12,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 MOTO_PORT ?= 5000
 API_PORT ?= 3000
 
-.PHONY: demo local test unit integration infrastructure lint build bench simulate clean
+.PHONY: demo local test unit integration infrastructure lint build bench simulate clean browser
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,13 +37,17 @@ demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, c
 local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env (MOTO_PORT=, API_PORT=, LOCAL_ARGS=--compact)
 	$(BIN)/python -m local_stack local --moto-port $(MOTO_PORT) --api-port $(API_PORT) $(LOCAL_ARGS)
 
-test: lint  ## static checks, then every test
+test: lint browser  ## static checks, then every test
 	$(BIN)/python -m pytest
+
+# The console's browser tests drive Debian's chromium (never a browser download).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest -m unit
 
-integration: $(BIN)/.installed
+integration: $(BIN)/.installed browser
 	$(BIN)/python -m pytest -m integration
 
 infrastructure: $(BIN)/.installed
