@@ -93,7 +93,7 @@ OwnerQuery = Annotated[
     status_code=202,
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(403, 409, 413, 422, 503),
+    responses=problem_responses(400, 403, 409, 413, 422, 503),
     summary="Submit a task (inline payload, or payload_uri of an upload); idempotent on the caller's id",
 )
 def submit_task(
@@ -184,7 +184,7 @@ def list_tasks(
     "/uploads",
     status_code=201,
     response_model=UploadTicket,
-    responses=problem_responses(422),
+    responses=problem_responses(400, 422),
     summary="A presigned S3 PUT for a payload too big to send inline; submit it with payload_uri",
 )
 def new_upload(intake: IntakeDep, upload: Annotated[UploadRequest | None, Body()] = None) -> Any:

@@ -171,13 +171,39 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return match["bucket"], match["key"]
 
 
+def _sources_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The schema says what the validator does: `files` and `source_uri` exclude each other (one of
+    them is required where `_sources_required`), and neither may be null."""
+    properties = schema["properties"]
+    for name in ("files", "source_uri"):
+        options = properties[name].pop("anyOf", None)
+        if options:
+            properties[name].update(next(option for option in options if option.get("type") != "null"))
+        properties[name].pop("default", None)
+    either = [{"required": ["files"]}, {"required": ["source_uri"]}]
+    if getattr(model, "_sources_required", True):
+        schema["oneOf"] = either
+    else:
+        schema["not"] = {"required": ["files", "source_uri"]}
+
+
 class _Sources(StrictModel):
     """Files inline or an archive in the bucket (`source_uri`), never both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_sources_schema)
 
     files: SourceFiles | None = None
     source_uri: SourceUri | None = None
     # Whether a payload may have neither (execute may run a command without files).
     _sources_required: ClassVar[bool] = True
+
+    @field_validator("files", "source_uri", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Left out is how "none" is said; an explicit null would be a third way the schema cannot show.
+        if value is None:
+            raise ValueError("must not be null: leave the field out instead")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> _Sources:
@@ -198,7 +224,8 @@ class ExecutePayload(_Sources):
     stdin: str | None = None
     env: dict[str, str] | None = None
     files: RelativeFiles | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=43_200)] | None = None
+    # At least 0.1 s: a shorter limit cannot even start an interpreter.
+    timeout_seconds: Annotated[float, Field(ge=0.1, le=43_200, strict=True)] | None = None
 
 
 class CompilePayload(FilesPayload):
