@@ -12,7 +12,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 MOTO_PORT ?= 5000
 API_PORT ?= 3000
 
-.PHONY: demo local test unit integration infrastructure lint build bench simulate clean browser
+.PHONY: demo local test unit integration infrastructure lint typecheck build bench simulate clean browser
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,17 +56,24 @@ infrastructure: $(BIN)/.installed
 lint: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --region us-east-1
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
+# mypy (pyproject.toml: strict on the layer's mistersmith package); each function on its own, since
+# every one has an app.py and imports its sibling modules by name, as Lambda runs it.
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+	for function in functions/*/; do MYPYPATH=$$function $(BIN)/mypy --no-warn-unused-configs $$function || exit 1; done
+
 bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; an execute task's RUNNING -> SUCCEEDED beside subprocess.run
 	$(BIN)/python -m bench.worker_throughput
 	$(BIN)/python -m bench.execute_overhead
 
-simulate: $(BIN)/.installed  ## the scaling policies on standard load profiles: latency, task-hours, cost, plot
-	$(BIN)/python -m simulator
+simulate: $(BIN)/.installed  ## the scaling goal per profile and seed (PASS/FAIL), the plot; writes the goal table into README.md and docs/scaling.md
+	$(BIN)/python -m simulator --write-tables
 
 build: $(BIN)/.installed $(SAM_VENV)/.installed  ## sam build, then import every handler from its build folder
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build

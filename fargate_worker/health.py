@@ -1,4 +1,4 @@
-"""`/health` (alive) and `/ready` (taking work) on the worker's port, as seed 1.2 describes."""
+"""`/health` (alive) and `/ready` (taking work) on the worker's port (8080), for ECS's container health check."""
 
 from __future__ import annotations
 
@@ -6,14 +6,28 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# A probe answers in milliseconds: a connection idle longer, or one past the cap, is dropped, so
+# that idle connections cannot pin the worker's threads.
+TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 16
 
 
 class HealthServer:
-    """Serves health in a daemon thread; `is_ready` is asked on every `/ready`."""
+    """Serves health in a daemon thread; `is_ready` is asked on every `/ready`. Each connection
+    gets `timeout_seconds` per read; past `max_connections` at once, new ones are closed."""
 
-    def __init__(self, host: str, port: int, is_ready: Callable[[], bool]) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler_for(is_ready))
-        self._server.daemon_threads = True
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        is_ready: Callable[[], bool],
+        *,
+        timeout_seconds: float = TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._server = _CappedServer((host, port), _handler_for(is_ready, timeout_seconds), max_connections)
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     @property
@@ -28,8 +42,32 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(is_ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+class _CappedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
+    ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: closed at once, no thread
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _handler_for(is_ready: Callable[[], bool], timeout_seconds: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_seconds
+
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._reply(200, {"status": "ok"})

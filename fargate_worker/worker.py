@@ -1,4 +1,4 @@
-"""The worker of seed 1.1, made safe to kill: it long-polls only for the tasks it can start, keeps
+"""The worker, made safe to kill: it long-polls only for the tasks it can start, keeps
 them alive while they run, records before it deletes, and on SIGTERM hands back what it cannot
 finish within the grace period."""
 
@@ -23,6 +23,7 @@ from mistersmith.observability import logger, start_tracing
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
 from mistersmith.processing import Disposition, StopReason, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings, load
+from mistersmith.work.sandbox import seal_shared_temp
 
 # Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
 PROTECTION_MINUTES = 15
@@ -255,6 +256,8 @@ def _keep_environment_from_children() -> None:
 def main() -> int:
     _keep_environment_from_children()
     settings = load(WorkerSettings)
+    if settings.ecs_agent_uri:  # in an ECS task, where the worker owns /tmp and /dev/shm
+        logger.info("shared temporary directories sealed", extra={"sealed": seal_shared_temp()})
     protection = EcsAgentTaskProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else None
     worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)
     signal.signal(signal.SIGTERM, worker.request_stop)

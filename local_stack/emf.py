@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 # Metrics in these units are times: their mean and maximum say more than their sum.
 TIME_UNITS = frozenset({"Seconds", "Milliseconds", "Microseconds"})
@@ -65,7 +65,7 @@ def data_points(document: Mapping[str, Any]) -> list[DataPoint]:
     metadata = document.get("_aws")
     if not isinstance(metadata, dict):
         return []
-    points = []
+    points: list[DataPoint] = []
     for directive in _dicts(metadata.get("CloudWatchMetrics")):
         dimension_sets = [names for names in _lists(directive.get("Dimensions")) if _all_str(names)] or [[]]
         namespace = str(directive.get("Namespace", ""))
@@ -178,5 +178,5 @@ def _all_str(items: list[Any]) -> bool:
     return all(isinstance(item, str) for item in items)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -53,7 +53,7 @@ class Provisioner:
         # Dead-letter queues first: the others' redrive policies name them.
         for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]):
             properties = queues[logical_id]
-            attributes = {
+            attributes: dict[str, str] = {
                 name: str(self.template.resolve(properties[name]))
                 for name in (
                     "VisibilityTimeout",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import uvicorn
@@ -148,7 +148,8 @@ class LocalStack:
             logger.service = self.env["POWERTOOLS_SERVICE_NAME"]
             logger.append_keys(service=logger.service)
         logger.registered_handler.addFilter(InvocationKeys())
-        self.console.attach(logger.registered_handler)
+        # Powertools' Logger writes through a StreamHandler (to stdout).
+        self.console.attach(cast("logging.StreamHandler[Any]", logger.registered_handler))
         self._functions_log = FunctionsLog(self.config.log_dir / FUNCTIONS_LOG)
         self.console.add_listener(self._functions_log.feed)
         self._follower.start()

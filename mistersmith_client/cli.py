@@ -651,6 +651,21 @@ def _client(args: argparse.Namespace) -> MisterSmithClient:
 
 
 def _parser() -> argparse.ArgumentParser:
+    common, waiting = _shared_options()
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(*_OUTPUT_FLAGS, choices=["text", "json"], default="text", help=_OUTPUT_HELP)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_submit(commands, common, waiting)
+    _add_task_commands(commands, common, waiting)
+    _add_operator_commands(commands, common)
+    _add_dlq(commands, common)
+    return parser
+
+
+def _shared_options() -> tuple[_Parser, _Parser]:
+    """The endpoint, auth and output options of every command, and the waiting options of those that wait."""
     common = _Parser(add_help=False)
     # Also after the command; SUPPRESS keeps a subcommand from resetting what was given before it.
     common.add_argument(
@@ -675,11 +690,15 @@ def _parser() -> argparse.ArgumentParser:
     waiting.add_argument("--interval", type=float, default=1.0, help="seconds between polls (1)")
     waiting.add_argument("--quiet", action="store_true", help="no progress display")
 
-    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(*_OUTPUT_FLAGS, choices=["text", "json"], default="text", help=_OUTPUT_HELP)
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return common, waiting
 
+
+def _add_submit(
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+    waiting: _Parser,
+) -> None:
+    """submit and retry: tasks in."""
     submit = commands.add_parser(
         "submit",
         parents=[common, waiting],
@@ -723,6 +742,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_wait_flags(retry)
     retry.set_defaults(run=cmd_retry)
 
+
+def _add_task_commands(
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+    waiting: _Parser,
+) -> None:
+    """status, wait, result, cancel, list: one's tasks."""
     status = commands.add_parser("status", parents=[common], help="print a task's record as JSON")
     status.add_argument("task_id")
     status.add_argument("--owner", help=OWNER_HELP)
@@ -767,6 +793,12 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON record per line (JSON lines)")
     listing.set_defaults(run=cmd_list)
 
+
+def _add_operator_commands(
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+) -> None:
+    """stats, logs, console, completion: the system and the shell."""
     stats = commands.add_parser(
         "stats", parents=[common], help="queue depths, workers, scaling decisions, task counts (GET /stats)"
     )
@@ -808,6 +840,12 @@ def _parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=["bash", "zsh"])
     completion.set_defaults(run=cmd_completion)
 
+
+def _add_dlq(
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+) -> None:
+    """dlq list / redrive."""
     dlq = commands.add_parser(
         "dlq",
         parents=[common],
@@ -830,7 +868,6 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--queue", choices=["work", "analyze", "all"], default="all")
     redrive.add_argument("--max", type=_positive, help="move at most N messages (one by one)")
     redrive.set_defaults(run=cmd_dlq_redrive)
-    return parser
 
 
 def _add_wait_flags(parser: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ class ConsoleServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{CONSOLE_PATH}"
+        return f"http://{host!s}:{port}{CONSOLE_PATH}"
 
     def serve_forever(self) -> None:
         self._serving = True

@@ -1,7 +1,10 @@
 """Arrival profiles: when tasks arrive and how long each takes to process.
 
 Arrivals are a non-homogeneous Poisson process (thinning), plus bursts of tasks spread evenly over a
-short window. Processing times are log-normal with the profile's mean (sigma 0.5 unless set)."""
+short window. Processing times are log-normal with the profile's median and shape.
+
+Two sets: `JUDGE` (issue 15's model, the default: median 30 s, p95 120 s) and `ISSUE8` (the model
+the drain policy was first chosen on: mean 60 s, sigma 0.5)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,23 @@ import csv
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HOUR = 3600.0
+MINUTE = 60.0
+P95_Z = 1.6448536269514722  # the standard normal's 95th percentile
+# Issue 15's task time: log-normal, median 30 s, p95 120 s (mean about 43 s).
+JUDGE_MEDIAN = 30.0
+JUDGE_SIGMA = math.log(120 / 30) / P95_Z
+
+
+def sigma_for_p95(median: float, p95: float) -> float:
+    return math.log(p95 / median) / P95_Z
+
+
+def median_for_mean(mean: float, sigma: float) -> float:
+    return mean * math.exp(-(sigma**2) / 2)
 
 
 @dataclass(frozen=True)
@@ -30,9 +46,14 @@ class Profile:
     rate: Callable[[float], float]  # background arrivals per second at time t
     peak_rate: float  # an upper bound of `rate`, for thinning
     bursts: tuple[Burst, ...] = ()
-    task_seconds: float = 60.0  # mean processing time
-    task_sigma: float = 0.5  # log-normal shape of processing times
+    task_median: float = JUDGE_MEDIAN  # median processing seconds
+    task_sigma: float = JUDGE_SIGMA  # log-normal shape of processing times
     standard: bool = True  # part of the default comparison table
+
+    @property
+    def task_seconds(self) -> float:
+        """Mean processing seconds."""
+        return self.task_median * math.exp(self.task_sigma**2 / 2)
 
     def arrivals(self, seed: int = 1) -> list[tuple[float, float]]:
         """(arrival time, processing seconds) of every task, in arrival order; the same for a seed."""
@@ -49,7 +70,7 @@ class Profile:
         for burst in self.bursts:
             times.extend(burst.at + burst.spread * i / burst.tasks for i in range(burst.tasks))
         times.sort()
-        mu = math.log(self.task_seconds) - self.task_sigma**2 / 2
+        mu = math.log(self.task_median)
         return [(t, rng.lognormvariate(mu, self.task_sigma)) for t in times]
 
 
@@ -66,53 +87,96 @@ def _ramp(top: float, rise: float) -> Callable[[float], float]:
     return lambda t: top * min(t / rise, 1.0)
 
 
+def _up_and_down(top: float, rise: float) -> Callable[[float], float]:
+    return lambda t: top * max(1 - abs(t - rise) / rise, 0.0)
+
+
+def _window(rate: float, start: float, length: float) -> Callable[[float], float]:
+    return lambda t: rate if start <= t < start + length else 0.0
+
+
 def _silent(_t: float) -> float:
     return 0.0
 
 
-STANDARD: dict[str, Profile] = {
-    profile.name: profile
-    for profile in (
-        Profile(
-            "steady",
-            "0.5 tasks/s for 4 h (30 busy workers on average)",
-            4 * HOUR,
-            _constant(0.5),
-            0.5,
-        ),
-        Profile(
-            "burst",
-            "0.1 tasks/s for 4 h, and 3000 tasks within 2 min at 1 h",
-            4 * HOUR,
-            _constant(0.1),
-            0.1,
-            bursts=(Burst(1 * HOUR, 3000, 120),),
-        ),
-        Profile(
-            "diurnal",
-            "24 h day: 0.05 tasks/s at night to 1 task/s at midday",
-            24 * HOUR,
-            _diurnal(0.05, 1.0, 24 * HOUR),
-            1.0,
-        ),
-        Profile(
-            "spike-then-silence",
-            "2000 tasks within 1 min at 5 min, then nothing until 1 h",
-            1 * HOUR,
-            _silent,
-            0.0,
-            bursts=(Burst(300, 2000, 60),),
-        ),
-        Profile(
-            "ramp",
-            "0 to 1 task/s over 2 h, then 1 task/s for 1 h",
-            3 * HOUR,
-            _ramp(1.0, 2 * HOUR),
-            1.0,
-            standard=False,
-        ),
+def _by_name(*profiles: Profile) -> dict[str, Profile]:
+    return {profile.name: profile for profile in profiles}
+
+
+# Issue 15's profiles (the default model).
+JUDGE = _by_name(
+    Profile("steady", "0.5 tasks/s for 2 h from the minimum fleet", 2 * HOUR, _constant(0.5), 0.5),
+    Profile(
+        "burst",
+        "about 10,000 tasks in 5 min after 10 idle min, then 2 h idle",
+        15 * MINUTE + 2 * HOUR,
+        _window(10_000 / 300, 10 * MINUTE, 5 * MINUTE),
+        10_000 / 300,
+    ),
+    Profile(
+        "diurnal",
+        "0.05 to 3 tasks/s over a 4 h period, for 8 h",
+        8 * HOUR,
+        _diurnal(0.05, 3.0, 4 * HOUR),
+        3.0,
+    ),
+    Profile(
+        "spike",
+        "about 2,000 tasks in 30 s at minute 5, then 90 min idle",
+        5.5 * MINUTE + 90 * MINUTE,
+        _window(2_000 / 30, 5 * MINUTE, 30),
+        2_000 / 30,
+    ),
+    Profile("ramp", "0 to 5 tasks/s over 1 h and back", 2 * HOUR, _up_and_down(5.0, HOUR), 5.0),
+)
+
+_ISSUE8_MEDIAN = median_for_mean(60.0, 0.5)
+# The profiles the drain policy was first chosen on (`--model issue8`).
+ISSUE8 = _by_name(
+    *(
+        replace(profile, task_median=_ISSUE8_MEDIAN, task_sigma=0.5)
+        for profile in (
+            Profile(
+                "steady",
+                "0.5 tasks/s for 4 h (30 busy workers on average)",
+                4 * HOUR,
+                _constant(0.5),
+                0.5,
+            ),
+            Profile(
+                "burst",
+                "0.1 tasks/s for 4 h, and 3000 tasks within 2 min at 1 h",
+                4 * HOUR,
+                _constant(0.1),
+                0.1,
+                bursts=(Burst(1 * HOUR, 3000, 120),),
+            ),
+            Profile(
+                "diurnal",
+                "24 h day: 0.05 tasks/s at night to 1 task/s at midday",
+                24 * HOUR,
+                _diurnal(0.05, 1.0, 24 * HOUR),
+                1.0,
+            ),
+            Profile(
+                "spike-then-silence",
+                "2000 tasks within 1 min at 5 min, then nothing until 1 h",
+                1 * HOUR,
+                _silent,
+                0.0,
+                bursts=(Burst(300, 2000, 60),),
+            ),
+            Profile(
+                "ramp",
+                "0 to 1 task/s over 2 h, then 1 task/s for 1 h",
+                3 * HOUR,
+                _ramp(1.0, 2 * HOUR),
+                1.0,
+                standard=False,
+            ),
+        )
     )
-}
+)
 
 
 @dataclass(frozen=True)
@@ -129,7 +193,7 @@ class _Piecewise:
         return rate
 
 
-def load_profile(path: Path, *, task_seconds: float = 60.0) -> Profile:
+def load_profile(path: Path) -> Profile:
     """A profile from a CSV file with the header `seconds,rate_per_second,burst_tasks`: the rate holds
     from `seconds` to the next row (a row at the end marks the duration); `burst_tasks` (optional)
     arrive within one minute from `seconds`."""
@@ -159,6 +223,5 @@ def load_profile(path: Path, *, task_seconds: float = 60.0) -> Profile:
         _Piecewise(starts, rates),
         max(rates),
         bursts=tuple(bursts),
-        task_seconds=task_seconds,
         standard=False,
     )

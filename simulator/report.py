@@ -1,17 +1,16 @@
-"""The comparison as a table (plain or Markdown), the bar the default policy must clear, and the plot."""
+"""The comparison as tables (plain or Markdown): every run, and the goal per profile and seed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from simulator.compare import Comparison
+from simulator.compare import BOUND_GOAL, TASK_HOURS_GOAL, WAIT_GOAL, Comparison, Verdict
 from simulator.model import RunResult
 
-# Issue 8's bar for the default policy: task-hours within 1.3x the oracle's busy time, p95 wait no
-# worse than the seed's step table.
-TASK_HOURS_BAR = 1.3
 HEADERS = (
     "profile",
+    "seed",
     "policy",
     "p50 wait",
     "p95 wait",
@@ -19,11 +18,23 @@ HEADERS = (
     "time to drain",
     "task-hours",
     "x oracle",
+    "reversals/h",
     "cost",
+)
+GOAL_HEADERS = (
+    "profile",
+    "seed",
+    "task-hours x oracle",
+    "p95 wait x step",
+    "bound x oracle",
+    "reversals/h",
+    "busy stopped",
+    "unfinished",
+    "goal",
 )
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -31,50 +42,71 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def row(run: RunResult, oracle: RunResult) -> tuple[str, ...]:
+def row(run: RunResult, oracle: RunResult, seed: int) -> tuple[str, ...]:
     return (
         run.profile,
+        str(seed),
         run.policy,
-        _duration(run.wait(0.5)),
-        _duration(run.wait(0.95)),
-        _duration(run.wait(1.0)),
-        _duration(run.longest_backlog),
+        duration_text(run.wait(0.5)),
+        duration_text(run.wait(0.95)),
+        duration_text(run.wait(1.0)),
+        duration_text(run.longest_backlog),
         f"{run.task_hours:.1f}",
         f"{run.task_hours / oracle.busy_hours:.2f}" if oracle.busy_hours else "-",
+        f"{run.reversals_per_hour:.1f}",
         f"${run.cost:.2f}",
     )
 
 
-def table(comparisons: list[Comparison], *, markdown: bool = False) -> str:
-    rows = [row(run, comparison.oracle) for comparison in comparisons for run in comparison.all]
+def render(headers: Sequence[str], rows: Sequence[tuple[str, ...]], *, markdown: bool) -> str:
     if markdown:
-        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(cells) + " |" for cells in rows]
         return "\n".join(lines)
-    widths = [max(len(cells[i]) for cells in [HEADERS, *rows]) for i in range(len(HEADERS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(HEADERS, widths, strict=True))]
-    lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) for cells in rows
-    ]
-    return "\n".join(lines)
+    widths = [max(len(cells[i]) for cells in [tuple(headers), *rows]) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+        for cells in [tuple(headers), *rows]
+    )
 
 
-def verdicts(comparisons: list[Comparison], policy: str, reference: str) -> list[tuple[str, bool, str]]:
-    """(profile, passed, why) for `policy` against the bar, with `reference` as the seed's table."""
-    results = []
-    for comparison in comparisons:
-        runs = {run.policy: run for run in comparison.runs}
-        if policy not in runs or reference not in runs or not comparison.oracle.busy_hours:
-            continue
-        run, seed = runs[policy], runs[reference]
-        ratio = run.task_hours / comparison.oracle.busy_hours
-        passed = ratio <= TASK_HOURS_BAR and run.wait(0.95) <= seed.wait(0.95)
-        why = (
-            f"task-hours {ratio:.2f}x oracle (bar {TASK_HOURS_BAR}x), "
-            f"p95 wait {_duration(run.wait(0.95))} vs {reference} {_duration(seed.wait(0.95))}"
+def table(comparisons: list[Comparison], *, markdown: bool = False) -> str:
+    rows = [row(run, c.oracle, c.seed) for c in comparisons for run in c.all]
+    return render(HEADERS, rows, markdown=markdown)
+
+
+def goal_table(verdicts: list[Verdict], *, markdown: bool = False) -> str:
+    rows = [
+        (
+            v.profile,
+            str(v.seed),
+            f"{v.hours_ratio:.2f}",
+            f"{v.wait_ratio:.2f}",
+            f"{v.bound_ratio:.2f}" if v.bound_ratio is not None else "-",
+            f"{v.reversals_per_hour:.1f}",
+            str(v.stopped_busy),
+            str(v.unfinished),
+            "PASS" if v.passed else f"FAIL ({v.why})",
         )
-        results.append((comparison.profile.name, passed, why))
-    return results
+        for v in verdicts
+    ]
+    return render(GOAL_HEADERS, rows, markdown=markdown)
+
+
+def closing_note(verdicts: list[Verdict]) -> str:
+    failing = [v for v in verdicts if not v.passed]
+    goal = (
+        f"goal: task-hours <= {TASK_HOURS_GOAL}x the oracle's (or, where the clairvoyant bound is above "
+        f"that, <= {BOUND_GOAL}x the bound), p95 wait <= {WAIT_GOAL}x the step table's, at most 4 "
+        "reversals/h on steady, no busy worker stopped, every task finished"
+    )
+    if not failing:
+        return f"{goal}\n\nevery cell passes ({len(verdicts)} of {len(verdicts)})"
+    lines = [goal, "", f"{len(failing)} of {len(verdicts)} cells fail:", ""]
+    for v in failing:
+        bound = f"; clairvoyant bound {v.bound_ratio:.2f}x oracle" if v.bound_ratio is not None else ""
+        lines.append(f"- {v.profile} seed {v.seed}: {v.why}{bound}")
+    return "\n".join(lines)
 
 
 def plot(comparison: Comparison, path: Path) -> Path:
@@ -96,7 +128,7 @@ def plot(comparison: Comparison, path: Path) -> Path:
         tasks.set_ylabel("tasks")
         ratio = run.task_hours / comparison.oracle.busy_hours
         axis.set_title(
-            f"{run.policy}: p95 wait {_duration(run.wait(0.95))}, {run.task_hours:.0f} task-hours "
+            f"{run.policy}: p95 wait {duration_text(run.wait(0.95))}, {run.task_hours:.0f} task-hours "
             f"({ratio:.2f}x oracle)",
             fontsize=9,
             loc="left",
@@ -111,3 +143,16 @@ def plot(comparison: Comparison, path: Path) -> Path:
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
+
+
+BEGIN_MARKER = "<!-- make simulate: goal table -->"
+END_MARKER = "<!-- end of the goal table -->"
+
+
+def write_between_markers(path: Path, block: str) -> None:
+    """Replaces what lies between the two markers in `path` with `block`."""
+    text = path.read_text()
+    start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
+    if start < 0 or end < start:
+        raise ValueError(f"{path}: no {BEGIN_MARKER} ... {END_MARKER} block to write the table into")
+    path.write_text(f"{text[:start]}{BEGIN_MARKER}\n{block}\n{text[end:]}")

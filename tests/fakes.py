@@ -195,6 +195,13 @@ class NullPublisher(EventPublisher):
         self.published += 1
 
 
+class BrokenBus(EventPublisher):
+    """A bus that refuses every event."""
+
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+        raise ConnectionError("bus unreachable")
+
+
 class MemoryBlobStore(BlobStore):
     """A bucket in a dict."""
 

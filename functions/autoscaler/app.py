@@ -6,8 +6,8 @@ from functools import cache
 from typing import Any
 
 from mistersmith import wiring
+from mistersmith.autoscaler import Autoscaler
 from mistersmith.observability import logger, tracer
-from mistersmith.scaling import Autoscaler
 from mistersmith.settings import AutoscalerSettings, load
 
 

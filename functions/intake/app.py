@@ -224,6 +224,7 @@ def ready(request: Request) -> JSONResponse:
     return JSONResponse(status_code=200, content={"status": "ready", "table": "ok"})
 
 
+# FastAPI's documented way to replace the schema is to assign app.openapi; mypy sees a method.
 app.openapi = problem_openapi(app)  # type: ignore[method-assign]
 
 # Mangum base64-encodes any body whose type it does not know as text; problem+json is text.

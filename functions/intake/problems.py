@@ -4,6 +4,7 @@ The one place where domain errors become HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -69,7 +70,7 @@ def problem(
     slug: str,
     title: str,
     detail: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
     body = Problem(
@@ -110,10 +111,10 @@ def add_problem_handlers(app: FastAPI) -> None:
                 errors=[_field_error(item) for item in errors or []] or None,
             )
 
-        app.add_exception_handler(error_class, _domain_error)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+        app.exception_handler(error_class)(_domain_error)
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(HTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected)
 
 
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

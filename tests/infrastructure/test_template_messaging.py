@@ -28,7 +28,7 @@ def test_work_queue_redrive_targets_work_dlq_after_max_receive_count(resources):
 
 
 def test_max_receive_count_default_is_three(parameter_defaults):
-    # Given the template's parameters / When none is overridden / Then the seed's 3 receives apply
+    # Given the template's parameters / When none is overridden / Then 3 receives apply
     assert int(parameter_defaults["MaxReceiveCount"]) == 3
 
 

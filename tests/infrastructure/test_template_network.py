@@ -1,4 +1,4 @@
-"""Network (seed 5.2) and service discovery (seed 1.3): the VPC, the rules on its parameters, the
+"""Network and service discovery: the VPC, the rules on its parameters, the
 security groups and the Cloud Map registration of the workers."""
 
 from __future__ import annotations

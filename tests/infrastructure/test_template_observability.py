@@ -1,4 +1,4 @@
-"""Dashboards (seed 2.1 and 6.2, plus queue, API and function health), alarms and tracing."""
+"""Dashboards (workers, right-sizing, queue, API and function health), alarms and tracing."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_dashboards_body_valid_json(resources, parameter_defaults):
     [("CPU Utilization", 70), ("Memory Utilization", 80)],
 )
 def test_ops_dashboard_utilization_annotated_with_seed_targets(ops_widgets, title, target):
-    # Given the seed 2.1 widgets / When shown with default parameters / Then each carries the seed's target line
+    # Given the CPU and memory widgets / When shown with default parameters / Then each carries its target line
     widget = ops_widgets[title]
     assert widget["annotations"]["horizontal"][0]["value"] == target
 
@@ -79,7 +79,7 @@ def test_ops_dashboard_utilization_annotated_with_seed_targets(ops_widgets, titl
     [("CPU Utilization vs Reservation", 70), ("Memory Utilization vs Reservation", 80)],
 )
 def test_sizing_dashboard_used_against_reserved_with_targets(sizing_widgets, title, target):
-    # Given the seed 6.2 right-sizing widgets / When shown / Then utilized and reserved plot beside the target
+    # Given the right-sizing widgets / When shown / Then utilized and reserved plot beside the target
     widget = sizing_widgets[title]
     names = _metric_names(widget)
     assert any(n.endswith("Utilized") for n in names) and any(n.endswith("Reserved") for n in names)

@@ -101,7 +101,7 @@ def test_worker_task_role_grants_only_listed_actions(resources):
         for statement in policy["PolicyDocument"]["Statement"]
         for action in _as_list(statement["Action"])
     }
-    # Then they are exactly what the worker does (seed 5.1 plus lease, state, events, task protection)
+    # Then they are exactly what the worker does (read its queue and inputs, write results, plus lease, state, events, task protection)
     assert actions == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
@@ -194,7 +194,7 @@ def test_taggable_resources_carry_cost_allocation_tags(all_on_deployment, defaul
             if resource["Type"] == "AWS::DynamoDB::GlobalTable":
                 tag_sets = [replica.get("Tags", []) for replica in resource["Properties"]["Replicas"]]
             # When costs are allocated
-            # Then each carries the project's tags (seed 6.1) and its environment
+            # Then each carries the project's tags (cost allocation) and its environment
             for tags in map(_tags, tag_sets):
                 if not COST_TAGS.items() <= tags.items() or tags.get("Environment") != {"Ref": "Environment"}:
                     untagged.append(name)

@@ -45,7 +45,7 @@ def test_worker_service_spot_strategy_matches_seed_weights(resources, parameter_
     with_spot, _ = _strategy_branches(resources["WorkerService"])
     by_provider = {item["CapacityProvider"]: item for item in with_spot}
     # When tasks are placed
-    # Then the on-demand base comes first and the rest splits Spot 2 : on-demand 1 (seed 2.1)
+    # Then the on-demand base comes first and the rest splits Spot 2 : on-demand 1
     assert parameter_defaults["UseSpot"] == "true"
     assert by_provider["FARGATE_SPOT"] == {
         "CapacityProvider": "FARGATE_SPOT",
@@ -186,7 +186,7 @@ def test_worker_lease_seconds_follows_queue_visibility(resources, worker_contain
 
 
 def test_worker_log_group_retention_follows_parameter(resources, parameter_defaults):
-    # Given the worker log group / When deployed with defaults / Then logs are kept one week (seed 2.1)
+    # Given the worker log group / When deployed with defaults / Then logs are kept one week
     assert resources["WorkerLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert int(parameter_defaults["LogRetentionDays"]) == 7
 
@@ -208,3 +208,13 @@ def test_worker_tracing_sidecar_receives_otlp_beside_the_worker(default_deployme
     assert set(untraced) == {"worker"}
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {item["Name"] for item in untraced["worker"]["Environment"]}
     assert "DependsOn" not in untraced["worker"]
+
+
+def test_worker_children_have_no_network_unless_the_deployment_allows_it(
+    parameter_defaults, worker_container
+):
+    # Given the container environment and the template's defaults
+    env = {item["Name"]: item["Value"] for item in worker_container["Environment"]}
+    # When a deployment keeps the defaults, then execute's children get no IPv4/IPv6 sockets
+    assert env["EXECUTE_ALLOW_NETWORK"] == {"Ref": "ExecuteNetworkAccess"}
+    assert parameter_defaults["ExecuteNetworkAccess"] == "false"

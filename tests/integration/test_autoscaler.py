@@ -6,6 +6,7 @@ definition), so the stack's own workers and its background autoscaler tick are n
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ import pytest
 
 from local_stack.lambda_runtime import invoke, load_module
 from mistersmith import wiring
-from mistersmith.adapters.scaling_state import DynamoScalingState, control_id
-from mistersmith.scaling import LastAction
+from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes, control_id
+from mistersmith.clock import epoch_from_iso, iso_from_epoch
+from mistersmith.ports import LastAction
 from mistersmith.settings import AutoscalerSettings
 from tests.conftest import load_event
 
@@ -109,12 +111,12 @@ def test_autoscaler_step_policy_filled_queue_scales_the_service_out(stack, targe
     # Given the seed's step table, a service asked for 2 tasks, and 100 messages visible
     session = stack.session()
     fill(session.client("sqs"), target.queue_url, 100)
-    running = describe(session.client("ecs"), target)["runningCount"]  # moto starts none
+    desired = describe(session.client("ecs"), target)["desiredCount"]
     handler_scaling(target.settings())
     # When the handler gets the schedule event
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
-    # Then the +5 step applies to the running count (at least min 2), in the reply and in ECS
-    assert response["desired_count"] == max(running + 5, 2)
+    # Then the +5 step applies to the desired count (AAS's current capacity), in the reply and in ECS
+    assert response["desired_count"] == desired + 5
     assert desired_count(session.client("ecs"), target) == response["desired_count"]
 
 
@@ -123,7 +125,7 @@ def test_autoscaler_records_its_action_as_a_control_record_not_a_task(stack, api
     session = stack.session()
     fill(session.client("sqs"), target.queue_url, 100)
     handler_scaling(target.settings())
-    running = describe(session.client("ecs"), target)["runningCount"]
+    desired = describe(session.client("ecs"), target)["desiredCount"]
     # When the handler runs
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
     # Then its record holds the scale-out, has no task attributes, and no listing shows it
@@ -131,35 +133,48 @@ def test_autoscaler_records_its_action_as_a_control_record_not_a_task(stack, api
         TableName=target.table, Key={"id": {"S": control_id(target.service)}}, ConsistentRead=True
     )["Item"]
     assert (int(item["desired"]["N"]), item["adjustment"]["N"]) == (response["desired_count"], "5")
-    assert int(item["base"]["N"]) == running
+    assert int(item["base"]["N"]) == desired
     assert int(item["seen_waiting"]["N"]) == 100
     assert "status" not in item and "task_type" not in item
     listed = api.get("/tasks", params={"limit": 100}).json()["items"]
     assert all(not task["id"].startswith("control#") for task in listed)
 
 
-def test_autoscaler_drain_policy_sizes_from_observed_task_durations(stack, target, handler_scaling):
-    # Given a fresh task table whose newest finished worker tasks took 120 s each
+def test_autoscaler_drain_policy_sizes_from_finished_and_running_task_times(stack, target, handler_scaling):
+    # Given a fresh task table: 20 finished worker tasks that took 120 s each, and 20 of the same
+    # cohort still running after 240 s (created after the finished ones), and one running task
+    # created before them (not of the cohort)
     session = stack.session()
     ddb = session.client("dynamodb")
     table = task_table(stack, f"tasks-{uuid.uuid4().hex[:8]}")
-    for i in range(20):
+    started = iso_from_epoch(time.time() - 240)
+    items = [
+        ("SUCCEEDED", f"2026-11-28T08:00:{i:02d}.000Z", {"duration_ms": {"N": "120000"}}) for i in range(20)
+    ]
+    items += [
+        ("RUNNING", f"2026-11-28T08:01:{i:02d}.000Z", {"started_at": {"S": started}}) for i in range(20)
+    ]
+    items += [("RUNNING", "2026-11-28T07:00:00.000Z", {"started_at": {"S": iso_from_epoch(0.0)}})]
+    for i, (status, created, times) in enumerate(items):
         ddb.put_item(
             TableName=table,
             Item={
-                "id": {"S": f"done-{i}"},
+                "id": {"S": f"task-{i}"},
                 "task_type": {"S": "execute"},
-                "status": {"S": "SUCCEEDED"},
-                "created_at": {"S": f"2026-11-28T08:00:{i:02d}.000Z"},
-                "duration_ms": {"N": "120000"},
+                "status": {"S": status},
+                "created_at": {"S": created},
+                **times,
             },
         )
-    # And 45 messages waiting, the drain policy with its defaults (600 s budget, 60 s start)
+    # And 45 messages waiting, the drain policy with its defaults (600 s budget, 60 s start, 60 s prior)
     fill(session.client("sqs"), target.queue_url, 45)
     handler_scaling(target.settings(task_table_name=table, scaling_policy="drain"))
     # When the handler runs
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
-    # Then 45 tasks x 120 s over the 540 s a new task has: 10 tasks (at 60 s it would be 5)
+    # Then the cohort's Kaplan-Meier mean counts the running ones as still going: beyond 120 s half the
+    # cohort survives, taken to need as long again (120 + 0.5 x 120 = 180 s), with the 60 s prior
+    # weighing as 20 tasks: 120 s; 45 tasks x 120 s over the 540 s a new task has: 10 tasks (the
+    # finished ones alone would say 90 s: 8)
     assert response["desired_count"] == 10
     assert desired_count(session.client("ecs"), target) == 10
 
@@ -192,3 +207,33 @@ def test_scaling_state_second_writer_on_the_same_version_is_refused(stack, targe
     third = LastAction(at=2.0, desired=5, base=3, adjustment=2, version=2)
     assert state.record(third, previous=first) is True
     assert state.last_action() == third
+
+
+def test_task_times_reads_the_newest_finished_and_the_running_of_their_cohort(stack):
+    # Given 30 finished worker tasks created a second apart, a finished analyze task (not a worker's),
+    # and two running tasks: one created before the 10 newest finished, one after
+    ddb = stack.session().client("dynamodb")
+    table = task_table(stack, f"tasks-{uuid.uuid4().hex[:8]}")
+
+    def put(
+        task_id: str, status: str, second: int, times: dict[str, Any], task_type: str = "compile"
+    ) -> None:
+        created = {"S": f"2026-11-28T08:{second // 60:02d}:{second % 60:02d}.000Z"}
+        item = {
+            "id": {"S": task_id},
+            "task_type": {"S": task_type},
+            "status": {"S": status},
+            "created_at": created,
+        }
+        ddb.put_item(TableName=table, Item=item | times)
+
+    for second in range(30):
+        put(f"done-{second}", "SUCCEEDED", second, {"duration_ms": {"N": str(1000 * (second + 1))}})
+    put("analyzed", "SUCCEEDED", 40, {"duration_ms": {"N": "1"}}, task_type="analyze")
+    put("old-runner", "RUNNING", 5, {"started_at": {"S": "2026-11-28T08:00:06.000Z"}})
+    put("new-runner", "RUNNING", 35, {"started_at": {"S": "2026-11-28T08:00:36.000Z"}})
+    # When the 10 newest are read
+    times = DynamoTaskTimes(table).task_times(sample=10)
+    # Then the 10 newest worker tasks (29 s down to 20 s), and only the runner of their cohort
+    assert [seconds for _, seconds in times.finished] == [float(s + 1) for s in range(29, 19, -1)]
+    assert [started for _, started in times.running] == [epoch_from_iso("2026-11-28T08:00:36.000Z")]

@@ -84,6 +84,86 @@ def finished_lines(log_dir: Path, indexes: list[int]) -> list[dict]:
     return records
 
 
+class Fleet:
+    """The workers of a chaos run. A signalled worker may live on while it drains or dies: it neither
+    counts toward the fleet nor is it chosen again, as ECS replaces a task the moment it is told to stop."""
+
+    def __init__(self, stack, workers: list) -> None:
+        self.stack = stack
+        self.workers = workers
+        self.indexes: list[int] = []
+        self.signalled: set[int] = set()
+
+    def start_worker(self) -> None:
+        index = 500 + len(self.indexes)
+        self.indexes.append(index)
+        self.workers.append(self.stack.start_worker(index, WORKER_ENV))
+
+    def alive(self) -> list:
+        return [worker for worker in self.workers if worker.poll() is None]
+
+    def serving(self) -> list:
+        return [worker for worker in self.alive() if worker.pid not in self.signalled]
+
+    def replenish(self) -> None:
+        while len(self.serving()) < WORKERS:
+            self.start_worker()
+
+    def signal(self, worker, signum: int) -> None:
+        worker.send_signal(signum)
+        self.signalled.add(worker.pid)
+
+    def kill_holder(self, worker_id: str | None) -> int:
+        """Kills the serving worker with this id; how many were killed."""
+        killed = 0
+        for worker in self.serving():
+            if self.stack.worker_ids.get(worker.pid) == worker_id:
+                worker.kill()
+                self.signalled.add(worker.pid)
+                killed += 1
+        return killed
+
+    def stop(self) -> None:
+        for worker in self.alive():
+            worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            worker.wait(timeout=30)
+
+
+def run_until_all_ended(fleet: Fleet, store: DynamoTaskStore, task_ids: list[str], poison_id: str) -> int:
+    """Keeps the fleet whole, killing whichever worker holds the poison task, until every task has
+    ended (or 300 s passed); how many workers the poison task took down."""
+    poison_kills = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        held_by = store.get(stored_key(poison_id))
+        if held_by is not None and held_by.status == "RUNNING":
+            poison_kills += fleet.kill_holder(held_by.worker_id)
+        fleet.replenish()
+        keys = [stored_key(task_id) for task_id in (*task_ids, poison_id)]
+        if all(task.status.is_terminal for task in map(store.get, keys) if task):
+            break
+        time.sleep(0.3)
+    return poison_kills
+
+
+def settled_queues(stack) -> dict[str, int]:
+    """The queues' totals once they are empty, or after 30 s."""
+    settle = time.monotonic() + 30
+    while any(queue_totals(stack).values()) and time.monotonic() < settle:
+        time.sleep(0.5)
+    return queue_totals(stack)
+
+
+def starts_after_the_end(marks: Path, records: dict[str, dict]) -> list[str]:
+    """Execute tasks that started again after their record was terminal."""
+    late_starts = []
+    for path in marks.iterdir():
+        finished_at = epoch_from_iso(records[path.name]["finished_at"])
+        late_starts += [path.name for start in path.read_text().split() if float(start) > finished_at]
+    return late_starts
+
+
 def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
     run = uuid.uuid4().hex[:6]
     marks = Path(tempfile.mkdtemp(prefix="chaos-marks-"))
@@ -97,66 +177,27 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
     }
     rng = random.Random(run)  # noqa: S311 - chaos, not cryptography
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
-    indexes: list[int] = []
     for old in stack.config.log_dir.glob("worker-5??.log"):
         old.unlink()
 
     with own_workers(stack) as workers:
-
-        def start_worker() -> None:
-            index = 500 + len(indexes)
-            indexes.append(index)
-            workers.append(stack.start_worker(index, WORKER_ENV))
-
-        def alive() -> list:
-            return [worker for worker in workers if worker.poll() is None]
-
-        # A signalled worker may live on while it drains or dies: it neither counts toward the
-        # fleet nor is it chosen again, as ECS replaces a task the moment it is told to stop.
-        signalled: set[int] = set()
-
-        def serving() -> list:
-            return [worker for worker in alive() if worker.pid not in signalled]
-
+        fleet = Fleet(stack, workers)
         for _ in range(WORKERS):
-            start_worker()
+            fleet.start_worker()
         # Given 300 mixed tasks
         for body, _expected in tasks.values():
             assert api.post("/tasks", json=body).status_code == 202
         # When workers are killed and stopped while they work, and replaced
         for round_ in range(CHAOS_ROUNDS):
-            victim = rng.choice(serving())
-            victim.send_signal(signal.SIGKILL if round_ % 2 else signal.SIGTERM)
-            signalled.add(victim.pid)
-            while len(serving()) < WORKERS:
-                start_worker()
+            fleet.signal(rng.choice(fleet.serving()), signal.SIGKILL if round_ % 2 else signal.SIGTERM)
+            fleet.replenish()
             time.sleep(0.7)
         # And a task that crashes its worker every time it runs arrives
         assert api.post("/tasks", json=poison).status_code == 202
-        poison_kills = 0
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            held_by = store.get(stored_key(poison_id))
-            if held_by is not None and held_by.status == "RUNNING":
-                for worker in serving():
-                    if stack.worker_ids.get(worker.pid) == held_by.worker_id:
-                        worker.kill()
-                        signalled.add(worker.pid)
-                        poison_kills += 1
-            while len(serving()) < WORKERS:
-                start_worker()
-            if all(task.status.is_terminal for task in map(store.get, (*tasks, poison_id)) if task):
-                break
-            time.sleep(0.3)
+        poison_kills = run_until_all_ended(fleet, store, list(tasks), poison_id)
         records = {task_id: api.get(f"/tasks/{task_id}").json() for task_id in (*tasks, poison_id)}
-        settle = time.monotonic() + 30
-        while any(queue_totals(stack).values()) and time.monotonic() < settle:
-            time.sleep(0.5)
-        left_in_queues = queue_totals(stack)
-        for worker in alive():
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(timeout=30)
+        left_in_queues = settled_queues(stack)
+        fleet.stop()
 
     # Then every task ended, as its kind says, and nothing is left in any queue
     not_terminal = {
@@ -177,12 +218,9 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
     assert records[poison_id]["attempts"] == 3
     assert poison_kills == 3
     # No task was recorded finished twice
-    finished = Counter(line["task_id"] for line in finished_lines(stack.config.log_dir, indexes))
+    finished = Counter(line["task_id"] for line in finished_lines(stack.config.log_dir, fleet.indexes))
     assert [task_id for task_id, count in finished.items() if count > 1] == []
     # No task started again after its record was terminal
-    late_starts = []
-    for path in marks.iterdir():
-        finished_at = epoch_from_iso(records[path.name]["finished_at"])
-        late_starts += [path.name for start in path.read_text().split() if float(start) > finished_at]
+    late_starts = starts_after_the_end(marks, records)
     assert late_starts == []
     shutil.rmtree(marks)

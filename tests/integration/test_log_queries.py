@@ -1,4 +1,4 @@
-"""The seed's three Logs Insights queries (seed 4.2), applied as regular expressions to the JSON
+"""The three saved Logs Insights queries, applied as regular expressions to the JSON
 lines our worker and autoscaler write, find what they look for."""
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from mistersmith.errors import PublishFailed, TransitionRejected
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TASK_REQUEST_ADAPTER, StoredTask, TaskMessage, TaskStatus, canonical_json
-from mistersmith.ports import EventPublisher
 from mistersmith.settings import IntakeSettings, load
 from tests.conftest import VISIBILITY_SECONDS, own_workers, stored_key, wait_for_status
+from tests.fakes import BrokenBus
 
 pytestmark = pytest.mark.integration
 
@@ -153,11 +153,6 @@ def test_an_expired_lease_passes_to_another_worker_and_the_old_holder_cannot_fin
         store.transition(
             task_id, TaskStatus.SUCCEEDED, allowed_from={TaskStatus.RUNNING}, changes={}, holder="old"
         )
-
-
-class BrokenBus(EventPublisher):
-    def publish(self, *, source: str, detail_type: str, detail: dict) -> None:
-        raise ConnectionError("bus unreachable")
 
 
 def test_a_failed_publish_answers_503_and_leaves_no_record(stack, api):

@@ -1,4 +1,4 @@
-"""The discovery resolver (seed 1.3) against a fake directory: cache, TTL, backoff, stale answers.
+"""The discovery resolver against a fake directory: cache, TTL, backoff, stale answers.
 Also the Cloud Map adapter's error translation, on a stubbed client (no network)."""
 
 from __future__ import annotations

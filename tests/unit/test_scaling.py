@@ -1,34 +1,26 @@
 """The decision function at its boundaries (step table, cooldowns, bounds, busy workers, missing data),
-the three policies, and the controller with fakes for the queue, the service and the record."""
+the three policies, the task-time estimate and the record. The controller: test_scaling_controller.py."""
 
 from __future__ import annotations
 
-import io
-import json
+import heapq
 import math
-import re
+import random
 from dataclasses import replace
 
 import pytest
-from pydantic import ValidationError
 
-from mistersmith.observability import logger
-from mistersmith.ports import QueueDepth, ServiceCounts
+from mistersmith.ports import LastAction, Observation, QueueDepth, ServiceCounts, TaskTimes
 from mistersmith.scaling import (
     SEED_STEPS,
-    Autoscaler,
     Decision,
-    LastAction,
-    Observation,
     PolicyKind,
     ScalingPolicy,
-    ScalingState,
     StepTable,
-    TaskDurations,
     decide,
+    estimate_task_seconds,
     next_record,
 )
-from mistersmith.settings import AutoscalerSettings
 
 pytestmark = pytest.mark.unit
 
@@ -109,26 +101,25 @@ def test_step_table_malformed_overlapping_or_shrinking_text_is_refused(text):
     ("visible", "running", "expected"),
     [(0, 5, 4), (5, 5, 5), (10, 5, 6), (150, 5, 10), (1500, 5, 25), (6000, 5, 55)],
 )
-def test_decide_step_adds_the_table_step_to_the_running_count(visible, running, expected):
+def test_decide_step_adds_the_table_step_to_the_desired_count(visible, running, expected):
     # Given a service at its desired count / When the queue has `visible` messages
     decision = decide(depth(visible), counts(running), STEP, now=NOW)
-    # Then the desired count is the running count plus the table's step
+    # Then the desired count is the current count plus the table's step
     assert decision.desired == expected
 
 
-def test_decide_step_starts_from_running_not_desired():
+def test_decide_step_starts_from_desired_not_running():
     # Given 4 running of 6 desired (2 starting) and 150 visible
     decision = decide(depth(150), counts(4, 6, pending=2), STEP, now=NOW)
-    # Then +5 applies to the 4 running
-    assert (decision.desired, decision.adjustment) == (9, 5)
+    # Then +5 applies to the 6 desired: AAS's current capacity is ecs:service:DesiredCount
+    assert (decision.desired, decision.adjustment) == (11, 5)
 
 
-def test_decide_step_scale_out_never_lowers_the_desired_count():
+def test_decide_step_scale_out_adds_even_when_running_plus_step_is_lower():
     # Given 4 running of 10 desired (tasks starting) and a +1 step
     decision = decide(depth(10), counts(4, 10, pending=6), STEP, now=NOW)
-    # Then nothing changes: 5 is already asked for
-    assert decision.desired == 10
-    assert not decision.changed
+    # Then the step adds to the 10 asked for (4 + 1 would have lowered it)
+    assert decision.desired == 11
 
 
 def test_decide_empty_queue_removes_one_but_not_below_min():
@@ -221,7 +212,7 @@ def test_decide_smaller_scale_out_in_cooldown_changes_nothing():
     assert not decide(depth(10), counts(9), STEP, now=NOW, last=last).changed
 
 
-def test_decide_scale_out_after_cooldown_starts_from_running():
+def test_decide_scale_out_after_cooldown_starts_from_desired():
     # Given a +5 from 4 to 9, 61 s ago, and 9 running / When +5 again / Then 14
     last = scaled(+5, ago=61, desired=9, base=4)
     assert decide(depth(150), counts(9), STEP, now=NOW, last=last).desired == 14
@@ -235,9 +226,16 @@ def test_decide_scale_in_waits_for_the_scale_in_cooldown():
     assert "cooldown" in decision.reason
 
 
-def test_decide_scale_in_after_the_cooldown_proceeds():
-    # Given a scale-in 60 s ago / When the queue is still empty / Then one more goes
+def test_decide_scale_in_exactly_a_cooldown_later_still_waits():
+    # Given a scale-in 60 s ago and a 60 s cooldown (decisions every 60 s)
     last = scaled(-1, ago=60, desired=5, base=6)
+    # When the queue is still empty / Then the cooldown is still running: nothing goes yet
+    assert decide(depth(0), counts(5), STEP, now=NOW, last=last).desired == 5
+
+
+def test_decide_scale_in_after_the_cooldown_proceeds():
+    # Given a scale-in 61 s ago / When the queue is still empty / Then one more goes
+    last = scaled(-1, ago=61, desired=5, base=6)
     assert decide(depth(0), counts(5), STEP, now=NOW, last=last).desired == 4
 
 
@@ -247,11 +245,13 @@ def test_decide_scale_out_during_scale_in_cooldown_acts_at_once():
     assert decide(depth(150), counts(5), STEP, now=NOW, last=last).desired == 10
 
 
-def test_decide_scale_out_ends_the_scale_in_cooldown():
-    # Given a scale-in 40 s ago, then a scale-out 20 s ago (the record now holds the scale-out)
-    last = scaled(+1, ago=20, desired=6, base=5)
-    # When the queue empties / Then the scale-in is not held back by the earlier scale-in's cooldown
-    assert decide(depth(0), counts(6), STEP, now=NOW, last=last).desired == 5
+def test_decide_scale_in_waits_for_the_last_scale_outs_cooldown():
+    # Given a scale-out 60 s ago (cooldown 60 s)
+    last = scaled(+1, ago=60, desired=6, base=5)
+    # When the queue empties / Then the scale-in waits for that activity's cooldown too
+    decision = decide(depth(0), counts(6), STEP, now=NOW, last=last)
+    assert decision.desired == 6
+    assert "cooldown" in decision.reason
 
 
 @pytest.mark.parametrize("policy", [STEP, BACKLOG, DRAIN], ids=lambda p: p.kind.value)
@@ -277,14 +277,21 @@ def test_decide_backlog_holds_visible_per_task_at_latency_over_task_time(visible
     assert decide(depth(visible), counts(5), BACKLOG, now=NOW).desired == expected
 
 
+def test_decide_backlog_does_not_scale_in_while_work_waits():
+    # Given 20 asked for, 10 busy and 95 waiting (the recipe wants 10)
+    decision = decide(depth(95, in_flight=10), counts(20), BACKLOG, now=NOW)
+    # Then nothing is taken back: the idle ones are about to take what waits
+    assert decision.desired == 20
+
+
 # ---------------------------------------------------------------- drain
 
 
-def test_decide_drain_nothing_waits_keeps_busy_plus_square_root_headroom():
-    # Given 40 running, 16 busy, nothing waits / When decided
+def test_decide_drain_idle_surplus_goes_at_once_to_the_need_plus_its_noise():
+    # Given 40 running, 16 busy, nothing waits, no history / When decided
     decision = decide(depth(0, in_flight=16), counts(40), DRAIN, now=NOW)
-    # Then the idle ones go at once down to 16 + round(0.5 * 4) = 18
-    assert decision.desired == 18
+    # Then 16 busy + 0.5 x sqrt(16) spare = 18 wanted, kept with half its square root more: 21
+    assert decision.desired == math.ceil(18 + math.sqrt(18) / 2)
 
 
 def test_decide_drain_empty_queue_and_idle_service_releases_to_min():
@@ -306,19 +313,121 @@ def test_decide_drain_uses_the_observed_task_time():
     assert decision.desired == 120
 
 
-def test_decide_drain_adds_what_stops_a_growing_queue():
-    # Given 10 busy of 10, the queue grew from 60 to 120 in 60 s (1 task/s more than finishes)
-    last = replace(scaled(+1, ago=60, desired=10, base=9), seen=Observation(NOW - 60, 60, 10))
+def test_decide_drain_adds_what_stops_a_growing_queue_within_the_growth_bound():
+    # Given 10 busy of 10 and a load of 10, the queue grew from 60 to 120 in 60 s (1 task/s more)
+    last = replace(scaled(+1, ago=60, desired=10, base=9), seen=Observation(NOW - 60, 60, 10, load=10))
     decision = decide(depth(120, in_flight=10), counts(10), DRAIN, now=NOW, last=last)
-    # Then 10 serving + 60 for the growth (capped at double: 20) + ceil(120 x 60 / 540) = 14 draining
-    assert decision.desired == 20 + 14
+    # Then the load, 10 busy + 60 for the growth, is bounded to 10 + 20 = 30 slots; plus 120 x 60 / 540
+    # draining and 0.5 x sqrt(30) spare
+    assert decision.desired == math.ceil(30 + 120 * 60 / 540 + 0.5 * math.sqrt(30))
 
 
-def test_decide_drain_never_takes_back_tasks_while_work_waits():
-    # Given 300 asked for, 100 running and 200 starting, and a backlog that now needs fewer
+def test_decide_drain_counts_busy_in_workers_at_concurrency_two():
+    # Given 2 tasks a worker, 30 running workers with 40 tasks in flight (20 workers' worth), nothing waits
+    policy = replace(DRAIN, concurrency=2)
+    decision = decide(depth(0, in_flight=40), counts(30), policy, now=NOW)
+    # Then it does not grow: 40 messages counted as 40 busy workers would ask for 33
+    assert decision.desired <= 30
+
+
+def test_decide_drain_sizes_a_backlog_in_workers_at_concurrency_two():
+    # Given 2 tasks a worker, 2 running and 540 waiting / When decided
+    decision = decide(depth(540), counts(2), replace(DRAIN, concurrency=2), now=NOW)
+    # Then 540 x 60 s over 540 s is 60 slots: 30 workers
+    assert decision.desired == 30
+
+
+def test_decide_drain_keeps_a_worker_for_every_task_that_waits():
+    # Given 300 asked for, 100 running and busy, 200 starting, and 90 waiting
     decision = decide(depth(90, in_flight=100), counts(100, 300, pending=200), DRAIN, now=NOW)
-    # Then the starting tasks are kept (a cancelled start is billed a minute for nothing)
-    assert decision.desired == 300
+    # Then the surplus starts are cancelled, but not below the busy ones and one for each waiting task
+    assert decision.desired == 190
+
+
+def test_decide_drain_holds_a_small_scale_in_after_a_scale_out():
+    # Given a scale-out to 30 five minutes ago and a load of 20 slots, nothing waits
+    last = replace(scaled(+5, ago=300, desired=30, base=25), seen=Observation(NOW - 60, 0, 20, load=20))
+    decision = decide(depth(0, in_flight=20), counts(30), DRAIN, now=NOW, last=last)
+    # Then the scale-in that would reverse it waits for the hold
+    assert decision.desired == 30
+    assert "held" in decision.reason
+
+
+def test_decide_drain_scales_in_at_once_when_the_load_halved():
+    # Given a scale-out to 200 one minute ago, and busy slots down from 200 to 20 (a burst is over)
+    last = replace(scaled(+50, ago=60, desired=200, base=150), seen=Observation(NOW - 60, 0, 200, load=200))
+    decision = decide(depth(0, in_flight=20), counts(200), DRAIN, now=NOW, last=last)
+    # Then the hold does not apply: the count drops to about the 20 that are busy
+    assert 20 <= decision.desired <= 30
+
+
+def test_decide_drain_growth_within_the_noise_changes_nothing():
+    # Given 100 asked for and a need just above it (within half its square root)
+    last = replace(scaled(0, ago=600, desired=100, base=100), seen=Observation(NOW - 60, 0, 95, load=95))
+    decision = decide(depth(0, in_flight=95), counts(100), DRAIN, now=NOW, last=last)
+    # Then nothing changes: the next tick's noise would undo it
+    assert decision.desired == 100
+
+
+# ---------------------------------------------------------------- the task-time estimate
+
+
+def _times(finished, running):
+    return TaskTimes(tuple(finished), tuple(running))
+
+
+def test_estimate_nothing_finished_gives_the_prior():
+    # Given only running tasks / When estimated / Then the configured task time stands
+    assert estimate_task_seconds(_times([], [(0.0, 10.0)]), now=100.0, prior=60) == 60
+
+
+def test_estimate_many_finished_and_none_running_is_their_mean():
+    # Given 2000 tasks of 10 and 30 s / When estimated / Then about their mean (the prior weighs 20)
+    finished = [(float(i), 10.0 + 20 * (i % 2)) for i in range(2000)]
+    assert estimate_task_seconds(_times(finished, []), now=10_000.0, prior=20) == pytest.approx(20, abs=0.01)
+
+
+def test_estimate_running_tasks_before_the_cohort_are_not_counted():
+    # Given 100 finished tasks created from t=1000, and a task created before them, running for ages
+    finished = [(1000.0 + i, 20.0) for i in range(100)]
+    running = [(10.0, 20.0)]
+    # When estimated / Then it says nothing about the cohort
+    assert estimate_task_seconds(_times(finished, running), now=5000.0, prior=20) == pytest.approx(20)
+
+
+def _backlog(seed: int, workers: int, now: float) -> tuple[TaskTimes, float, list[float]]:
+    """A backlog: `workers` start at once on a long first-come-first-served queue of log-normal tasks
+    (median 30 s, p95 120 s). What the adapter reads at `now` (the 1000 newest finished by creation,
+    the running ones), the true mean, and the durations of the 50 newest finished by creation."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible sample, not a secret
+    sigma = math.log(4) / 1.6448536269514722
+    free = [(0.0, worker) for worker in range(workers)]
+    finished: list[tuple[float, float]] = []
+    running: list[tuple[float, float]] = []
+    durations: list[float] = []
+    while free[0][0] < now:
+        started, worker = heapq.heappop(free)
+        created, seconds = float(len(durations)), rng.lognormvariate(math.log(30), sigma)
+        durations.append(seconds)
+        if started + seconds <= now:
+            finished.append((created, seconds))
+        else:
+            running.append((created, started))
+        heapq.heappush(free, (started + seconds, worker))
+    newest = sorted(finished, reverse=True)
+    times = TaskTimes(tuple(newest[:1000]), tuple(running))
+    return times, sum(durations) / len(durations), [seconds for _, seconds in newest[:50]]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_estimate_in_a_backlog_is_not_biased_low(seed):
+    # Given 300 workers three minutes into a backlog (the first of a cohort to finish are its short ones)
+    times, true_mean, newest_50 = _backlog(seed, 300, 180.0)
+    # When estimated as the Lambda does
+    estimate = estimate_task_seconds(times, now=180.0, prior=60)
+    # Then it is within 15 % of the true mean, where the 50 newest finished ones read far below it
+    assert sum(newest_50) / 50 < 0.6 * true_mean
+    assert abs(estimate - true_mean) < 0.15 * true_mean
 
 
 # ---------------------------------------------------------------- the record
@@ -340,205 +449,3 @@ def test_next_record_hold_keeps_the_last_action_and_updates_what_was_seen():
     # Then the cooldown still runs from the scale-in; only the observation and version move on
     assert (record.at, record.adjustment, record.version) == (last.at, -1, 4)
     assert record.seen == Observation(NOW, 0, 1)
-
-
-# ---------------------------------------------------------------- the controller
-
-
-class FakeQueue:
-    def __init__(self, visible: int = 0, in_flight: int = 0, fail: bool = False) -> None:
-        self.visible, self.in_flight, self.fail = visible, in_flight, fail
-
-    def depth(self) -> QueueDepth:
-        if self.fail:
-            raise ConnectionError("sqs unreachable")
-        return depth(self.visible, self.in_flight)
-
-
-class FakeService:
-    def __init__(self, running: int) -> None:
-        self.desired = self.running = running
-        self.applied: list[int] = []
-
-    def counts(self) -> ServiceCounts:
-        return counts(self.running, self.desired)
-
-    def set_desired(self, count: int) -> None:
-        self.applied.append(count)
-        self.desired = count
-
-
-class FakeState(ScalingState):
-    def __init__(self, losses: int = 0) -> None:
-        self.stored: LastAction | None = None
-        self.losses = losses  # how many writes another invocation wins first
-
-    def last_action(self) -> LastAction | None:
-        return self.stored
-
-    def record(self, action: LastAction, *, previous: LastAction | None) -> bool:
-        if self.losses:
-            self.losses -= 1
-            self.stored = replace(previous or action, version=(previous.version if previous else 0) + 1)
-            return False
-        assert (self.stored.version if self.stored else None) == (previous.version if previous else None)
-        self.stored = action
-        return True
-
-
-class FixedDurations(TaskDurations):
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-
-    def recent_mean_seconds(self) -> float | None:
-        return self.seconds
-
-
-@pytest.fixture
-def log_output():
-    """The logger's raw output during the test (what CloudWatch Logs stores as @message)."""
-    stream = io.StringIO()
-    previous = logger.registered_handler.setStream(stream)
-    yield stream.getvalue
-    logger.registered_handler.setStream(previous)
-
-
-def test_autoscaler_deep_queue_records_then_applies_the_decision(log_output):
-    # Given 150 visible, 4 running, the seed's table
-    service, state = FakeService(4), FakeState()
-    scaler = Autoscaler(FakeQueue(150), service, STEP, state, clock=lambda: NOW)
-    # When it runs
-    decision = scaler.run()
-    # Then 9 is recorded as the last action and applied to the service
-    assert decision.desired == 9
-    assert service.applied == [9]
-    assert (state.stored.desired, state.stored.at, state.stored.adjustment) == (9, NOW, 5)
-
-
-def test_autoscaler_read_error_changes_nothing_and_says_so(log_output):
-    # Given a queue that cannot be read
-    service, state = FakeService(4), FakeState()
-    scaler = Autoscaler(FakeQueue(fail=True), service, STEP, state, clock=lambda: NOW)
-    # When it runs / Then nothing is applied or recorded, and the log says why
-    assert scaler.run() is None
-    assert service.applied == []
-    assert state.stored is None
-    assert "scaling inputs unavailable" in log_output()
-
-
-def test_autoscaler_lost_race_reads_again_and_acts_once(log_output):
-    # Given another invocation that writes the record first, once
-    service, state = FakeService(4), FakeState(losses=1)
-    scaler = Autoscaler(FakeQueue(150), service, STEP, state, clock=lambda: NOW)
-    # When it runs / Then it decides again on fresh readings and applies once
-    assert scaler.run().desired == 9
-    assert service.applied == [9]
-
-
-def test_autoscaler_keeps_losing_the_race_applies_nothing(log_output):
-    # Given other invocations that always write first / When it runs / Then nothing is applied
-    service = FakeService(4)
-    scaler = Autoscaler(FakeQueue(150), service, STEP, FakeState(losses=99), clock=lambda: NOW)
-    assert scaler.run() is None
-    assert service.applied == []
-
-
-def test_autoscaler_hold_records_the_observation_without_touching_the_service(log_output):
-    # Given a queue with nothing to change / When it runs
-    service, state = FakeService(4), FakeState()
-    Autoscaler(FakeQueue(5, in_flight=4), service, STEP, state, clock=lambda: NOW).run()
-    # Then the service is left alone and the record holds what was seen
-    assert service.applied == []
-    assert state.stored.seen == Observation(NOW, 5, 4)
-
-
-def test_autoscaler_scaling_event_line_matches_the_seed_logs_insights_query(log_output):
-    # Given a run that scales out from 4 running to 9
-    Autoscaler(FakeQueue(150), FakeService(4), STEP, FakeState(), clock=lambda: NOW).run()
-    # When its line is read as seed 4.2's query reads @message
-    (line,) = [line for line in log_output().splitlines() if "scaling_event" in line]
-    # Then the filter matches and the parse expressions find the counts as JSON numbers
-    assert re.search(r'"desired_count":(\d+)', line).group(1) == "9"
-    assert re.search(r'"running_count":(\d+)', line).group(1) == "4"
-    assert json.loads(line)["message"] == "scaling_event"
-
-
-def test_autoscaler_emits_its_decision_and_inputs_as_one_emf_line(log_output, capsys):
-    # Given a run with 150 visible and 4 running / When it decides
-    Autoscaler(FakeQueue(150), FakeService(4), STEP, FakeState(), clock=lambda: NOW).run()
-    # Then one EMF line carries the decision, by direction and in total, and what it saw
-    (document,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    directive = document["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == "MisterSmith"
-    assert directive["Dimensions"] == [["service"], ["service", "direction"]]
-    assert document["direction"] == "out"
-    assert document["ScalingDecisions"] == [1.0]
-    assert document["BacklogPerTask"] == [37.5]
-    assert document["DesiredCount"] == [9.0]
-
-
-def test_autoscaler_drain_uses_the_observed_durations(log_output):
-    # Given tasks observed at 120 s and 540 waiting / When the drain policy runs
-    service = FakeService(2)
-    scaler = Autoscaler(FakeQueue(540), service, DRAIN, FakeState(), FixedDurations(120.0), clock=lambda: NOW)
-    # Then it sizes with 120 s, not the 60 s estimate
-    assert scaler.run().desired == 120
-
-
-# ---------------------------------------------------------------- settings
-
-
-REQUIRED = {"TASK_TABLE_NAME": "t", "WORK_QUEUE_URL": "w", "CLUSTER_NAME": "c", "WORKER_SERVICE_NAME": "s"}
-
-
-@pytest.fixture
-def autoscaler_env(monkeypatch):
-    tunables = ["SCALING_STEPS", "MIN_TASKS", "MAX_TASKS", "COOLDOWN_SECONDS", "SCALING_POLICY"]
-    tunables += [
-        "SCALING_LATENCY_SECONDS",
-        "SCALING_TASK_SECONDS",
-        "WORKER_START_SECONDS",
-        "SCALING_HEADROOM",
-    ]
-    for name in [*REQUIRED, *tunables]:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in REQUIRED.items():
-        monkeypatch.setenv(name, value)
-    return monkeypatch
-
-
-def test_autoscaler_settings_defaults_give_the_drain_policy(autoscaler_env):
-    # Given only the required variables / When read / Then drain with the template's defaults
-    policy = AutoscalerSettings().policy
-    assert (policy.kind, policy.min_tasks, policy.max_tasks, policy.cooldown_seconds) == (
-        PolicyKind.DRAIN,
-        2,
-        1000,
-        60,
-    )
-    assert (policy.latency_seconds, policy.task_seconds, policy.start_seconds) == (600, 60, 60)
-
-
-def test_autoscaler_settings_policy_and_tunables_are_read(autoscaler_env):
-    # Given the template's scaling variables / When read / Then the policy carries them
-    autoscaler_env.setenv("SCALING_POLICY", "backlog")
-    autoscaler_env.setenv("SCALING_LATENCY_SECONDS", "300")
-    autoscaler_env.setenv("SCALING_TASK_SECONDS", "30")
-    policy = AutoscalerSettings().policy
-    assert (policy.kind, policy.latency_seconds, policy.task_seconds) == (PolicyKind.BACKLOG, 300, 30)
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("SCALING_POLICY", "fastest"),
-        ("SCALING_POLICY", ""),
-        ("SCALING_LATENCY_SECONDS", "0"),
-        ("SCALING_TASK_SECONDS", "-1"),
-    ],
-)
-def test_autoscaler_settings_invalid_policy_or_tunable_is_refused(autoscaler_env, name, value):
-    # Given an unknown policy or a non-positive time / When read / Then refused naming the field
-    autoscaler_env.setenv(name, value)
-    with pytest.raises(ValidationError, match=name.lower()):
-        AutoscalerSettings()

@@ -35,9 +35,10 @@ CASES = [(model, name) for model, names in REQUIRED.items() for name in names]
 
 @pytest.fixture
 def environment(monkeypatch):
-    for names in REQUIRED.values():
-        for name in names:
-            monkeypatch.delenv(name, raising=False)
+    # Every variable any model reads: a local stack started earlier in the run leaves its own set.
+    for model in REQUIRED:
+        for name in model.model_fields:
+            monkeypatch.delenv(name.upper(), raising=False)
     return monkeypatch
 
 

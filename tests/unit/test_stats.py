@@ -43,7 +43,7 @@ class Unreadable(MemoryQueue):
 
 def decision(at: str, desired: int) -> ScalingDecisionEntry:
     return ScalingDecisionEntry(
-        at=at, desired=desired, previous=2, reason="r", changed=desired != 2, policy="step",
+        at=at, desired=desired, previous=2, reason="r", changed=desired != 2,
         visible=10, in_flight=1, delayed=0, running=2, pending=0,
     )  # fmt: skip
 

@@ -252,18 +252,19 @@ def test_collect_follows_no_link_out_of_the_work_directory(tmp_path):
     assert collect(code, ["file", "dir/secret.txt"], str(secret)) == {}
 
 
-def test_collect_leaves_out_a_file_over_the_file_size_limit():
+def test_a_payload_file_over_the_file_size_limit_is_an_invalid_payload():
     # Given a confinement whose file-size limit is below a payload file's size
-    run = run_sandboxed(
-        ["python3", "-c", ""],
-        timeout_seconds=30,
-        output_limit_bytes=4096,
-        files={"big": "x" * 1024, "small": "y" * 512},
-        confinement=Confinement(max_file_bytes=512),
-        collect=["big", "small"],
-    )
-    # Then only the file within the limit is read back
-    assert run.files == {"small": b"y" * 512}
+    # When the child writes the files, then the run fails at once as the payload's fault
+    with pytest.raises(TaskFailure) as failed:
+        run_sandboxed(
+            ["python3", "-c", ""],
+            timeout_seconds=30,
+            output_limit_bytes=4096,
+            files={"big": "x" * 1024, "small": "y" * 512},
+            confinement=Confinement(max_file_bytes=512),
+            collect=["big", "small"],
+        )
+    assert failed.value.error_type == "InvalidPayload"
 
 
 @pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "", "a/../../b"])

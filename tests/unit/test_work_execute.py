@@ -24,6 +24,9 @@ def child_writable_dir():
     """A directory the sandboxed child can write to, even when it runs as an unprivileged user."""
     path = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
     path.chmod(0o777)
+    # Made here, so the test owns it: what the child's own user leaves in a shared directory is purged.
+    (path / "grandchild.pid").touch(mode=0o666)
+    (path / "grandchild.pid").chmod(0o666)
     yield path
     shutil.rmtree(path)
 

@@ -3,6 +3,7 @@ worker, and nothing a run starts outlives it, not even what left its session."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mistersmith.work import sandbox
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import SandboxResult, run_sandboxed
 
@@ -107,8 +109,10 @@ def test_a_process_that_leaves_the_run_s_session_is_killed_when_the_run_ends():
         assert state_of(pid) in (None, "Z")
 
 
-def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again():
-    # Given a uid whose lease was never ended (its worker died) and a process it left running
+def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again(monkeypatch):
+    # Given a uid whose lease was never ended (its worker died) and a process it left running,
+    # and the rotation of uids at its start
+    monkeypatch.setattr(sandbox, "_rotation", itertools.count())
     confinement = Confinement(allowed_executables=("python3",), child_uid_base=62000)
     locks = Path(tempfile.gettempdir()) / "mistersmith-accounts"
     locks.mkdir(mode=0o700, exist_ok=True)
@@ -130,3 +134,16 @@ def test_a_uid_whose_last_holder_died_is_swept_before_it_is_used_again():
         leftover.wait()
     # And a lease that ended cleanly leaves the uid marked clean
     assert (locks / "62000").read_bytes() == b"clean"
+
+
+def test_sealing_takes_the_shared_temporary_directories_from_everyone_but_their_owner(tmp_path, monkeypatch):
+    # Given a world-writable shared directory of the worker's
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setattr(sandbox, "SHARED_TEMP_DIRS", (str(shared),))
+    # When the worker seals the shared directories at start
+    sealed = sandbox.seal_shared_temp()
+    # Then children can still pass through to their own directories, and write nothing there
+    assert sealed == [str(shared)]
+    assert shared.stat().st_mode & 0o7777 == 0o711

@@ -1,4 +1,4 @@
-"""Service discovery (seed 1.3): resolve a service's endpoints from a directory (Cloud Map), with a TTL
+"""Service discovery: resolve a service's endpoints from a directory (Cloud Map), with a TTL
 cache, bounded exponential backoff when the directory throttles, and the last answer served when
 the directory cannot be reached.
 
@@ -78,7 +78,7 @@ class Backoff:
             raise ValueError("backoff needs max_attempts >= 1 and 0 <= base_seconds <= cap_seconds")
 
     def delay(self, retry: int, rand: Callable[[], float]) -> float:
-        return rand() * min(self.cap_seconds, self.base_seconds * 2**retry)
+        return rand() * min(self.cap_seconds, self.base_seconds * 2.0**retry)
 
 
 class ServiceResolver:
@@ -183,7 +183,7 @@ class ServiceResolver:
             port_text = instance.attributes.get(PORT_ATTRIBUTE)
             port = int(port_text) if port_text and port_text.isdigit() else self._default_port
             if not host or port is None or not 0 < port < 65536:
-                # The seed skips instances without an address and a port; so do we.
+                # An instance without an address and a port cannot be called: skipped.
                 continue
             endpoints.append(Endpoint(host, port))
         return endpoints

@@ -72,7 +72,7 @@ class Intake:
         checked here, then treated as if it came inline."""
         if isinstance(request, UploadedTaskRequest):
             request = self.uploads.read(request)
-        if getattr(request.payload, "source_uri", None):
+        if request.payload.source_uri:
             self.uploads.check_source(request.payload.source_uri)
         key = task_key(caller.principal, request.id or uuid.uuid4().hex)
         with task_context(key, trace_root(trace_header)):

@@ -1,4 +1,5 @@
-"""The WorkTask, its per-type payloads and results, the task record and its lifecycle."""
+"""Task models: the API's submissions and uploads, per-type payloads and results, the task record and
+its lifecycle."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import posixpath
 import re
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +36,7 @@ TASK_KEY_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{OWNER_SCOPE_CHARS + 1 + 128}}}$"
 TaskKey = Annotated[str, StringConstraints(pattern=TASK_KEY_PATTERN)]
 
 
-def is_task_key(value: object) -> bool:
+def is_task_key(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and re.fullmatch(TASK_KEY_PATTERN, value) is not None
 
 
@@ -138,6 +139,11 @@ def checked_relative_path(path: str) -> str:
     return normalised
 
 
+# Linux's NAME_MAX and PATH_MAX, in bytes: a longer name or path can never be written.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
+
+
 def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     given: dict[str, str] = {}
@@ -146,6 +152,12 @@ def _checked_relative_paths(files: dict[str, str]) -> dict[str, str]:
         if normalised in checked:
             raise ValueError(
                 f"file paths {given[normalised]!r} and {path!r} name the same file {normalised!r}"
+            )
+        encoded = normalised.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+            raise ValueError(
+                f"file path {path[:200]!r} is too long: names up to {MAX_NAME_BYTES} bytes,"
+                f" paths up to {MAX_PATH_BYTES}"
             )
         checked[normalised], given[normalised] = text, path
     return checked
@@ -236,7 +248,7 @@ class AnalyzePayload(FilesPayload):
     pass
 
 
-PAYLOAD_MODELS: dict[TaskType, type[StrictModel]] = {
+PAYLOAD_MODELS: dict[TaskType, type[_Sources]] = {
     TaskType.EXECUTE: ExecutePayload,
     TaskType.COMPILE: CompilePayload,
     TaskType.ANALYZE: AnalyzePayload,
@@ -340,7 +352,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def request_fingerprint(task_type: TaskType, payload: dict[str, Any]) -> str:
+def request_fingerprint(task_type: str, payload: dict[str, Any]) -> str:
     """Identifies a submission's body, so that a retried POST with the same id is recognised."""
     return hashlib.sha256(canonical_json({"task_type": task_type, "payload": payload}).encode()).hexdigest()
 
@@ -487,7 +499,6 @@ class ScalingDecisionEntry(BaseModel):
     previous: int
     reason: str
     changed: bool
-    policy: str
     visible: int
     in_flight: int
     delayed: int

@@ -40,8 +40,8 @@ def record_metrics(values: Mapping[str, tuple[MetricUnit, float]], **dimensions:
     Lambda and on Fargate). With dimensions, each metric is kept per service and also per
     service + dimensions, so that alarms on totals need not list every value."""
     batch = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=logger.service)
-    for name, value in dimensions.items():
-        batch.add_dimension(name=name, value=value)
+    for name, dimension in dimensions.items():
+        batch.add_dimension(name=name, value=dimension)
     for name, (unit, value) in values.items():
         batch.add_metric(name=name, unit=unit, value=value)
     document = batch.serialize_metric_set()

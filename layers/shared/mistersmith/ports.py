@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mistersmith.errors import MisterSmithError
 from mistersmith.models import StoredTask, TaskStatus
+
+if TYPE_CHECKING:  # scaling imports this module's data types: the decision is named for types only
+    from mistersmith.scaling import Decision
 
 
 class TaskStore(ABC):
@@ -163,3 +166,71 @@ class TaskProtection(ABC):
 
     @abstractmethod
     def set(self, protected: bool, *, minutes: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one autoscaler invocation saw: the next one's reference for growth and arrival rate."""
+
+    at: float  # epoch seconds
+    waiting: int  # visible + delayed messages
+    busy: int  # busy task slots: min(in flight, running x concurrency)
+    load: float = 0.0  # drain: smoothed offered load, slots (arrival rate x task time)
+
+
+@dataclass(frozen=True)
+class LastAction:
+    """The autoscaler's record between invocations: its last change (for the cooldowns and drain's
+    hold) and what the last invocation saw."""
+
+    at: float  # epoch seconds of the last change (0: none yet)
+    desired: int  # the count it set
+    base: int  # the count it started from
+    adjustment: int  # signed change it meant to make (for `step`, the table's step; 0: none)
+    seen: Observation | None = None
+    version: int = 0  # bumped on every write; writes are conditional on the version read
+
+    @property
+    def scaled_out(self) -> bool:
+        return self.adjustment > 0
+
+    @property
+    def scaled_in(self) -> bool:
+        return self.adjustment < 0
+
+
+class ScalingState(ABC):
+    """Where the autoscaler keeps its last action between invocations."""
+
+    @abstractmethod
+    def last_action(self) -> LastAction | None: ...
+
+    @abstractmethod
+    def record(self, action: LastAction, *, previous: LastAction | None) -> bool:
+        """Writes `action` if the stored record is still `previous` (by version); returns False when
+        another invocation wrote first, in which case the caller must not act."""
+
+    def record_decision(  # noqa: B027 - optional, no-op
+        self, decision: Decision, *, now: float, depth: QueueDepth, counts: ServiceCounts
+    ) -> None:
+        """Keeps one applied decision with the readings it was made on for a history (e.g. an item of
+        its own with a TTL, which GET /stats shows); called once per tick after the record is written
+        and the count applied. By default no history is kept."""
+
+
+@dataclass(frozen=True)
+class TaskTimes:
+    """What the autoscaler's task-time estimate reads: the newest finished worker tasks by creation
+    time, and the running ones created no earlier than the oldest of those (the same cohort)."""
+
+    finished: tuple[tuple[float, float], ...]  # (created at, seconds taken), newest first
+    running: tuple[tuple[float, float], ...]  # (created at, started at), epoch seconds
+
+
+class TaskTimeSource(ABC):
+    """The worker tasks' times, as the autoscaler reads them each tick."""
+
+    @abstractmethod
+    def task_times(self, *, sample: int) -> TaskTimes:
+        """The `sample` newest finished worker tasks by creation time, and every running one created
+        at or after the oldest of them (all running ones when none finished)."""

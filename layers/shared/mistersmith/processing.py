@@ -227,7 +227,8 @@ class TaskProcessor:
         body = self.blobs.get(ref.bucket, ref.key)
         if hashlib.sha256(body).hexdigest() != ref.sha256:
             raise TaskFailure("PayloadCorrupt", f"s3://{ref.bucket}/{ref.key} does not match its sha256")
-        return json.loads(body)
+        payload: dict[str, Any] = json.loads(body)
+        return payload
 
     def _stopped(
         self, task: StoredTask, reason: StopReason | None, started: float, log: dict[str, Any]

@@ -1,42 +1,40 @@
-"""Scaling decisions: one pure function from what the autoscaler observes to a desired count, three
-policies behind it, and the controller (the scheduled Lambda's logic) that feeds and applies it.
+"""Scaling maths: one pure function from what the autoscaler observes to a desired count, the three
+policies behind it, and the task-time estimate. The controller that feeds it is `mistersmith.autoscaler`.
 
-`step` is the seed's table with Application Auto Scaling's reading. A step is `<=UPPER:CHANGE` (scale
-in while visible depth is at most UPPER) or `>=LOWER:CHANGE` (scale out from LOWER up); depths between
-the highest scale-in bound and the lowest scale-out bound change nothing. Adjustments start from the
-running count; a scale-out inside a scale-out's cooldown starts from that scale-out's base, so a larger
-step adds only the difference; a scale-in waits out the cooldown of the last scale-in, and a scale-out
-ends that cooldown.
+`step` is the seed's table read as Application Auto Scaling reads a step scaling policy on an ECS
+service (each choice is written beside the code in `_step` and `_bounded`). A step is `<=UPPER:CHANGE`
+(scale in while visible depth is at most UPPER) or `>=LOWER:CHANGE` (scale out from LOWER up).
 
-`backlog` is the AWS recipe (and Copilot's worker service): keep visible messages per task at
+`backlog` is the AWS recipe (and Copilot's worker service): keep visible messages per worker at
 acceptable latency / average processing time.
 
-`drain` is ours: the tasks that keep up with arrivals (the busy ones; while work waits, the observed
-throughput plus the queue's growth), plus enough to clear what waits within a latency budget at the
-observed processing time (a new task helps only once started), plus square-root headroom while nothing
-waits. Idle tasks go as soon as nothing waits; while work waits nothing is taken back.
+`drain` is ours: the slots that keep up with arrivals (the offered load: a smoothed arrival rate x
+task time), plus enough to clear what waits within a latency budget (a new task helps only once
+started), plus square-root headroom, divided by the tasks a worker runs at once. The load may grow
+to at most max(2x, + `growth_tasks` workers) of the busy slots in one tick: a burst's first minutes
+are cleared by the backlog term, not extrapolated. A change within the noise of the busy count is
+not made, and a scale-in right after a scale-out waits `hold_seconds`, unless the load halved.
 
-Every policy: the result stays in [min, max]; it never drops below the busy workers (an empty visible
-queue with work in flight does not kill that work); no scale-in during a deployment; a service at
-zero with work waiting gets a task; missing or NaN inputs change nothing (`decide` returns None)."""
+Every policy: the result stays in [min, max]; a scale-in keeps every worker that may be busy and a
+slot for every task that waits; no scale-in during a deployment; a service at zero with work
+waiting gets a task; missing or NaN inputs change nothing (`decide` returns None). The task time is
+`estimate_task_seconds` over what `ports.TaskTimeSource` reads."""
 
 from __future__ import annotations
 
 import math
-import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from mistersmith.clock import iso_from_epoch
-from mistersmith.models import ScalingDecisionEntry
-from mistersmith.observability import logger, record_metrics, traced
-from mistersmith.ports import QueueDepth, ServiceCounts, WorkerService, WorkQueue
+from mistersmith.ports import LastAction, Observation, QueueDepth, ServiceCounts, TaskTimes
 
 SEED_STEPS = "<=0:-1,>=10:1,>=100:5,>=1000:20,>=5000:50"
+# drain: the weight of a tick's offered-load measurement in the smoothed load.
+LOAD_SMOOTHING = 0.2
+# The configured task time weighs in the estimate as this many finished tasks.
+PRIOR_TASKS = 20
+# Finished tasks the task-time estimate reads each tick (about 2 MB of by-status index items).
+TASK_TIME_SAMPLE = 1000
 
 
 class PolicyKind(StrEnum):
@@ -56,7 +54,8 @@ class StepTable:
 
     @classmethod
     def parse(cls, text: str) -> StepTable:
-        scale_in, scale_out = [], []
+        scale_in: list[tuple[int, int]] = []
+        scale_out: list[tuple[int, int]] = []
         for item in text.split(","):
             bound, sep, change_text = item.strip().partition(":")
             if not sep or bound[:2] not in ("<=", ">="):
@@ -103,43 +102,18 @@ class ScalingPolicy:
     kind: PolicyKind = PolicyKind.STEP
     # Acceptable queue wait: the backlog policy's latency target, the drain policy's budget.
     latency_seconds: float = 600
-    # Expected processing time of one task: the backlog policy's divisor, the drain policy's fallback
-    # while no task has finished recently.
+    # Expected processing time of one task: the backlog policy's divisor, the estimate's prior.
     task_seconds: float = 60
     # How long a new Fargate task takes to start taking work (image pull, boot): the drain policy's lead.
     start_seconds: float = 60
-    # Spare tasks over the busy ones, times the square root of the busy count (square-root staffing).
+    # Spare slots over the serving ones, times the square root of the serving count (square-root staffing).
     headroom: float = 0.5
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one invocation saw: the drain policy's reference for the next one's growth and throughput."""
-
-    at: float  # epoch seconds
-    waiting: int  # visible + delayed
-    busy: int  # min(in flight, running)
-
-
-@dataclass(frozen=True)
-class LastAction:
-    """The autoscaler's record between invocations, kept in the state table: its last change (for the
-    cooldown) and what the last invocation saw."""
-
-    at: float  # epoch seconds of the last change (0: none yet)
-    desired: int  # the count it set
-    base: int  # the running count it started from
-    adjustment: int  # signed change it meant to make (for `step`, the table's step; 0: none)
-    seen: Observation | None = None
-    version: int = 0  # bumped on every write; writes are conditional on the version read
-
-    @property
-    def scaled_out(self) -> bool:
-        return self.adjustment > 0
-
-    @property
-    def scaled_in(self) -> bool:
-        return self.adjustment < 0
+    # Tasks one worker runs at once: busy slots and capacity are counted in workers through it.
+    concurrency: int = 1
+    # drain: no scale-in this long after a scale-out unless the load halved (against reversals).
+    hold_seconds: float = 600
+    # drain: the arrival rate may grow by at most max(2x, + this many workers) of the busy ones a tick.
+    growth_tasks: int = 20
 
 
 @dataclass(frozen=True)
@@ -171,6 +145,41 @@ def next_record(decision: Decision, *, now: float, last: LastAction | None) -> L
     return replace(action, seen=decision.seen, version=(last.version if last else 0) + 1)
 
 
+def estimate_task_seconds(times: TaskTimes, *, now: float, prior: float) -> float:
+    """Mean processing time of the cohort of the newest finished tasks (created no earlier than the
+    oldest of them): the Kaplan-Meier mean, with the cohort's running tasks as censored at their
+    elapsed time; `prior` when nothing has finished.
+
+    Finished tasks alone are biased low in a backlog (the first of a cohort to finish are its short
+    ones); dividing the time spent by the finished count is biased high while the cohort is young
+    (its tasks have run too briefly to finish). Kaplan-Meier counts a running task only for as long
+    as it has run. Beyond the longest finished task, the survivors are taken to need as long again.
+    Until many have finished, `prior` (the configured task time) weighs as PRIOR_TASKS finished ones."""
+    if not times.finished:
+        return prior
+    since = min(created for created, _ in times.finished)
+    ends = sorted(
+        [(seconds, True) for _, seconds in times.finished]
+        + [(max(now - started, 0.0), False) for created, started in times.running if created >= since]
+    )
+    at_risk, surviving, mean, previous, last_event = len(ends), 1.0, 0.0, 0.0, 0.0
+    index = 0
+    while index < len(ends):
+        moment, finished, gone = ends[index][0], 0, 0
+        while index < len(ends) and ends[index][0] == moment:  # ties: every end at this moment at once
+            finished += ends[index][1]
+            gone += 1
+            index += 1
+        if finished:
+            mean += surviving * (moment - previous)
+            surviving *= 1 - finished / at_risk
+            previous = last_event = moment
+        at_risk -= gone
+    observed = mean + surviving * last_event
+    count = len(times.finished)
+    return (count * observed + PRIOR_TASKS * prior) / (count + PRIOR_TASKS)
+
+
 def _bad(*numbers: float) -> bool:
     return any(number is None or math.isnan(float(number)) or number < 0 for number in numbers)
 
@@ -186,8 +195,8 @@ def decide(
 ) -> Decision | None:
     """The new desired count and why, or None to change nothing (missing data is never a reason to act).
 
-    `now` is epoch seconds; `last` is the autoscaler's last action; `task_seconds` is the observed mean
-    processing time of recently finished tasks (None: not known, the policy's estimate is used)."""
+    `now` is epoch seconds; `last` is the autoscaler's last action; `task_seconds` is the estimated
+    mean processing time (None: the policy's `task_seconds`)."""
     if depth is None or service is None:
         return None
     if _bad(depth.visible, depth.in_flight, depth.delayed, service.desired, service.running, service.pending):
@@ -196,15 +205,24 @@ def decide(
         return None
     if task_seconds is not None and (_bad(task_seconds) or task_seconds == 0):
         task_seconds = None
-    busy = min(depth.in_flight, service.running)
-    floor = min(max(policy.min_tasks, busy), policy.max_tasks)
+    # Busy slots: messages in flight on running workers (drain sizes in slots, then in workers).
+    busy_slots = min(depth.in_flight, service.running * policy.concurrency)
+    waiting = depth.visible + depth.delayed
+    # A scale-in keeps every worker that may be busy (each task in flight may hold a worker of its
+    # own) and a slot for every task that waits: it never stops one that works, nor cancels one that
+    # would take waiting work (billed its start for nothing).
+    keep = min(depth.in_flight, service.running) + math.ceil(waiting / policy.concurrency)
+    floor = min(max(policy.min_tasks, keep), policy.max_tasks)
+    load = 0.0
     if policy.kind is PolicyKind.BACKLOG:
         proposal = _backlog(depth, service, policy)
     elif policy.kind is PolicyKind.DRAIN:
-        proposal = _drain(depth, service, policy, busy, task_seconds or policy.task_seconds, now, last)
+        proposal, load = _drain(
+            depth, service, policy, busy_slots, task_seconds or policy.task_seconds, now, last
+        )
     else:
         proposal = _step(depth, service, policy, now, last)
-    proposal = replace(proposal, seen=Observation(now, depth.visible + depth.delayed, busy))
+    proposal = replace(proposal, seen=Observation(now, waiting, busy_slots, load))
     return _bounded(proposal, depth, service, policy, now, last, floor)
 
 
@@ -212,26 +230,63 @@ def _clamp(count: int, policy: ScalingPolicy) -> int:
     return min(max(count, policy.min_tasks), policy.max_tasks)
 
 
+def _in_cooldown(last: LastAction | None, policy: ScalingPolicy, now: float) -> bool:
+    # AAS: the cooldown runs for its full length after the activity; a decision exactly `cooldown`
+    # seconds later is still inside it (the activity completes after it is decided), hence <=.
+    return last is not None and last.at > 0 and now - last.at <= policy.cooldown_seconds
+
+
 def _step(
     depth: QueueDepth, service: ServiceCounts, policy: ScalingPolicy, now: float, last: LastAction | None
 ) -> Decision:
     # The step metric is visible depth only: adding in-flight work would ratchet capacity upward.
     step = policy.steps.adjustment(depth.visible)
-    base = service.running
+    # AAS adjusts the scalable dimension ecs:service:DesiredCount, so "current capacity" is the desired
+    # count, not the running one: a scale-out never lowers it.
+    base = service.desired
     where = f"visible {depth.visible}: step {step:+d}"
-    if step > 0 and last is not None and last.scaled_out and now - last.at < policy.cooldown_seconds:
-        # AAS: the capacity a scale-out in cooldown added counts toward the next one.
+    if step > 0 and last is not None and last.scaled_out and _in_cooldown(last, policy, now):
+        # AAS: in a scale-out's cooldown the capacity it added counts toward the next one, so only a
+        # larger step adds anything (the difference).
         base = last.base
         where += " in scale-out cooldown"
-    target = _clamp(base + step, policy) if step else service.desired
+    if not step:
+        return Decision(service.desired, service.desired, 0, where, base)
+    # AAS never sets a capacity outside [min, max]: the adjusted count is clamped into it.
+    target = _clamp(base + step, policy)
     return Decision(target, service.desired, step, f"{where} from {base}", base)
 
 
 def _backlog(depth: QueueDepth, service: ServiceCounts, policy: ScalingPolicy) -> Decision:
-    per_task = max(policy.latency_seconds / policy.task_seconds, 1.0)
+    per_task = max(policy.latency_seconds / policy.task_seconds, 1.0) * policy.concurrency
     wanted = math.ceil(depth.visible / per_task)
     reason = f"backlog {depth.visible} at {per_task:g} per task wants {wanted}"
-    return Decision(wanted, service.desired, wanted - service.desired, reason, service.running)
+    return Decision(wanted, service.desired, wanted - service.desired, reason, service.desired)
+
+
+def _offered_load(
+    waiting: int, busy: int, task_seconds: float, policy: ScalingPolicy, now: float, last: LastAction | None
+) -> float:
+    """The slots arrivals keep busy (arrival rate x task time): the mean busy slots since the last
+    look plus the growth of the work in the system (waiting and in flight) over a task time, smoothed
+    (a tick's measurement weighs LOAD_SMOOTHING), its growth bounded."""
+    seen = last.seen if last else None
+    if seen is None or now <= seen.at:
+        return float(busy)
+    growth = (waiting + busy - seen.waiting - seen.busy) / (now - seen.at)
+    measured = max((seen.busy + busy) / 2 + growth * task_seconds, 0.0)
+    # A burst's first minutes look like a new arrival rate: grow the serving slots at most to
+    # max(2x, + growth_tasks workers) of the busy ones; the backlog term clears the rest.
+    most = max(seen.busy, busy)
+    measured = min(measured, max(2 * most, most + policy.growth_tasks * policy.concurrency))
+    # A doubling while the queue grows, or a halving that the busy slots confirm (below half the load,
+    # or down to a third since the last look), is a change of load (a start, a burst over), taken at
+    # once; anything less is smoothed as noise.
+    if measured > 2 * seen.load and waiting > seen.waiting:
+        return measured
+    if measured < seen.load / 2 and (busy < seen.load / 2 or 3 * busy < seen.busy):
+        return measured
+    return (1 - LOAD_SMOOTHING) * seen.load + LOAD_SMOOTHING * measured
 
 
 def _drain(
@@ -242,32 +297,43 @@ def _drain(
     task_seconds: float,
     now: float,
     last: LastAction | None,
-) -> Decision:
+) -> tuple[Decision, float]:
     waiting = depth.visible + depth.delayed
+    serving = _offered_load(waiting, busy, task_seconds, policy, now, last)
     # Clear what waits within the budget; a task started now only works once it has started.
     window = max(policy.latency_seconds - policy.start_seconds, task_seconds)
-    drain = math.ceil(waiting * task_seconds / window)
-    # Tasks that keep up with arrivals: the busy ones, while nothing waits.
-    serving = float(busy)
-    seen = last.seen if last else None
-    if waiting and seen is not None and now > seen.at:
-        # Work waits: arrivals = throughput (busy / task time) + the queue's growth. At most double
-        # what was busy: a burst's first minutes look like a new arrival rate.
-        growth = (waiting - seen.waiting) / (now - seen.at)
-        serving = (seen.busy + busy) / 2 + growth * task_seconds
-        serving = min(max(serving, 0.0), 2.0 * max(seen.busy, 1))
-    # Nothing waits: square-root headroom over the busy tasks for what arrives before the next look.
-    spare = round(policy.headroom * math.sqrt(busy)) if busy and not waiting else 0
-    wanted = math.ceil(serving) + drain + spare
-    if waiting:
-        # While work waits every task is (or soon is) busy: keep what was asked for, since a task
-        # cancelled while starting is billed its first minute for nothing.
-        wanted = max(wanted, service.desired)
+    draining = waiting * task_seconds / window
+    spare = policy.headroom * math.sqrt(serving)
+    wanted = (serving + draining + spare) / policy.concurrency
+    current = service.desired
     reason = (
-        f"{waiting} waiting, {busy} busy, {task_seconds:.0f} s a task: "
-        f"{math.ceil(serving)} serving + {drain} draining + {spare} spare"
+        f"{waiting} waiting, {busy} busy slots, {task_seconds:.0f} s a task: "
+        f"{serving:.1f} serving + {draining:.1f} draining + {spare:.1f} spare slots"
     )
-    return Decision(wanted, service.desired, wanted - service.desired, reason, service.running)
+    target, held = _drain_target(wanted, current, policy, now, last)
+    if held:
+        return Decision(current, current, 0, f"{reason}; {held}", current), serving
+    return Decision(target, current, target - current, reason, current), serving
+
+
+def _drain_target(
+    wanted: float, current: int, policy: ScalingPolicy, now: float, last: LastAction | None
+) -> tuple[int, str]:
+    """The count drain moves to, or why it keeps the current one. A change within the noise of the
+    busy count (half its square root, Poisson) would be undone by the next: a reversal."""
+    noise = max(math.sqrt(current) / 2, 1.0)
+    if wanted > current:
+        grow = wanted > current + noise
+        return math.ceil(wanted - 1e-9), "" if grow else "growth within the noise"
+    # Scale in to the need plus its noise, so that the next tick's noise does not call them back.
+    target = math.ceil(wanted + math.sqrt(wanted) / 2 - 1e-9)
+    if target >= current - noise:
+        return current, "surplus within the noise"
+    if wanted > current / 2 and last is not None and last.scaled_out and now - last.at < policy.hold_seconds:
+        # A scale-in right after a scale-out is a reversal: it waits, unless the load halved (a burst
+        # is over). After a scale-in, another one reverses nothing.
+        return current, f"held {policy.hold_seconds:g} s after a scale-out"
+    return target, ""
 
 
 def _sign(number: int) -> int:
@@ -287,6 +353,7 @@ def _bounded(
     current = service.desired
     hold = replace(proposal, desired=current, adjustment=0)
     target = proposal.desired
+    waiting = depth.visible + depth.delayed
     # The proposal's sign is its intent: a scale-out never lowers the count, a scale-in never raises it.
     if proposal.adjustment > 0:
         target = _clamp(target, policy)
@@ -296,13 +363,15 @@ def _bounded(
     if proposal.adjustment < 0:
         if service.deployment_in_progress:
             return _settle(hold, policy, f"{proposal.reason}; no scale-in during a deployment")
-        if last is not None and last.scaled_in and now - last.at < policy.cooldown_seconds:
+        # AAS holds a scale-in for the cooldown of the last activity, a scale-out's included; a
+        # scale-out during a scale-in's cooldown ends it (scale-outs are never held here).
+        if policy.kind is not PolicyKind.DRAIN and _in_cooldown(last, policy, now):
             return _settle(hold, policy, f"{proposal.reason}; scale-in waits for the cooldown")
         target = _clamp(max(target, floor), policy)
         if target >= current:
-            return _settle(hold, policy, f"{proposal.reason}; {floor} busy or minimum kept")
+            return _settle(hold, policy, f"{proposal.reason}; {floor} busy, waiting or minimum kept")
         return replace(proposal, desired=target)
-    if current == 0 and depth.visible + depth.delayed > 0:
+    if current == 0 and waiting > 0:
         # No policy may strand work: with min 0 the first message starts a task.
         target = _clamp(1, policy)
         return replace(proposal, desired=target, adjustment=target, reason=f"{proposal.reason}; from zero")
@@ -310,7 +379,8 @@ def _bounded(
 
 
 def _settle(hold: Decision, policy: ScalingPolicy, reason: str) -> Decision:
-    """A hold, unless the current count lies outside [min, max] (min or max changed since it was set)."""
+    """A hold, unless the current count lies outside [min, max] (min or max changed since it was set):
+    AAS, like RegisterScalableTarget, brings such a count into the bounds at once."""
     clamped = _clamp(hold.desired, policy)
     if clamped != hold.desired:
         return replace(
@@ -320,146 +390,3 @@ def _settle(hold: Decision, policy: ScalingPolicy, reason: str) -> Decision:
             reason=f"{reason}; into [min, max]",
         )
     return replace(hold, reason=reason)
-
-
-class ScalingState(ABC):
-    """Where the autoscaler keeps its last action between invocations."""
-
-    @abstractmethod
-    def last_action(self) -> LastAction | None: ...
-
-    @abstractmethod
-    def record(self, action: LastAction, *, previous: LastAction | None) -> bool:
-        """Writes `action` if the stored record is still `previous` (by version); returns False when
-        another invocation wrote first, in which case the caller must not act."""
-
-    def record_decision(self, entry: ScalingDecisionEntry) -> None:
-        """Keeps one decision with its inputs for the history GET /stats shows; a state without a
-        history keeps none."""
-        return None
-
-
-class TaskDurations(ABC):
-    """What the worker fleet has been taking per task lately."""
-
-    @abstractmethod
-    def recent_mean_seconds(self) -> float | None:
-        """Mean processing time of recently finished worker tasks, or None when none finished."""
-
-
-RACE_RETRIES = 1
-
-
-class _LostRace(Exception):
-    """Another invocation wrote the record between this one's read and write."""
-
-
-class Autoscaler:
-    """The controller: reads queue, service, last action and recent task durations, decides, records,
-    applies. Any read that fails changes nothing."""
-
-    def __init__(
-        self,
-        queue: WorkQueue,
-        service: WorkerService,
-        policy: ScalingPolicy,
-        state: ScalingState,
-        durations: TaskDurations | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.queue = queue
-        self.service = service
-        self.policy = policy
-        self.state = state
-        self.durations = durations
-        self.clock = clock
-
-    @traced
-    def run(self) -> Decision | None:
-        """One tick: the decision applied, or None when nothing was (inputs missing, or another
-        invocation kept writing first)."""
-        for _ in range(RACE_RETRIES + 1):
-            try:
-                return self._once()
-            except _LostRace:
-                logger.info("another autoscaler invocation wrote first; reading again")
-        logger.warning("other autoscaler invocations kept writing first; nothing applied")
-        return None
-
-    def _once(self) -> Decision | None:
-        try:
-            depth = self.queue.depth()
-            counts = self.service.counts()
-            last = self.state.last_action()
-            task_seconds = self.durations.recent_mean_seconds() if self.durations else None
-        except Exception:  # a scaler that acts on missing data kills busy workers: do nothing instead
-            logger.exception("scaling inputs unavailable; desired count left as it is")
-            return None
-        now = self.clock()
-        decision = decide(depth, counts, self.policy, now=now, last=last, task_seconds=task_seconds)
-        if decision is None:
-            logger.warning(
-                "scaling inputs incomplete; desired count left as it is",
-                extra={"queue_depth": repr(depth), "service_counts": repr(counts)},
-            )
-            return None
-        # The record goes first, and only if no other invocation wrote since this one read: two
-        # racing invocations never both act, and the loser decides again on fresh readings.
-        if not self.state.record(next_record(decision, now=now, last=last), previous=last):
-            raise _LostRace
-        if decision.changed:
-            self.service.set_desired(decision.desired)
-        self._report(decision, depth, counts, task_seconds)
-        return decision
-
-    def _report(
-        self, decision: Decision, depth: QueueDepth, counts: ServiceCounts, task_seconds: float | None
-    ) -> None:
-        # Seed 4.2's Logs Insights query parses "desired_count":N and "running_count":N from this line.
-        logger.info(
-            "scaling_event",
-            extra={
-                "scaling_event": decision.reason,
-                "policy": self.policy.kind.value,
-                "desired_count": decision.desired,
-                "previous_desired_count": decision.previous,
-                "running_count": counts.running,
-                "pending_count": counts.pending,
-                "queue_visible": depth.visible,
-                "queue_in_flight": depth.in_flight,
-                "queue_delayed": depth.delayed,
-                "task_seconds_observed": task_seconds,
-                "changed": decision.changed,
-            },
-        )
-        direction = (
-            "out"
-            if decision.desired > decision.previous
-            else "in"
-            if decision.desired < decision.previous
-            else "hold"
-        )
-        self.state.record_decision(
-            ScalingDecisionEntry(
-                at=iso_from_epoch(self.clock()),
-                desired=decision.desired,
-                previous=decision.previous,
-                reason=decision.reason,
-                changed=decision.changed,
-                policy=self.policy.kind.value,
-                visible=depth.visible,
-                in_flight=depth.in_flight,
-                delayed=depth.delayed,
-                running=counts.running,
-                pending=counts.pending,
-            )
-        )
-        record_metrics(
-            {
-                "ScalingDecisions": (MetricUnit.Count, 1),
-                "QueueDepth": (MetricUnit.Count, depth.visible),
-                "BacklogPerTask": (MetricUnit.Count, depth.visible / max(counts.running, 1)),
-                "DesiredCount": (MetricUnit.Count, decision.desired),
-            },
-            direction=direction,
-        )

@@ -8,7 +8,7 @@ import uuid
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mistersmith.callers import principal
@@ -93,7 +93,7 @@ class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_lambda_limit_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
-class WorkSettings(LifecycleSettings, SourceSettings):
+class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 
     # Unique per process, so two workers on one host never share a lease.
@@ -111,6 +111,11 @@ class WorkSettings(LifecycleSettings, SourceSettings):
     child_max_file_bytes: Annotated[int, Field(ge=1024)] = Confinement().max_file_bytes
     child_max_processes: Annotated[int, Field(ge=1)] = Confinement().max_processes
     child_uid_base: Annotated[int, Field(ge=1000, le=4_000_000_000)] = Confinement().child_uid_base
+    child_disk_bytes: Annotated[int, Field(ge=1 << 20)] = Confinement().disk_bytes
+    # Off by default: a child with the network reaches the sidecars, task metadata, the VPC and the internet.
+    execute_allow_network: bool = False
+    # Where run directories are made; the system's temporary directory when unset.
+    sandbox_scratch_root: str | None = None
 
     @field_validator("execute_allowed_executables", mode="before")
     @classmethod
@@ -129,10 +134,13 @@ class WorkSettings(LifecycleSettings, SourceSettings):
             max_file_bytes=self.child_max_file_bytes,
             max_processes=self.child_max_processes,
             child_uid_base=self.child_uid_base,
+            disk_bytes=self.child_disk_bytes,
+            allow_network=self.execute_allow_network,
+            scratch_root=self.sandbox_scratch_root,
         )
 
 
-class AnalyzeSettings(WorkSettings):
+class AnalyzeSettings(TaskRunnerSettings):
     pass
 
 
@@ -152,6 +160,8 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
     worker_start_seconds: Annotated[float, Field(ge=0, le=3_600)] = 60
     # drain: spare tasks = headroom x sqrt(busy tasks) (square-root staffing).
     scaling_headroom: Annotated[float, Field(ge=0, le=10)] = 0.5
+    # Tasks one worker runs at once (the worker's CONCURRENCY): busy and capacity count in workers.
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("scaling_steps", mode="before")
     @classmethod
@@ -170,22 +180,24 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
             task_seconds=self.scaling_task_seconds,
             start_seconds=self.worker_start_seconds,
             headroom=self.scaling_headroom,
+            concurrency=self.worker_concurrency,
         )
 
     @field_validator("max_tasks")
     @classmethod
-    def _max_not_below_min(cls, max_tasks: int, info) -> int:
+    def _max_not_below_min(cls, max_tasks: int, info: ValidationInfo) -> int:
         if max_tasks < info.data.get("min_tasks", 0):
             raise ValueError("max_tasks must be at least min_tasks")
         return max_tasks
 
 
-class WorkerSettings(WorkSettings, WorkQueueSettings):
+class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
     # Tasks at once: one per vCPU of the Fargate task by default.
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.
     drain_grace_seconds: Annotated[float, Field(ge=0, le=115)] = 90
-    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op.
+    # Set by ECS inside a task; absent locally, where scale-in protection is a no-op and the shared
+    # temporary directories (the developer's) are left as they are.
     ecs_agent_uri: str | None = None
     # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
     max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300

@@ -6,20 +6,20 @@ from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.ecs import EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskDurations
+from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskTimes
 from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.autoscaler import Autoscaler
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.processing import TaskProcessor
 from mistersmith.routing import Router
-from mistersmith.scaling import Autoscaler
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,
     LifecycleSettings,
     RouterSettings,
     StatsSettings,
-    WorkSettings,
+    TaskRunnerSettings,
 )
 from mistersmith.stats import Stats
 from mistersmith.work import WorkLimits
@@ -42,7 +42,7 @@ def router(settings: RouterSettings) -> Router:
     )
 
 
-def processor(settings: WorkSettings) -> TaskProcessor:
+def processor(settings: TaskRunnerSettings) -> TaskProcessor:
     return TaskProcessor(
         lifecycle(settings),
         S3BlobStore(settings.artifacts_bucket_name),
@@ -65,7 +65,7 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
         EcsWorkerService(settings.cluster_name, settings.worker_service_name),
         settings.policy,
         DynamoScalingState(settings.task_table_name, settings.worker_service_name),
-        DynamoTaskDurations(settings.task_table_name),
+        DynamoTaskTimes(settings.task_table_name),
     )
 
 

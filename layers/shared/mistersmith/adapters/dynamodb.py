@@ -16,6 +16,7 @@ from mistersmith.adapters.aws import client
 from mistersmith.clock import iso_from_epoch
 from mistersmith.errors import InvalidRequest, TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus, canonical_json
+from mistersmith.ports import TaskStore
 
 STATUS_INDEX = "by-status"
 OWNER_INDEX = "by-owner"
@@ -30,7 +31,8 @@ def _encode(name: str, value: Any) -> dict[str, Any]:
         value = canonical_json(value)
     elif isinstance(value, float):
         value = Decimal(repr(value))
-    return _serializer.serialize(value)
+    serialized: dict[str, Any] = _serializer.serialize(value)
+    return serialized
 
 
 def _decode(item: dict[str, Any]) -> StoredTask:
@@ -56,7 +58,7 @@ def _decode_token(token: str | None) -> dict[str, Any] | None:
     return key
 
 
-class DynamoTaskStore:
+class DynamoTaskStore(TaskStore):
     """Implements `ports.TaskStore`: every status change is a conditional update."""
 
     def __init__(self, table_name: str) -> None:

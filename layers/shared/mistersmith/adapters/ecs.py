@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from mistersmith.adapters.aws import client
-from mistersmith.ports import ServiceCounts
+from mistersmith.ports import ServiceCounts, WorkerService
 
 
-class EcsWorkerService:
+class EcsWorkerService(WorkerService):
     """Implements `ports.WorkerService` for one service in one cluster."""
 
     def __init__(self, cluster: str, service: str) -> None:

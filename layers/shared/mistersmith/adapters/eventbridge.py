@@ -7,9 +7,10 @@ from typing import Any
 from mistersmith.adapters.aws import client
 from mistersmith.errors import PublishFailed
 from mistersmith.models import canonical_json
+from mistersmith.ports import EventPublisher
 
 
-class EventBridgePublisher:
+class EventBridgePublisher(EventPublisher):
     """Implements `ports.EventPublisher` for one bus."""
 
     def __init__(self, bus_name: str) -> None:

@@ -10,12 +10,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mistersmith.adapters.aws import client
-from mistersmith.ports import BlobNotFound
+from mistersmith.ports import BlobNotFound, BlobStore
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
-class S3BlobStore:
+class S3BlobStore(BlobStore):
     """Implements `ports.BlobStore` for one bucket."""
 
     def __init__(self, bucket_name: str) -> None:
@@ -32,7 +32,8 @@ class S3BlobStore:
 
     def get(self, bucket: str, key: str) -> bytes:
         try:
-            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body: bytes = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
         except ClientError as error:
             raise _not_found_or(error, bucket, key) from error
 
@@ -43,18 +44,20 @@ class S3BlobStore:
             raise _not_found_or(error, bucket, key) from error
 
     def presign_get(self, key: str, *, expires_seconds: int) -> str:
-        return _presigner().generate_presigned_url(
+        url: str = _presigner().generate_presigned_url(
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_seconds
         )
+        return url
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         # Signed locally with the process's credentials: no call to S3, so it cannot fail on the network.
-        return _presigner().generate_presigned_url(
+        url: str = _presigner().generate_presigned_url(
             "put_object",
             Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires_seconds,
             HttpMethod="PUT",
         )
+        return url
 
 
 @cache

@@ -1,4 +1,4 @@
-"""The autoscaler's record in the state table, and the recent worker task durations read from it.
+"""The autoscaler's record in the state table, and the worker tasks' times read from it.
 
 The record is a control item, id `control#autoscaler#<service>`, with no `status` or `task_type`:
 task listings filter on attribute_exists(task_type) and the by-status index skips items without a
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
@@ -17,7 +17,18 @@ from mistersmith.adapters.aws import client
 from mistersmith.clock import epoch_from_iso, iso_from_epoch
 from mistersmith.models import ScalingDecisionEntry, TaskStatus, TaskType
 from mistersmith.observability import logger
-from mistersmith.scaling import LastAction, Observation, ScalingState, TaskDurations
+from mistersmith.ports import (
+    LastAction,
+    Observation,
+    QueueDepth,
+    ScalingState,
+    ServiceCounts,
+    TaskTimes,
+    TaskTimeSource,
+)
+
+if TYPE_CHECKING:
+    from mistersmith.scaling import Decision
 
 CONTROL_PREFIX = "control#autoscaler#"
 # Decisions are kept two hours (DynamoDB's TTL deletes within days; readers ask for the last hour).
@@ -39,7 +50,7 @@ def _number(value: float) -> dict[str, str]:
 
 
 class DynamoScalingState(ScalingState):
-    """Implements `scaling.ScalingState` as one item per worker service, versioned for conditional puts."""
+    """Implements `ports.ScalingState` as one item per worker service, versioned for conditional puts."""
 
     def __init__(self, table_name: str, service_name: str) -> None:
         self._table = table_name
@@ -71,21 +82,35 @@ class DynamoScalingState(ScalingState):
             raise
         return True
 
-    def record_decision(self, entry: ScalingDecisionEntry) -> None:
+    def record_decision(
+        self, decision: Decision, *, now: float, depth: QueueDepth, counts: ServiceCounts
+    ) -> None:
+        entry = ScalingDecisionEntry(
+            at=iso_from_epoch(now),
+            desired=decision.desired,
+            previous=decision.previous,
+            reason=decision.reason,
+            changed=decision.changed,
+            visible=depth.visible,
+            in_flight=depth.in_flight,
+            delayed=depth.delayed,
+            running=counts.running,
+            pending=counts.pending,
+        )
         # Its own item, found through the by-status index under the history's own partition.
         item = {
-            name: {"N": str(value)}
-            if isinstance(value, int) and not isinstance(value, bool)
-            else {"S": str(value)}
+            name: {"BOOL": value}
+            if isinstance(value, bool)
+            else {"N": str(value)}
+            if isinstance(value, int)
+            else {"S": value}
             for name, value in entry.model_dump().items()
-            if name != "changed"
         }
         item |= {
             "id": {"S": f"{self.record_id}#decision#{entry.at}#{secrets.token_hex(4)}"},
             "status": {"S": history_partition(self.record_id)},
             "created_at": {"S": entry.at},
-            "changed": {"BOOL": entry.changed},
-            "expires_at": {"N": str(int(epoch_from_iso(entry.at)) + DECISION_TTL_SECONDS)},
+            "expires_at": {"N": str(int(now) + DECISION_TTL_SECONDS)},
         }
         try:
             self._ddb.put_item(TableName=self._table, Item=item)
@@ -94,7 +119,7 @@ class DynamoScalingState(ScalingState):
 
 
 class DynamoScalingHistory:
-    """The decisions DynamoScalingState kept for one worker service, newest last."""
+    """The decisions DynamoScalingState kept for one worker service."""
 
     def __init__(self, table_name: str, service_name: str) -> None:
         self._table = table_name
@@ -138,6 +163,7 @@ def _encode(record_id: str, action: LastAction) -> dict[str, Any]:
             "seen_at": _number(action.seen.at),
             "seen_waiting": _number(action.seen.waiting),
             "seen_busy": _number(action.seen.busy),
+            "seen_load": _number(action.seen.load),
         }
     return item
 
@@ -149,7 +175,10 @@ def _decode(item: dict[str, Any]) -> LastAction:
     seen = None
     if "seen_at" in item:
         seen = Observation(
-            at=number("seen_at"), waiting=int(number("seen_waiting")), busy=int(number("seen_busy"))
+            at=number("seen_at"),
+            waiting=int(number("seen_waiting")),
+            busy=int(number("seen_busy")),
+            load=number("seen_load") if "seen_load" in item else 0.0,
         )
     return LastAction(
         at=number("at"),
@@ -161,30 +190,44 @@ def _decode(item: dict[str, Any]) -> LastAction:
     )
 
 
-class DynamoTaskDurations(TaskDurations):
-    """Implements `scaling.TaskDurations`: the mean `duration_ms` of the newest SUCCEEDED worker tasks,
-    read from the by-status index (newest first). One query of at most `scan` items a call."""
+class DynamoTaskTimes(TaskTimeSource):
+    """Implements `ports.TaskTimeSource` on the by-status index (status, created_at): a Query of the
+    newest SUCCEEDED worker tasks (at most `sample`, in pages of as many), then one of the RUNNING
+    ones created since the oldest of those (a key condition, so only that cohort is read). Items are
+    projected to the times the estimate needs."""
 
-    def __init__(self, table_name: str, *, sample: int = 50, scan: int = 200) -> None:
+    def __init__(self, table_name: str) -> None:
         self._table = table_name
-        self._sample = sample
-        self._scan = scan
         self._ddb = client("dynamodb")
 
-    def recent_mean_seconds(self) -> float | None:
-        values: dict[str, Any] = {":succeeded": {"S": TaskStatus.SUCCEEDED.value}}
+    def task_times(self, *, sample: int) -> TaskTimes:
+        done = self._query(TaskStatus.SUCCEEDED, "duration_ms", since=None, most=sample)
+        since = min((item["created_at"]["S"] for item in done), default=None)
+        running = self._query(TaskStatus.RUNNING, "started_at", since=since, most=None)
+        return TaskTimes(
+            tuple((epoch_from_iso(i["created_at"]["S"]), float(i["duration_ms"]["N"]) / 1000) for i in done),
+            tuple(
+                (epoch_from_iso(i["created_at"]["S"]), epoch_from_iso(i["started_at"]["S"])) for i in running
+            ),
+        )
+
+    def _query(self, status: TaskStatus, needed: str, *, since: str | None, most: int | None) -> list[Any]:
+        values: dict[str, Any] = {":status": {"S": status.value}}
         values |= {f":type{i}": {"S": task_type.value} for i, task_type in enumerate(WORKER_TASK_TYPES)}
         types = ", ".join(f":type{i}" for i in range(len(WORKER_TASK_TYPES)))
-        response = self._ddb.query(
+        key = "#status = :status"
+        if since is not None:
+            key += " AND created_at >= :since"
+            values[":since"] = {"S": since}
+        pages = self._ddb.get_paginator("query").paginate(
             TableName=self._table,
             IndexName=STATUS_INDEX,
-            KeyConditionExpression="#status = :succeeded",
-            FilterExpression=f"task_type IN ({types}) AND attribute_exists(duration_ms)",
-            ProjectionExpression="duration_ms",
+            KeyConditionExpression=key,
+            FilterExpression=f"task_type IN ({types}) AND attribute_exists({needed})",
+            ProjectionExpression=f"created_at, {needed}",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=values,
             ScanIndexForward=False,
-            Limit=self._scan,
+            PaginationConfig={"MaxItems": most, "PageSize": most} if most else {},
         )
-        durations = [float(item["duration_ms"]["N"]) for item in response.get("Items", [])][: self._sample]
-        return sum(durations) / len(durations) / 1000 if durations else None
+        return [item for page in pages for item in page.get("Items", [])]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from mistersmith.adapters.aws import client
-from mistersmith.ports import QueueDepth, QueueMessage
+from mistersmith.ports import QueueDepth, QueueMessage, WorkQueue
 
 
-class SqsWorkQueue:
+class SqsWorkQueue(WorkQueue):
     """Implements `ports.WorkQueue` for one queue URL."""
 
     def __init__(self, queue_url: str) -> None:
@@ -17,9 +17,8 @@ class SqsWorkQueue:
         trace = (
             {"AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}} if trace_header else {}
         )
-        return self._sqs.send_message(QueueUrl=self.url, MessageBody=body, MessageSystemAttributes=trace)[
-            "MessageId"
-        ]
+        sent = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, MessageSystemAttributes=trace)
+        return str(sent["MessageId"])
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
         response = self._sqs.receive_message(

@@ -20,12 +20,14 @@ from mistersmith.work.artifacts import ArtifactSink
 from mistersmith.work.compile import TOOLCHAINS, Toolchain, run_compile
 from mistersmith.work.execute import run_execute
 from mistersmith.work.limits import WorkLimits
-from mistersmith.work.sandbox import SandboxResult, run_sandboxed
+from mistersmith.work.sandbox import SandboxCall, SandboxResult, SourceArchive, run_in_sandbox, run_sandboxed
 from mistersmith.work.sources import SourceFetcher, source_files
 
 __all__ = [
     "TOOLCHAINS",
+    "SandboxCall",
     "SandboxResult",
+    "SourceArchive",
     "SourceFetcher",
     "Toolchain",
     "WorkLimits",
@@ -33,21 +35,23 @@ __all__ = [
     "run_analyze",
     "run_compile",
     "run_execute",
+    "run_in_sandbox",
     "run_sandboxed",
 ]
 
 # The validation errors spelled out in an InvalidPayload message.
 _REPORTED_ERRORS = 10
 
-# analyze runs in-process and briefly; execute and a compiled language's compiler are children to stop.
+# execute and compile run in sandboxed children, which also unpack a source archive; analyze in-process.
 _RUNNERS: dict[
-    TaskType, Callable[[Any, WorkLimits, threading.Event | None, ArtifactSink | None], BaseModel]
+    TaskType,
+    Callable[[Any, WorkLimits, threading.Event | None, ArtifactSink | None, SourceArchive | None], BaseModel],
 ] = {
     TaskType.EXECUTE: run_execute,
-    TaskType.COMPILE: lambda payload, limits, stop, artifacts: run_compile(
-        payload, artifacts, limits=limits, stop=stop
+    TaskType.COMPILE: lambda payload, limits, stop, artifacts, archive: run_compile(
+        payload, artifacts, limits=limits, stop=stop, archive=archive
     ),
-    TaskType.ANALYZE: lambda payload, _limits, _stop, _artifacts: run_analyze(payload),
+    TaskType.ANALYZE: lambda payload, _limits, _stop, _artifacts, _archive: run_analyze(payload),
 }
 
 
@@ -73,24 +77,30 @@ def perform(
         message = f"unknown task type {task_type!r}; valid types: {valid}"
         raise TaskFailure("UnknownTaskType", message) from None
     try:
-        parsed = PAYLOAD_MODELS[kind].model_validate(payload)
+        parsed: Any = PAYLOAD_MODELS[kind].model_validate(payload)
     except ValidationError as exc:
         raise TaskFailure("InvalidPayload", f"invalid {kind.value} payload: {_describe(exc)}") from None
+    archive = None
     if parsed.source_uri is not None:
-        parsed = _with_sources(parsed, kind, limits, sources)
-    return _RUNNERS[kind](parsed, limits, stop, artifacts).model_dump(exclude_none=True)
+        if sources is None:
+            raise TaskFailure("InvalidPayload", "source_uri cannot be read where this task runs")
+        if kind is TaskType.ANALYZE:
+            parsed = _with_sources(parsed, limits, sources)
+        else:
+            # The worker only fetches it: the sandboxed child unpacks it, streaming, under its budgets.
+            data = sources(parsed.source_uri, limits.source_archive_bytes)
+            archive = SourceArchive(data, limits.source_unpacked_bytes, text_only=kind is TaskType.COMPILE)
+            parsed = parsed.model_copy(update={"source_uri": None})
+    return _RUNNERS[kind](parsed, limits, stop, artifacts, archive).model_dump(exclude_none=True)
 
 
-def _with_sources(parsed: Any, kind: TaskType, limits: WorkLimits, sources: SourceFetcher | None) -> Any:
-    if sources is None:
-        raise TaskFailure("InvalidPayload", "source_uri cannot be read where this task runs")
+def _with_sources(parsed: Any, limits: WorkLimits, sources: SourceFetcher) -> Any:
     files = source_files(
         parsed.source_uri,
         sources,
         archive_limit_bytes=limits.source_archive_bytes,
         unpacked_limit_bytes=limits.source_unpacked_bytes,
-        # execute writes bytes to disk as they came; compile and analyze read text.
-        text_only=kind is not TaskType.EXECUTE,
+        text_only=True,
     )
     return parsed.model_copy(update={"files": files, "source_uri": None})
 

@@ -83,7 +83,8 @@ class _FileStats:
 def run_analyze(payload: AnalyzePayload) -> AnalyzeResult:
     """Counts lines, code lines, functions and classes, the highest function complexity and
     findings over the payload's files (the module docstring has the exact rules)."""
-    stats = [_analyze_file(path, payload.files[path]) for path in sorted(payload.files)]
+    files = payload.files or {}  # a source_uri's files are filled in before analyze runs
+    stats = [_analyze_file(path, files[path]) for path in sorted(files)]
     return AnalyzeResult(
         files=len(stats),
         lines=sum(s.lines for s in stats),
@@ -204,4 +205,5 @@ def _bound_names(node: ast.AST) -> Iterator[str]:
     elif isinstance(node, ast.MatchMapping) and node.rest:
         yield node.rest
     elif type(node).__name__ in _TYPE_PARAMS:
+        # ast.TypeVar & co. are Python 3.12 classes (the functions' runtime); mypy checks as 3.11.
         yield node.name  # type: ignore[attr-defined]

@@ -1,6 +1,10 @@
 """The `compile` task: a toolchain per language turns source files into diagnostics and, when there
 are none, into an archive that goes to the bucket (`artifact_uri` names it).
 
+All of it happens in a sandboxed child (`run_in_sandbox`): the files (or the source archive,
+unpacked there), the compilation and the archive, under the run's uid, filter and budgets; the
+worker only gets back the diagnostics and the archive's bytes.
+
 Python: every `.py` file is byte-compiled in memory with `compile()` (no .pyc is written);
 other files in a python compile are ignored, so a payload without `.py` files compiles
 trivially. Syntax warnings are not reported. The archive holds the sources and their .pyc files.
@@ -14,19 +18,27 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
+import subprocess
 import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
-from mistersmith.errors import TaskFailure, TaskStopped
+from mistersmith.errors import TaskFailure
 from mistersmith.models import CompilePayload, CompileResult, Diagnostic
 from mistersmith.work.artifacts import ArtifactSink, program_archive, python_archive
-from mistersmith.work.limits import WorkLimits
-from mistersmith.work.sandbox import SAFE_PATH, run_sandboxed
+from mistersmith.work.limits import Confinement, WorkLimits
+from mistersmith.work.sandbox import SAFE_PATH, SourceArchive, child_environment, run_in_sandbox
 
 # How many diagnostics the failure message spells out; all of them are in the result.
 _SUMMARY_DIAGNOSTICS = 3
+
+
+# Where the child leaves the archive for the worker to collect.
+_BUILD_ARCHIVE = ".mistersmith-build.zip"
 
 
 @dataclass(frozen=True)
@@ -41,17 +53,31 @@ def _always_available() -> str | None:
     return None
 
 
+def _same_confinement(confinement: Confinement) -> Confinement:
+    return confinement
+
+
 @dataclass(frozen=True)
 class Toolchain:
-    """One language: `build(files, limits, stop)` compiles the files within the worker's limits,
-    and `unavailable()` says why this worker cannot (its image lacks the compiler), or None."""
+    """One language: `build(files, workdir)` compiles the files (read from `workdir`, where the
+    sandboxed child runs it); `unavailable()` says why this worker cannot (its image lacks the
+    compiler), or None; `confinement(worker's)` is what its child runs under."""
 
-    build: Callable[[Mapping[str, str], WorkLimits, threading.Event | None], Build]
+    build: Callable[[Mapping[str, bytes], Path], Build]
     unavailable: Callable[[], str | None] = _always_available
+    confinement: Callable[[Confinement], Confinement] = _same_confinement
 
 
-def _python_build(files: Mapping[str, str], _limits: WorkLimits, _stop: threading.Event | None) -> Build:
-    return Build(_python_diagnostics(files), lambda: python_archive(files))
+def _python_build(files: Mapping[str, bytes], _workdir: Path) -> Build:
+    texts: dict[str, str] = {}
+    diagnostics = []
+    for path, data in sorted(files.items()):
+        try:
+            texts[path] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            diagnostics.append(Diagnostic(file=path, line=0, message="the file is not UTF-8 text"))
+    diagnostics += _python_diagnostics(texts)
+    return Build(diagnostics, lambda: python_archive(texts))
 
 
 def _python_diagnostics(files: Mapping[str, str]) -> list[Diagnostic]:
@@ -94,25 +120,33 @@ def _c_unavailable() -> str | None:
     return _NO_C_COMPILER if _c_compiler() is None else None
 
 
-def _c_build(files: Mapping[str, str], limits: WorkLimits, stop: threading.Event | None) -> Build:
-    """Compiles and links every `.c` file into one program in a single sandboxed run of
-    `cc -O2 -I. -o program ./a.c ./b.c ... -lm` (argv, no shell).
+def _c_confinement(base: Confinement) -> Confinement:
+    # Only the interpreter of the child starts from the parent; it runs our compiler itself.
+    return replace(
+        base,
+        memory_bytes=max(base.memory_bytes, _COMPILER_MEMORY_BYTES),
+        max_processes=max(base.max_processes, _COMPILER_PROCESSES),
+    )
+
+
+def _c_build(files: Mapping[str, bytes], workdir: Path) -> Build:
+    """Compiles and links every `.c` file into one program in a single run of
+    `cc -O2 -I. -o program ./a.c ./b.c ... -lm` (argv, no shell), from the sandboxed child.
 
     One run rather than a .o per file, so that link errors (a missing `main` or function) are
     compile errors too: the payload must be a whole program. `-I.` lets any file include a
-    header by its payload path. The timeout is the worker's `execute_timeout_seconds`, its
-    ceiling for any sandboxed child; past it the compiler's process group is killed (`Timeout`).
-    The confinement is the worker's, with only the compiler allowed to start and memory and
-    process limits raised to what a normal compile needs when they are lower.
+    header by its payload path. The child's timeout is the worker's `execute_timeout_seconds`;
+    its memory and process budgets are raised to what a normal compile needs when lower.
     Without `.c` files there is nothing to build: the compile succeeds with the sources alone.
 
     The Fargate image (python:3.12-slim) has no compiler, so there the language is unsupported;
     to add one, install it in fargate_worker/Dockerfile:
     `RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*`.
     """
+    texts = {path: data.decode("utf-8", "surrogateescape") for path, data in files.items()}
     sources = sorted(path for path in files if path.endswith(".c"))
     if not sources:
-        return Build([], lambda: program_archive(files, {}))
+        return Build([], lambda: program_archive(texts, {}))
     if any(path == _C_PROGRAM or path.startswith(f"{_C_PROGRAM}/") for path in files):
         raise TaskFailure(
             "InvalidPayload", f"file path {_C_PROGRAM!r} is where the C toolchain puts the program"
@@ -120,38 +154,21 @@ def _c_build(files: Mapping[str, str], limits: WorkLimits, stop: threading.Event
     compiler = _c_compiler()
     if compiler is None:
         raise TaskFailure("UnsupportedLanguage", f"language 'c' is not supported here: {_NO_C_COMPILER}")
-    base = limits.confinement
-    confinement = replace(
-        base,
-        # The allowlist is for users' commands; here only our compiler starts (its cc1, as and ld go unchecked).
-        allowed_executables=(compiler,),
-        memory_bytes=max(base.memory_bytes, _COMPILER_MEMORY_BYTES),
-        max_processes=max(base.max_processes, _COMPILER_PROCESSES),
-    )
-    timeout = limits.execute_timeout_seconds
     # "./" keeps a file named like an option ("-o...") a file.
     command = [compiler, "-O2", "-I.", "-o", _C_PROGRAM, *(f"./{path}" for path in sources), "-lm"]
-    run = run_sandboxed(
-        command,
-        timeout_seconds=timeout,
-        output_limit_bytes=min(limits.output_limit_bytes, _COMPILER_OUTPUT_BYTES),
-        files=files,
-        stop=stop,
-        confinement=confinement,
-        collect=[_C_PROGRAM],
+    # Our compiler on the sources, from the sandboxed child: the run's budgets bound it.
+    run = subprocess.run(  # noqa: S603
+        command, cwd=workdir, env=child_environment(workdir), capture_output=True, check=False
     )
-    if run.stopped:
-        raise TaskStopped("the compile was stopped before it finished")
-    if run.timed_out:
-        raise TaskFailure("Timeout", f"compile did not finish within {timeout:g} s; the compiler was killed")
-    if run.exit_code != 0:
-        return Build(_c_diagnostics(run.stderr, run.exit_code))
-    program = run.files.get(_C_PROGRAM)
-    if program is None:
-        limit = confinement.max_file_bytes
-        message = f"the compiler succeeded but left no {_C_PROGRAM!r} of at most {limit} bytes"
+    stderr = run.stderr[:_COMPILER_OUTPUT_BYTES].decode("utf-8", "replace")
+    if run.returncode != 0:
+        return Build(_c_diagnostics(stderr, run.returncode))
+    program = workdir / _C_PROGRAM
+    info = program.lstat() if program.exists() else None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        message = f"the compiler succeeded but left no {_C_PROGRAM!r}"
         return Build([Diagnostic(file="", line=0, message=message)])
-    return Build([], lambda: program_archive(files, {_C_PROGRAM: program}))
+    return Build([], lambda: program_archive(texts, {_C_PROGRAM: program.read_bytes()}))
 
 
 def _c_diagnostics(stderr: str, exit_code: int) -> list[Diagnostic]:
@@ -169,7 +186,7 @@ def _c_diagnostics(stderr: str, exit_code: int) -> list[Diagnostic]:
 
 TOOLCHAINS: dict[str, Toolchain] = {
     "python": Toolchain(_python_build),
-    "c": Toolchain(_c_build, _c_unavailable),
+    "c": Toolchain(_c_build, _c_unavailable, _c_confinement),
 }
 
 
@@ -179,13 +196,15 @@ def run_compile(
     *,
     limits: WorkLimits | None = None,
     stop: threading.Event | None = None,
+    archive: SourceArchive | None = None,
 ) -> CompileResult:
-    """Compiles the payload's files with the toolchain of its language, within `limits`.
+    """Compiles the payload's files (or `archive`, unpacked) with the toolchain of its language,
+    in a sandboxed child within `limits`.
 
     Raises TaskFailure `UnsupportedLanguage` for a language without a toolchain or whose
     compiler this worker lacks, and `CompileError` with `result` = CompileResult(ok=False,
-    diagnostics=...) when any file fails; a toolchain that runs a compiler also raises
-    `Timeout`, TaskStopped, and whatever `run_sandboxed` raises.
+    diagnostics=...) when any file fails; and what `run_in_sandbox` raises (`Timeout`, a
+    budget's failure, TaskStopped, `InvalidPayload` for files that cannot be written).
     """
     language = payload.language.strip().lower()
     toolchain = TOOLCHAINS.get(language)
@@ -199,14 +218,53 @@ def run_compile(
             "UnsupportedLanguage",
             f"language {payload.language!r} is not supported{where}; supported: {supported}",
         )
-    build = toolchain.build(payload.files or {}, limits or WorkLimits(), stop)
-    if build.diagnostics:
-        result = CompileResult(ok=False, diagnostics=build.diagnostics)
-        raise TaskFailure("CompileError", _summary(build.diagnostics), result=result.model_dump())
-    if artifacts is None or build.archive is None:
+    limits = limits or WorkLimits()
+    call = run_in_sandbox(
+        _build_in_child,
+        (language, artifacts is not None),
+        timeout_seconds=limits.execute_timeout_seconds,
+        # Never the network, whatever execute may: a build needs none.
+        confinement=toolchain.confinement(replace(limits.confinement, allow_network=False)),
+        stop=stop,
+        files=payload.files,
+        archive=archive,
+        collect=[_BUILD_ARCHIVE],
+    )
+    diagnostics = [Diagnostic.model_validate(item) for item in call.value["diagnostics"]]
+    if diagnostics:
+        result = CompileResult(ok=False, diagnostics=diagnostics)
+        raise TaskFailure("CompileError", _summary(diagnostics), result=result.model_dump())
+    if artifacts is None:
         return CompileResult(ok=True, diagnostics=[])
-    uri = artifacts(f"{language}-build.zip", build.archive(), "application/zip")
+    data = call.files.get(_BUILD_ARCHIVE)
+    if data is None:
+        limit = limits.confinement.max_file_bytes
+        raise TaskFailure("ArtifactTooLarge", f"the build's archive is over the {limit}-byte file limit")
+    uri = artifacts(f"{language}-build.zip", data, "application/zip")
     return CompileResult(ok=True, diagnostics=[], artifact_uri=uri)
+
+
+def _build_in_child(argument: tuple[str, bool], workdir: Path) -> dict[str, Any]:
+    """In the sandboxed child: the toolchain on the files in `workdir`; the archive is left there."""
+    language, keep = argument
+    build = TOOLCHAINS[language].build(_read_sources(workdir), workdir)
+    if keep and not build.diagnostics and build.archive is not None:
+        (workdir / _BUILD_ARCHIVE).write_bytes(build.archive())
+    return {"diagnostics": [diagnostic.model_dump() for diagnostic in build.diagnostics]}
+
+
+def _read_sources(workdir: Path) -> dict[str, bytes]:
+    """The regular files under `workdir` by relative path (links are not followed)."""
+    files: dict[str, bytes] = {}
+    pending = [workdir]
+    while pending:
+        directory = pending.pop()
+        for entry in os.scandir(directory):
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files[Path(entry.path).relative_to(workdir).as_posix()] = Path(entry.path).read_bytes()
+    return files
 
 
 def _summary(diagnostics: list[Diagnostic]) -> str:

@@ -9,7 +9,7 @@ from mistersmith.errors import TaskFailure, TaskStopped
 from mistersmith.models import ExecutePayload, ExecuteResult
 from mistersmith.work.artifacts import ArtifactSink
 from mistersmith.work.limits import WorkLimits
-from mistersmith.work.sandbox import run_sandboxed
+from mistersmith.work.sandbox import SourceArchive, budget_failure, run_sandboxed
 
 
 def run_execute(
@@ -17,12 +17,16 @@ def run_execute(
     limits: WorkLimits,
     stop: threading.Event | None = None,
     artifacts: ArtifactSink | None = None,
+    archive: SourceArchive | None = None,
 ) -> ExecuteResult:
-    """Runs the payload's command and returns its result when it exits with 0.
+    """Runs the payload's command (in a directory with its files, or `archive` unpacked) and
+    returns its result when it exits with 0.
 
     The timeout is the payload's `timeout_seconds`, never more than the worker's limit.
-    Raises TaskFailure `Timeout` (the process group was killed) or `CommandFailed` (non-zero
-    exit), both carrying the result as `result`; and whatever `run_sandboxed` raises.
+    Raises TaskFailure `Timeout` (the process group was killed), one naming a budget the run
+    went past (`MemoryLimitExceeded`, `DiskLimitExceeded`, `CpuTimeLimitExceeded`) or
+    `CommandFailed` (non-zero exit), each carrying the result as `result`; and whatever
+    `run_sandboxed` raises.
     """
     ceiling = limits.execute_timeout_seconds
     timeout = min(payload.timeout_seconds or ceiling, ceiling)
@@ -35,6 +39,7 @@ def run_execute(
         files=payload.files,
         stop=stop,
         confinement=limits.confinement,
+        archive=archive,
     )
     stdout, stdout_uri = _inline(run.stdout, "stdout.txt", limits.inline_output_bytes, artifacts)
     stderr, stderr_uri = _inline(run.stderr, "stderr.txt", limits.inline_output_bytes, artifacts)
@@ -49,6 +54,10 @@ def run_execute(
     )
     if run.stopped:
         raise TaskStopped("the command was stopped before it finished")
+    exceeded = budget_failure(run, "the command")
+    if exceeded is not None:
+        exceeded.result = result.model_dump()
+        raise exceeded
     if run.timed_out:
         raise TaskFailure(
             "Timeout",

@@ -14,13 +14,28 @@ class Confinement:
     runs only if it resolves to one of them (the worker's own interpreter by default). When the
     worker runs as root, each run's child gets a uid of its own from `child_uid_base` on (no
     account entry is needed) and the process limit applies to it; otherwise the process limit is
-    left alone (it would count the worker's and the developer's own processes)."""
+    left alone (it would count the worker's and the developer's own processes).
+
+    Budgets of one run: `memory_bytes` is the resident memory of all its processes together
+    (polled), `address_space_bytes` each process's address space (a loose backstop, 4 x the
+    memory budget when None), `disk_bytes` its work directory plus its files in the shared
+    temporary directories (polled; no single file passes `max_file_bytes`). `allow_network`
+    lets children make IPv4/IPv6 sockets; `scratch_root` is where work directories are made
+    (the system's temporary directory when None)."""
 
     allowed_executables: tuple[str, ...] = (sys.executable, "python3")
     memory_bytes: int = 1 << 30
     max_file_bytes: int = 64 << 20
     max_processes: int = 64
     child_uid_base: int = 61000
+    disk_bytes: int = 1 << 30
+    address_space_bytes: int | None = None
+    allow_network: bool = False
+    scratch_root: str | None = None
+
+    @property
+    def address_space_limit(self) -> int:
+        return self.address_space_bytes or 4 * self.memory_bytes
 
 
 @dataclass(frozen=True)

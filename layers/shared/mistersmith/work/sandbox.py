@@ -9,8 +9,12 @@ worker is root, each run's child gets an unprivileged uid of its own.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
+import itertools
+import json
 import math
 import os
 import resource
@@ -20,17 +24,20 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, cast
+from typing import IO, Any, cast
 
-from mistersmith.errors import TaskFailure
+from mistersmith.errors import TaskFailure, TaskStopped
 from mistersmith.observability import logger
 from mistersmith.work.limits import Confinement
+from mistersmith.work.seccomp import SeccompFilter, build_filter
+from mistersmith.work.sources import unpack_into
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 FORBIDDEN_ENV_PREFIXES = ("AWS_", "ECS_")
@@ -52,6 +59,33 @@ _SWEEP_PASSES = 50
 _STATUS_HEAD_BYTES = 1024
 _CLEAN = b"clean"
 _IN_USE = b"inuse"
+# Where a child could leave files for the next tenant of its uid: purged at every lease's end.
+SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108 - purged, never written
+# How often a run's memory and disk are measured; what it writes in between is the disk overshoot.
+_BUDGET_POLL_SECONDS = 0.25
+# Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
+_MIN_ENTRY_BYTES = 4096
+_UNMEASURABLE = 1 << 62
+# kill(-1) passes at most: one already reaches every process and fork of the uid (a fork cannot
+# complete with a kill pending); more only while it still finds some, zombies included, which
+# are not the uid's to reap. The scan after it says whether anything lives.
+_KILL_PASSES = 20
+_CLEANUP_ATTEMPTS = 2
+# The exit code of a child that failed before it could exec or return (its report says why).
+_CHILD_FAILED = 125
+_MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
+_UNPARSED_STDERR_CHARS = 2000
+_IPC_RMID = 0
+_LIBC = ctypes.CDLL(None, use_errno=True)
+# File paths the file system refuses whatever the worker: the payload's fault.
+_INVALID_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.ELOOP})
+# Uids leave in rotation, so the one just given back is the last to be reused.
+_rotation = itertools.count()
+_quarantined: set[int] = set()
+_quarantine_locks: list[int] = []
+# Uids killed atomically since their last process could have started: their lease end only verifies.
+_emptied: set[int] = set()
+_NO_VALUE: Any = object()
 
 
 @dataclass(frozen=True)
@@ -67,6 +101,12 @@ class SandboxResult:
     stopped: bool = False
     # The `collect` files that could be read back, by relative path.
     files: Mapping[str, bytes] = field(default_factory=dict)
+    # The budget the run went past and was killed for: "memory", "disk" or "cpu".
+    exceeded: str | None = None
+    # What a `run_in_sandbox` function returned.
+    value: Any = _NO_VALUE
+    # The child's own channel, until it is read (internal).
+    report: bytes | None = field(default=None, repr=False)
 
 
 def child_environment(workdir: Path, requested: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -92,7 +132,45 @@ def child_environment(workdir: Path, requested: Mapping[str, str] | None = None)
     return env
 
 
-def run_sandboxed(
+@dataclass(frozen=True)
+class SourceArchive:
+    """A source archive the child unpacks into its work directory before anything else runs."""
+
+    data: bytes
+    unpacked_limit_bytes: int
+    # Refuse members that are not UTF-8 (compile and analyze read text).
+    text_only: bool
+
+
+@dataclass(frozen=True)
+class SandboxCall:
+    """What `run_in_sandbox` returns: the function's JSON value and the `collect` files."""
+
+    value: Any
+    files: Mapping[str, bytes]
+    stdout: str
+    stderr: str
+    duration_ms: int
+
+
+# What a run that went past a budget failed with, by budget.
+BUDGET_ERRORS = {
+    "memory": "MemoryLimitExceeded",
+    "disk": "DiskLimitExceeded",
+    "cpu": "CpuTimeLimitExceeded",
+}
+
+
+def budget_failure(result: SandboxResult, what: str) -> TaskFailure | None:
+    """The TaskFailure for a run that went past one of its budgets (None if it did not)."""
+    if result.exceeded is None:
+        return None
+    return TaskFailure(
+        BUDGET_ERRORS[result.exceeded], f"{what} went past its {result.exceeded} budget and was killed"
+    )
+
+
+def run_sandboxed(  # noqa: PLR0913 - a keyword-only API whose options are independent of each other
     command: Sequence[str],
     *,
     timeout_seconds: float,
@@ -103,19 +181,22 @@ def run_sandboxed(
     stop: threading.Event | None = None,
     confinement: Confinement | None = None,
     collect: Sequence[str] = (),
+    archive: SourceArchive | None = None,
 ) -> SandboxResult:
     """Runs `command` (an argv list, never through a shell) in a fresh temporary directory.
 
-    `files` ({relative path: text}) are written into that directory first; a path that would
+    `files` ({relative path: text}) and `archive` are written into that directory by the child
+    itself, before it runs the command, as its user and inside its filter; a path that would
     resolve outside it is refused. The child gets `child_environment(workdir, env)`, `stdin`
     (or /dev/null) and its own session, so that on timeout the whole process group is killed
-    with SIGKILL; whatever the group left running after a normal exit is killed the same way.
+    with SIGKILL; whatever the run left running after a normal exit is killed the same way.
     stdout and stderr are read concurrently and each keeps its first `output_limit_bytes`
     bytes; the rest is read and discarded so that the child never blocks, and `truncated` is
     set. Setting `stop` kills the group early (the result says `stopped`). The directory is
-    removed afterwards. `confinement` decides which executables may run and the child's CPU,
-    memory, file-size and process limits; a worker running as root hands the child to an
-    unprivileged user.
+    removed afterwards. `confinement` decides which executables may run, the child's budgets
+    (a run past its memory, disk or CPU budget is killed and its result says `exceeded`), and
+    whether it may use the network; a worker running as root hands the child to an
+    unprivileged user of its own.
 
     `collect` names files (relative paths) to read back after the child has exited and before
     the directory goes: each that is a regular file (of the child's user, when there is one), no
@@ -126,36 +207,141 @@ def run_sandboxed(
     Raises TaskFailure: `ExecutableNotAllowed` for a command outside the allowlist,
     `CommandNotFound` when the executable does not exist,
     `CommandNotExecutable` when it cannot be executed, `InvalidPayload` for a file path, an
-    argument or an environment variable that cannot be used.
+    argument or an environment variable that cannot be used, and what unpacking `archive`
+    raises (`InvalidSource`, `SourceTooLarge`).
     """
     argv = _checked_argv(command)
-    wanted = [_collectable(relpath) for relpath in collect]
-    stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
     confinement = confinement or Confinement()
-    workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-")).resolve()
-    try:
-        _write_files(workdir, files or {})
+    with _sandbox_dir(confinement) as workdir:
         child_env = child_environment(workdir, env)
         executable = _allowed_executable(argv[0], child_env, workdir, confinement)
-        # Leftovers of the run are killed when the account is given back, before the directory goes.
-        with _leased_account(confinement) as account:
-            if account is not None:
-                _hand_over(workdir, account)
-            jail = _Jail(executable, account, _rlimits(confinement, timeout_seconds, account is not None))
-            result = _run(
-                argv, workdir, child_env, stdin_bytes, timeout_seconds, output_limit_bytes, stop, jail
-            )
-        if not wanted:
-            return result
+        jail = _Jail(executable, confinement, timeout_seconds, files or {}, archive)
+        return _spawn(
+            jail, argv, workdir, child_env, stdin, timeout_seconds, output_limit_bytes, stop, collect
+        )
+
+
+def run_in_sandbox(
+    function: Callable[[Any, Path], Any],
+    argument: Any,
+    *,
+    timeout_seconds: float,
+    confinement: Confinement,
+    stop: threading.Event | None = None,
+    files: Mapping[str, str] | None = None,
+    archive: SourceArchive | None = None,
+    collect: Sequence[str] = (),
+    output_limit_bytes: int = 65536,
+) -> SandboxCall:
+    """Calls `function(argument, workdir)` in a sandboxed child: a fork of this process that takes
+    the run's own uid, budgets, seccomp filter and work directory (with `files` and `archive`
+    written into it) exactly as `run_sandboxed`'s children do, and never execs. What the function
+    returns must be JSON; it comes back as `value`. The function may start programs of its own
+    (they stay inside the same boundary); it must not take locks another thread of this process
+    may hold at the fork (no logging, no imports).
+
+    Raises TaskFailure: one the function raised (type, message and result kept); `Timeout`;
+    one naming the budget the child went past (`MemoryLimitExceeded`, `DiskLimitExceeded`,
+    `CpuTimeLimitExceeded`; a MemoryError in the function is the memory budget); what writing
+    `files` or unpacking `archive` raises. Raises TaskStopped when `stop` was set, and
+    RuntimeError when the function failed otherwise (a worker fault: the task is retried).
+    """
+    confinement = confinement or Confinement()
+    with _sandbox_dir(confinement) as workdir:
+        jail = _Jail(sys.executable, confinement, timeout_seconds, files or {}, archive, (function, argument))
+        env = child_environment(workdir)
+        run = _spawn(
+            jail, [sys.executable], workdir, env, None, timeout_seconds, output_limit_bytes, stop, collect
+        )
+    if run.stopped:
+        raise TaskStopped("the task was stopped before it finished")
+    failure = budget_failure(run, "the task")
+    if failure is not None:
+        raise failure
+    if run.timed_out:
+        raise TaskFailure("Timeout", f"the task did not finish within {timeout_seconds:g} s and was killed")
+    if run.exit_code != 0 or run.value is _NO_VALUE:
+        said = run.stderr.strip()[-_UNPARSED_STDERR_CHARS:]
+        raise RuntimeError(
+            f"the sandboxed function ended with exit code {run.exit_code} and no result: {said}"
+        )
+    return SandboxCall(run.value, run.files, run.stdout, run.stderr, run.duration_ms)
+
+
+@contextlib.contextmanager
+def _sandbox_dir(confinement: Confinement) -> Iterator[Path]:
+    root = confinement.scratch_root
+    if root is not None:
+        os.makedirs(root, mode=0o711, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-", dir=root)).resolve()
+    try:
+        yield workdir
+    finally:
+        remove_tree(workdir)
+
+
+def _spawn(
+    jail: _Jail,
+    argv: list[str],
+    workdir: Path,
+    child_env: dict[str, str],
+    stdin: str | None,
+    timeout_seconds: float,
+    output_limit_bytes: int,
+    stop: threading.Event | None,
+    collect: Sequence[str],
+) -> SandboxResult:
+    wanted = [_collectable(relpath) for relpath in collect]
+    stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
+    confinement = jail.confinement
+    with leased_account(confinement) as account:
+        if account is not None:
+            os.chown(workdir, *account)
+        budget = _Budget(workdir, account[0] if account else None, confinement, jail.inline is not None)
+        result = _run(
+            argv,
+            workdir,
+            child_env,
+            stdin_bytes,
+            output_limit_bytes,
+            stop,
+            replace(jail, account=account),
+            budget,
+        )
+        if account is not None:
+            _kill_as(account[0])
+            _emptied.add(account[0])
+        if result.report is not None:
+            result = _with_report(result, result.report)
+        if result.exceeded is None and budget.disk_exceeded():
+            result = replace(result, exceeded="disk")
         owner = account[0] if account else None
         collected = {
             relpath: data
             for relpath, parts in zip(collect, wanted, strict=True)
             if (data := _read_back(workdir, parts, confinement.max_file_bytes, owner)) is not None
         }
-        return replace(result, files=collected)
-    finally:
-        _remove_tree(workdir)
+        # Removed while the lease is held, so that its end does not take the directory for a leftover.
+        remove_tree(workdir)
+    return replace(result, files=collected, report=None)
+
+
+def _with_report(result: SandboxResult, report: bytes) -> SandboxResult:
+    """The result with what the child reported on its own channel (a failure to prepare, or a value)."""
+    try:
+        message = json.loads(report)
+    except ValueError:
+        return result
+    if "failure" in message:
+        failure = message["failure"]
+        raise TaskFailure(failure["type"], failure["message"], result=failure.get("result"))
+    if "exceeded" in message:
+        return replace(result, exceeded=message["exceeded"])
+    if "value" in message:
+        return replace(result, value=message["value"])
+    if "error" in message:
+        raise RuntimeError(f"the sandboxed child failed before it ran: {message['error']}")
+    return result
 
 
 def _run(
@@ -163,22 +349,26 @@ def _run(
     workdir: Path,
     child_env: dict[str, str],
     stdin_bytes: bytes | None,
-    timeout_seconds: float,
     output_limit_bytes: int,
     stop: threading.Event | None,
     jail: _Jail,
+    budget: _Budget,
 ) -> SandboxResult:
     started = time.monotonic()
+    account = jail.account
+    _seccomp_filter(jail.confinement.allow_network)  # built here, so the child only installs it
+    report_read, report_write = os.pipe()
+    jail = replace(jail, report_fd=report_write)
     try:
         # The argv list goes to execve without a shell: running untrusted commands is the point.
         process = subprocess.Popen(  # noqa: S603
             argv,
             executable=jail.executable,
-            user=jail.account[0] if jail.account else None,
-            group=jail.account[1] if jail.account else None,
-            extra_groups=[] if jail.account else None,
-            # Only setrlimit runs here, after the uid change: nothing that could take a lock.
-            preexec_fn=jail.apply_limits,
+            user=account[0] if account else None,
+            group=account[1] if account else None,
+            extra_groups=[] if account else None,
+            # Runs after the uid change: limits, the filter, the files; see _Jail.enter.
+            preexec_fn=jail.enter,
             cwd=workdir,
             env=child_env,
             stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
@@ -189,20 +379,29 @@ def _run(
             start_new_session=True,
         )
     except (FileNotFoundError, NotADirectoryError) as exc:
+        os.close(report_read)
         raise TaskFailure(
             "CommandNotFound", f"executable {argv[0]!r} was not found (PATH={child_env['PATH']})"
         ) from exc
     except OSError as exc:
+        os.close(report_read)
         if exc.errno not in _NOT_EXECUTABLE_ERRNOS:
             raise  # Out of processes, memory or descriptors: the worker's trouble, worth a retry.
         raise TaskFailure(
             "CommandNotExecutable", f"executable {argv[0]!r} cannot be run: {exc.strerror}"
         ) from exc
+    finally:
+        os.close(report_write)
 
     # Popen was given PIPE for these, so they are never None.
     stdout, stderr = cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr)
+    report = os.fdopen(report_read, "rb")
     halt = threading.Event()
-    outputs = [_Collector(stdout, output_limit_bytes), _Collector(stderr, output_limit_bytes)]
+    outputs = [
+        _Collector(stdout, output_limit_bytes),
+        _Collector(stderr, output_limit_bytes),
+        _Collector(report, jail.confinement.max_file_bytes),
+    ]
     threads = [threading.Thread(target=output.run, args=(halt,), daemon=True) for output in outputs]
     if stdin_bytes is not None:
         feed_args = (cast(IO[bytes], process.stdin), stdin_bytes, halt)
@@ -210,48 +409,66 @@ def _run(
     for thread in threads:
         thread.start()
 
+    ending: str | None = None
     try:
-        exited = _wait_for_exit(process, started + timeout_seconds, stop)
-        stopped = not exited and stop is not None and stop.is_set()
-        timed_out = not exited and not stopped
+        ending = _wait_for_exit(process, started + jail.timeout_seconds, stop, budget)
         duration_ms = round((time.monotonic() - started) * 1000)
     finally:
         # Before reaping, so the group id cannot have been reused: leftovers die with the run.
         _kill_group(process.pid)
+        if account is not None and ending not in ("exited", None):
+            _kill_as(account[0])  # a run past a budget stops now, not at the end of its lease
         process.wait()
         _join(threads, halt)
-        stdout.close()
-        stderr.close()
+        for pipe in (stdout, stderr, report):
+            pipe.close()
 
+    exceeded = ending if ending in BUDGET_ERRORS else None
+    if exceeded is None and process.returncode == -signal.SIGXCPU:
+        exceeded = "cpu"
     return SandboxResult(
         exit_code=process.returncode,
         stdout=outputs[0].text(),
         stderr=outputs[1].text(),
-        truncated=any(output.truncated for output in outputs),
+        truncated=any(output.truncated for output in outputs[:2]),
         duration_ms=duration_ms,
-        timed_out=timed_out,
-        stopped=stopped,
+        timed_out=ending == "deadline",
+        stopped=ending == "stopped",
+        exceeded=exceeded,
+        report=bytes(outputs[2].kept) or None,
     )
 
 
-def _wait_for_exit(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> bool:
-    """True once the child has exited (left unreaped where possible), False at the deadline or on stop.
+def _wait_for_exit(
+    process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None, budget: _Budget
+) -> str:
+    """How the wait ended: "exited" (the child is left unreaped where possible), "deadline",
+    "stopped", or the name of the budget the run went past.
 
     Where Linux offers a pidfd the wait wakes the moment the child exits; elsewhere it polls with
-    a growing step. `stop` is looked at every step either way."""
+    a growing step. `stop` is looked at every step, the budgets every `_BUDGET_POLL_SECONDS`."""
     pidfd = _open_pidfd(process.pid)
     delay = 0.0005
+    next_poll = time.monotonic() + _BUDGET_POLL_SECONDS
     try:
         while not _has_exited(process):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (stop is not None and stop.is_set()):
-                return False
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0:
+                return "deadline"
+            if stop is not None and stop.is_set():
+                return "stopped"
+            if now >= next_poll:
+                exceeded = budget.exceeded()
+                if exceeded is not None:
+                    return exceeded
+                next_poll = time.monotonic() + _BUDGET_POLL_SECONDS
             if pidfd is None:
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)
             else:
                 select.select([pidfd], [], [], min(_MAX_WAIT_STEP_SECONDS, remaining))
-        return True
+        return "exited"
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -296,7 +513,7 @@ class _Collector:
     def __init__(self, pipe: IO[bytes], limit: int) -> None:
         self._pipe = pipe
         self._limit = limit
-        self._kept = bytearray()
+        self.kept = bytearray()
         self.truncated = False
 
     def run(self, halt: threading.Event) -> None:
@@ -312,14 +529,14 @@ class _Collector:
                     return
                 if not chunk:
                     return
-                room = self._limit - len(self._kept)
+                room = self._limit - len(self.kept)
                 if room > 0:
-                    self._kept += chunk[:room]
+                    self.kept += chunk[:room]
                 if len(chunk) > room:
                     self.truncated = True
 
     def text(self) -> str:
-        return self._kept.decode("utf-8", errors="replace")
+        return self.kept.decode("utf-8", errors="replace")
 
 
 def _feed(pipe: IO[bytes], data: bytes, halt: threading.Event) -> None:
@@ -346,13 +563,90 @@ def _feed(pipe: IO[bytes], data: bytes, halt: threading.Event) -> None:
 
 @dataclass(frozen=True)
 class _Jail:
-    executable: str
-    account: tuple[int, int] | None
-    limits: tuple[tuple[int, int, int], ...]
+    """What the child does between fork and exec, everything prepared in the parent."""
 
-    def apply_limits(self) -> None:
-        for which, soft, hard in self.limits:
-            resource.setrlimit(which, (soft, hard))
+    executable: str
+    confinement: Confinement
+    timeout_seconds: float
+    files: Mapping[str, str]
+    archive: SourceArchive | None
+    inline: tuple[Callable[[Any, Path], Any], Any] | None = None
+    account: tuple[int, int] | None = None
+    report_fd: int = -1
+
+    def enter(self) -> None:
+        """Runs in the child as its user (after Popen's setuid, before exec); never raises."""
+        try:
+            self._enter()
+        except BaseException as error:
+            self._report(_failure_message(error))
+            os._exit(_CHILD_FAILED)
+
+    def _enter(self) -> None:
+        if self.inline is not None:
+            # A child that never execs keeps nothing of the worker's open: its sockets, other runs' pipes.
+            os.closerange(3, self.report_fd)
+            os.closerange(self.report_fd + 1, _MAX_FD)
+        limits = _rlimits(self.confinement, self.timeout_seconds, self.account is not None)
+        # A fork still maps the worker: the address-space backstop is on top of that until exec.
+        _set_limits(limits, _address_space_now() if self.inline or self.files or self.archive else 0)
+        seccomp = _seccomp_filter(self.confinement.allow_network)
+        if seccomp is not None:
+            seccomp.install()
+        # A file past the size limit is an error to report here, not a signal that kills silently.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        workdir = Path.cwd()
+        _write_files(workdir, self.files)
+        if self.archive is not None:
+            unpack_into(
+                self.archive.data,
+                workdir,
+                unpacked_limit_bytes=self.archive.unpacked_limit_bytes,
+                text_only=self.archive.text_only,
+            )
+        if self.inline is not None:
+            function, argument = self.inline
+            self._report({"value": function(argument, workdir)})
+            os._exit(0)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        _set_limits(limits, 0)
+
+    def _report(self, message: dict[str, Any]) -> None:
+        view = memoryview(json.dumps(message).encode())
+        with contextlib.suppress(OSError):
+            while view:
+                view = view[os.write(self.report_fd, view) :]
+
+
+def _failure_message(error: BaseException) -> dict[str, Any]:
+    if isinstance(error, TaskFailure):
+        return {"failure": {"type": error.error_type, "message": error.message, "result": error.result}}
+    if isinstance(error, MemoryError):
+        return {"exceeded": "memory"}
+    if isinstance(error, OSError) and error.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+        return {"exceeded": "disk"}
+    return {"error": f"{type(error).__name__}: {error}"}
+
+
+@functools.cache
+def _seccomp_filter(allow_network: bool) -> SeccompFilter | None:
+    # Only Linux has seccomp: elsewhere (a developer's Mac) the sandbox is no boundary at all.
+    return build_filter(allow_network) if sys.platform.startswith("linux") else None
+
+
+def _address_space_now() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:  # no /proc (macOS): no address-space limit to make room in either
+        return 0
+
+
+def _set_limits(limits: tuple[tuple[int, int, int], ...], headroom: int) -> None:
+    for which, soft, hard in limits:
+        if which == resource.RLIMIT_AS and headroom:
+            soft, hard = soft + headroom, hard + headroom
+        resource.setrlimit(which, (soft, hard))
 
 
 def _rlimits(
@@ -362,7 +656,8 @@ def _rlimits(
     limits = [
         # CPU time can only trail the wall clock; SIGXCPU first, SIGKILL a second later.
         (resource.RLIMIT_CPU, cpu, cpu + 1),
-        (resource.RLIMIT_AS, confinement.memory_bytes, confinement.memory_bytes),
+        # A loose backstop: the budget is the run's resident memory, polled (see _Budget).
+        (resource.RLIMIT_AS, confinement.address_space_limit, confinement.address_space_limit),
         # A write past it raises SIGXFSZ: a runaway output file stops there.
         (resource.RLIMIT_FSIZE, confinement.max_file_bytes, confinement.max_file_bytes),
         (resource.RLIMIT_CORE, 0, 0),
@@ -373,12 +668,95 @@ def _rlimits(
     return tuple(limits)
 
 
+class _Budget:
+    """Polls a run's resident memory (all processes of its uid, or of its session without one, and
+    its System V segments) and its disk (the work directory and the uid's files in the shared
+    temporary directories) against the confinement's budgets."""
+
+    def __init__(self, workdir: Path, uid: int | None, confinement: Confinement, forked: bool) -> None:
+        self._workdir = workdir
+        self._uid = uid
+        self._confinement = confinement
+        # A forked child starts out sharing the worker's pages, which are not the run's.
+        self._memory_allowed = confinement.memory_bytes + (_resident_of(os.getpid()) if forked else 0)
+        self._session: int | None = None
+
+    def watch_session(self, sid: int) -> None:
+        self._session = sid
+
+    def exceeded(self) -> str | None:
+        if self._memory() > self._memory_allowed:
+            return "memory"
+        return "disk" if self.disk_exceeded() else None
+
+    def disk_exceeded(self) -> bool:
+        used = _tree_bytes(self._workdir)
+        if self._uid is not None:
+            workdir = str(self._workdir)
+            used += sum(_tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir)
+        return used > self._confinement.disk_bytes
+
+    def _memory(self) -> int:
+        if self._uid is None:
+            return 0  # without a user of its own the run's processes cannot be told apart cheaply
+        total = sum(_resident_of(pid) for pid in _live_processes_of(self._uid))
+        return total + _shm_bytes_of(self._uid)
+
+
+def _resident_of(pid: int) -> int:
+    """Anonymous and shared-memory resident bytes (RssAnon + RssShmem): what the process holds
+    that the kernel cannot drop. /proc/<pid>/status needs no ptrace right, unlike smaps."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            text = status.read()
+    except OSError:
+        return 0
+    total = 0
+    for name in (b"RssAnon", b"RssShmem"):
+        value = _status_field(text, name).split()
+        if value:
+            total += int(value[0]) * 1024
+    return total
+
+
+def _shm_bytes_of(uid: int) -> int:
+    try:
+        lines = Path("/proc/sysvipc/shm").read_text().splitlines()
+    except OSError:
+        return 0
+    header = lines[0].split() if lines else []
+    if "size" not in header or "uid" not in header:
+        return 0
+    size, owner = header.index("size"), header.index("uid")
+    return sum(int(row[size]) for line in lines[1:] if (row := line.split()) and int(row[owner]) == uid)
+
+
+def _tree_bytes(root: Path | str) -> int:
+    """Bytes a tree holds on disk, links not followed; each entry counts at least a block, so that
+    a flood of empty files or directories is held to the budget too."""
+    total = 0
+    pending = [str(root)]
+    while pending:
+        path = pending.pop()
+        try:
+            info = os.lstat(path)
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:
+                return _UNMEASURABLE  # a tree too deep to walk by path is over any budget
+            continue
+        total += max(info.st_blocks * 512, _MIN_ENTRY_BYTES)
+        if stat.S_ISDIR(info.st_mode):
+            with contextlib.suppress(OSError), os.scandir(path) as entries:
+                pending.extend(entry.path for entry in entries)
+    return total
+
+
 def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confinement: Confinement) -> str:
     """The real path `name` runs as, if that is one of the allowed executables."""
+    candidate: str | None
     if "/" in name:
-        candidate: str | None = str(workdir / name) if not os.path.isabs(name) else name
-        if not os.path.exists(candidate):
-            candidate = None
+        given = str(workdir / name) if not os.path.isabs(name) else name
+        candidate = given if os.path.exists(given) else None
     else:
         candidate = shutil.which(name, path=env.get("PATH", SAFE_PATH))
     if candidate is None:
@@ -400,18 +778,33 @@ def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confin
 
 
 @contextlib.contextmanager
-def _leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None]:
+def leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None]:
     """The (uid, gid) the child of this run gets when the worker is root (None when it is not):
     one no other run in flight on this host holds, so that runs cannot read each other's files
-    or signal each other. Whatever still runs as it when the lease ends is killed, including
-    processes that left the run's session."""
+    or signal each other. Uids are handed out in rotation. When the lease ends, everything of the
+    uid is ended (`_end_tenancy`); a uid that cannot be emptied is quarantined."""
     if os.geteuid() != 0:
         yield None
         return
+    uid, descriptor = _take_account(confinement.child_uid_base)
+    try:
+        yield uid, uid
+    finally:
+        if _end_tenancy(uid):
+            os.pwrite(descriptor, _CLEAN, 0)
+            os.close(descriptor)
+        else:
+            _quarantine(uid, descriptor)
+
+
+def _take_account(base: int) -> tuple[int, int]:
     locks = Path(tempfile.gettempdir()) / _ACCOUNT_LOCKS
     locks.mkdir(mode=0o700, exist_ok=True)
-    base = confinement.child_uid_base
-    for uid in range(base, base + _ACCOUNTS):
+    start = next(_rotation)
+    for offset in range(_ACCOUNTS):
+        uid = base + (start + offset) % _ACCOUNTS
+        if uid in _quarantined:
+            continue
         descriptor = os.open(locks / str(uid), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
             # One lock per open file: other threads and other workers on the host skip this uid.
@@ -419,32 +812,129 @@ def _leased_account(confinement: Confinement) -> Iterator[tuple[int, int] | None
         except BlockingIOError:
             os.close(descriptor)
             continue
-        try:
-            # The lock file says "clean" once a lease ended with its sweep; else its holder died.
-            if os.pread(descriptor, len(_CLEAN), 0) != _CLEAN:
-                _kill_account_processes(uid)
-            os.pwrite(descriptor, _IN_USE, 0)
-            yield uid, uid
-        finally:
-            _kill_account_processes(uid)
-            os.pwrite(descriptor, _CLEAN, 0)
-            os.close(descriptor)
-        return
+        # The lock file says "clean" once a lease ended with its sweep; else its holder died.
+        if os.pread(descriptor, len(_CLEAN), 0) != _CLEAN and not _end_tenancy(uid):
+            _quarantine(uid, descriptor)
+            continue
+        # Files a worker of an older release left for this uid are not the new tenant's to find.
+        _purge_shared_temp(uid)
+        os.pwrite(descriptor, _IN_USE, 0)
+        return uid, descriptor
     raise RuntimeError(f"all {_ACCOUNTS} accounts for sandboxed children from uid {base} are in use")
 
 
-def _kill_account_processes(uid: int) -> None:
-    """Kills every process of `uid`, pass after pass, until a pass finds none left: what they
-    fork meanwhile is found by the next pass (the process limit bounds how many there can be)."""
-    for _ in range(_SWEEP_PASSES):
-        found = list(_live_processes_of(uid))
-        if not found:
-            return
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    # Not silent: a process that outlives every pass could watch the next run of this uid.
-    logger.warning("processes of a sandbox uid survived the sweep", extra={"uid": uid, "pids": found})
+def _quarantine(uid: int, descriptor: int) -> None:
+    """Never leases `uid` again in this process; its lock stays held, so no worker on the host does."""
+    _quarantined.add(uid)
+    _quarantine_locks.append(descriptor)
+    logger.error("sandbox uid quarantined: its processes could not all be killed", extra={"uid": uid})
+
+
+def _end_tenancy(uid: int) -> bool:
+    """Ends everything `uid` left: its processes, its System V IPC objects, its files in the shared
+    temporary directories (POSIX shared memory and queues included). True when nothing of it runs."""
+    for _ in range(_CLEANUP_ATTEMPTS):
+        if uid not in _emptied:
+            _kill_as(uid)
+        _emptied.discard(uid)
+        _purge_shared_temp(uid)
+        if not any(True for _ in _live_processes_of(uid)):
+            return True
+    return False
+
+
+def _kill_as(uid: int) -> None:
+    """Kills every process of `uid` from a helper that becomes `uid` and repeats kill(-1, SIGKILL)
+    until none is left: a fork cannot complete with a kill pending, so pid churn cannot evade it.
+    The helper then removes the uid's System V IPC objects, which only their owner (or
+    CAP_SYS_ADMIN, which the container lacks) may remove."""
+    # The helper never execs: its work is all in _kill_everything, which ends with os._exit.
+    helper = subprocess.Popen(
+        [sys.executable],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        preexec_fn=_kill_everything,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
+    helper.wait()
+
+
+def _kill_everything() -> None:
+    try:
+        for _ in range(_KILL_PASSES):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+        _remove_ipc_objects(os.getuid())
+    finally:
+        os._exit(0)
+
+
+def _remove_ipc_objects(uid: int) -> None:
+    removers: dict[str, Callable[[int], object]] = {
+        "shm": lambda ident: _LIBC.shmctl(ident, _IPC_RMID, None),
+        "msg": lambda ident: _LIBC.msgctl(ident, _IPC_RMID, None),
+        "sem": lambda ident: _LIBC.semctl(ident, 0, _IPC_RMID),
+    }
+    for kind, remove in removers.items():
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
+        except OSError:
+            continue
+        header = lines[0].split() if lines else []
+        if "uid" not in header:
+            continue
+        ident, owner = 1, header.index("uid")
+        for line in lines[1:]:
+            row = line.split()
+            if row and int(row[owner]) == uid:
+                remove(int(row[ident]))
+
+
+def _shared_temp_entries_of(uid: int) -> Iterator[str]:
+    """The uid's entries in the shared temporary directories: those it owns, at the top or inside
+    any directory there that everyone may write to (only there could it have made them)."""
+    pending = [path for path in SHARED_TEMP_DIRS if os.path.isdir(path)]
+    while pending:
+        path = pending.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_uid == uid:
+                yield entry.path
+            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH:
+                pending.append(entry.path)
+
+
+def _purge_shared_temp(uid: int) -> None:
+    for path in list(_shared_temp_entries_of(uid)):
+        remove_tree(path)
+
+
+def seal_shared_temp() -> list[str]:
+    """Takes write permission on the shared temporary directories from everyone but their owner
+    (root), so that children can leave nothing there; the directories it changed. For the
+    container, where the worker owns them; on a development machine the purge at the end of each
+    lease does instead."""
+    sealed = []
+    for path in SHARED_TEMP_DIRS:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if info.st_uid == os.geteuid() and info.st_mode & stat.S_IWOTH:
+                os.chmod(path, 0o711)  # noqa: S103 - narrower than it was: children may only pass through
+                sealed.append(path)
+    return sealed
 
 
 def _live_processes_of(uid: int) -> Iterator[int]:
@@ -464,9 +954,19 @@ def _live_processes_of(uid: int) -> Iterator[int]:
             continue
         finally:
             os.close(descriptor)
-        alive = _status_field(head, b"State")[:1] not in (b"Z", b"X", b"")
-        if alive and wanted in _status_field(head, b"Uid").split():
+        if wanted not in _status_field(head, b"Uid").split():
+            continue
+        state = _status_field(head, b"State")[:1]
+        # A zombie leader whose other threads run on (its main thread called exit, not exit_group) lives.
+        if state not in (b"Z", b"X", b"") or (state == b"Z" and _has_other_threads(entry.path)):
             yield int(entry.name)
+
+
+def _has_other_threads(proc_path: str) -> bool:
+    try:
+        return len(os.listdir(f"{proc_path}/task")) > 1
+    except OSError:
+        return False
 
 
 def _status_field(head: bytes, name: bytes) -> bytes:
@@ -476,12 +976,6 @@ def _status_field(head: bytes, name: bytes) -> bytes:
     start += len(name) + 2
     end = head.find(b"\n", start)
     return head[start : end if end >= 0 else len(head)].strip()
-
-
-def _hand_over(workdir: Path, account: tuple[int, int]) -> None:
-    """Gives the work directory and the files written into it to the child's user."""
-    for path in [workdir, *workdir.rglob("*")]:
-        os.chown(path, *account, follow_symlinks=False)
 
 
 def _checked_argv(command: Sequence[str]) -> list[str]:
@@ -503,20 +997,40 @@ def _encoded(text: str, what: str, errors: str = "strict") -> bytes:
 
 
 def _write_files(workdir: Path, files: Mapping[str, str]) -> None:
+    written: set[Path] = set()
     for relpath, text in files.items():
         if "\0" in relpath:
             raise TaskFailure("InvalidPayload", f"file path {relpath!r} contains a NUL character")
-        target = (workdir / relpath).resolve()
+        _encoded(relpath, "a file path")
+        try:
+            target = (workdir / relpath).resolve()
+        except OSError as exc:
+            raise TaskFailure(
+                "InvalidPayload", f"file path {relpath[:200]!r} cannot be used: {exc.strerror}"
+            ) from None
         if target == workdir or not target.is_relative_to(workdir):
             raise TaskFailure("InvalidPayload", f"file path {relpath!r} resolves outside the work directory")
         # Surrogate escapes are the undecodable bytes of an unpacked source archive.
         data = _encoded(text, f"file {relpath!r}", "surrogateescape")
+        if target in written:
+            raise TaskFailure("InvalidPayload", f"file path {relpath!r} names a file given twice")
+        written.add(target)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
             raise TaskFailure(
                 "InvalidPayload", f"file path {relpath!r} collides with another file: {exc.strerror}"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EFBIG:
+                raise TaskFailure(
+                    "InvalidPayload", f"file {relpath[:200]!r} is over the file size limit"
+                ) from None
+            if exc.errno not in _INVALID_PATH_ERRNOS:
+                raise
+            raise TaskFailure(
+                "InvalidPayload", f"file path {relpath[:200]!r} cannot be made: {exc.strerror}"
             ) from None
 
 
@@ -553,17 +1067,57 @@ def _read_back(workdir: Path, parts: tuple[str, ...], limit: int, owner: int | N
             os.close(descriptor)
 
 
-def _remove_tree(root: Path) -> None:
-    # The child may have taken write or search permission away from directories it owns.
-    _make_removable(str(root))
-    for dirpath, dirnames, _ in os.walk(root, onerror=lambda _error: None):
-        for name in dirnames:
-            _make_removable(os.path.join(dirpath, name))
-    shutil.rmtree(root, ignore_errors=True)
+def remove_tree(root: Path | str) -> bool:
+    """Removes a file or a directory tree without following links and without recursion (a tree
+    thousands of levels deep cannot make it raise): the subdirectories of each directory are
+    renamed up into the top one until it is flat. False, logged, when something stayed behind;
+    never raises, so a failed removal never fails a task."""
+    try:
+        _remove(str(root))
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return True
+        logger.warning(
+            "a sandbox directory could not be removed", extra={"path": str(root), "error": str(error)}
+        )
+        return False
+    return True
 
 
-def _make_removable(path: str) -> None:
-    if os.path.islink(path):
-        return  # chmod would follow the link out of the work directory
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
+def _remove(root: str) -> None:
+    if not stat.S_ISDIR(os.lstat(root).st_mode):
+        os.unlink(root)
+        return
+    # The child may have taken write or search permission away from directories it owned.
+    os.chmod(root, 0o700)
+    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    lifted = itertools.count()
+    try:
+        while names := os.listdir(top):
+            for name in names:
+                _empty_one_level(top, name, lifted)
+    finally:
+        os.close(top)
+    os.rmdir(root)
+
+
+def _empty_one_level(top: int, name: str, lifted: Iterator[int]) -> None:
+    """Removes `name` from the directory `top` if it is not a directory or is empty; else moves
+    its subdirectories up into `top` and removes its other entries, so the next pass goes on."""
+    info = os.lstat(name, dir_fd=top)
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(name, dir_fd=top)
+        return
+    # A directory (checked without following links; the run's processes are dead, so it stays one).
+    os.chmod(name, 0o700, dir_fd=top)
+    inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+    try:
+        for entry in os.listdir(inner):
+            if stat.S_ISDIR(os.lstat(entry, dir_fd=inner).st_mode):
+                os.rename(entry, f".lifted-{next(lifted)}-{os.getpid()}", src_dir_fd=inner, dst_dir_fd=top)
+            else:
+                os.unlink(entry, dir_fd=inner)
+    finally:
+        os.close(inner)
+    with contextlib.suppress(OSError):  # not empty yet: what was lifted into it comes back next pass
+        os.rmdir(name, dir_fd=top)

@@ -1,7 +1,7 @@
 """docs/openapi.json is the intake app's OpenAPI document, kept in step with the code.
 
 After changing the API, rewrite it with:
-    MISTERSMITH_WRITE_OPENAPI=1 .venv/bin/python -m pytest tests/integration/test_api_openapi.py
+    MISTERSMITH_WRITE_OPENAPI=1 .venv/bin/python -m pytest tests/unit/test_api_openapi.py
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from local_stack.lambda_runtime import fresh_module
 from local_stack.template import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 
 DOCUMENT = ROOT / "docs" / "openapi.json"
 

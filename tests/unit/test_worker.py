@@ -1,0 +1,137 @@
+"""The Fargate worker's loop on in-memory adapters: it runs what it receives and deletes it after
+the record is written, leaves an unreadable message for the DLQ, backs off a retry and hands a
+released task back as a fresh copy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fargate_worker.worker import Worker
+from mistersmith.clock import now_iso
+from mistersmith.lifecycle import Lifecycle
+from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
+from mistersmith.processing import Disposition, StopSignal, TaskProcessor
+from mistersmith.settings import WorkerSettings
+from mistersmith.work import WorkLimits
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = WorkerSettings(
+    task_table_name="-",
+    event_bus_name="-",
+    artifacts_bucket_name="-",
+    work_queue_url="-",
+    concurrency=2,
+    receive_wait_seconds=0,
+    health_port=0,
+    max_retry_delay_seconds=300,
+)
+
+
+class RecordingQueue(MemoryQueue):
+    """Remembers every visibility change."""
+
+    def __init__(self) -> None:
+        super().__init__(visibility_seconds=300)
+        self.visibility_changes: list[int] = []
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.visibility_changes.append(seconds)
+        super().change_visibility(receipt_handle, seconds)
+
+
+class Answering(TaskProcessor):
+    """Answers one disposition for every task (the work itself is TaskProcessor's, tested apart)."""
+
+    def __init__(self, disposition: Disposition) -> None:
+        self.disposition = disposition
+        self.seen: list[str] = []
+
+    def process(self, message: TaskMessage, *, stop: StopSignal | None = None, **_: object) -> Disposition:
+        self.seen.append(message.id)
+        return self.disposition
+
+
+def message(n: int) -> TaskMessage:
+    return TaskMessage(id=f"t-{n}", task_type="analyze", payload={"files": {"a.py": "x = 1\n"}})
+
+
+def send(queue: MemoryQueue, task: TaskMessage) -> None:
+    queue.send(canonical_json(task.model_dump(mode="json", exclude_none=True)))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the worker never got there"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[Worker], None]]:
+    """Starts a worker's run loop; stops it and waits for it at the end of the test."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(worker: Worker) -> None:
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        started.append((worker, thread))
+
+    yield start
+    for worker, thread in started:
+        worker.request_stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def test_the_worker_runs_what_it_receives_and_deletes_each_message_once_recorded(running):
+    store, queue = MemoryTaskStore(), MemoryQueue(visibility_seconds=300)
+    for n in range(5):
+        store.create(StoredTask.queued(message(n), now_iso()))
+        send(queue, message(n))
+    processor = TaskProcessor(
+        Lifecycle(store, NullPublisher()),
+        MemoryBlobStore(),
+        worker_id="w",
+        lease_seconds=60,
+        limits=WorkLimits(),
+    )
+    running(Worker(queue, processor, SETTINGS))
+    wait_until(lambda: queue.depth().visible == queue.depth().in_flight == 0)
+    assert {task.status for task in store.tasks.values()} == {TaskStatus.SUCCEEDED}
+
+
+def test_an_unreadable_message_is_left_for_the_dead_letter_queue(running):
+    queue, processor = RecordingQueue(), Answering(Disposition.DELETE)
+    queue.send("{not a task")
+    running(Worker(queue, processor, SETTINGS))
+    wait_until(lambda: queue.depth().in_flight == 1)
+    assert processor.seen == []
+    assert queue.visibility_changes == []
+
+
+def test_a_retry_comes_back_after_a_back_off_that_doubles_with_each_receive_up_to_the_cap():
+    queue, processor = RecordingQueue(), Answering(Disposition.RETRY)
+    send(queue, message(1))
+    worker = Worker(queue, processor, SETTINGS.model_copy(update={"max_retry_delay_seconds": 30}))
+    for _ in range(3):
+        (received,) = queue.receive(max_messages=1, wait_seconds=0)
+        worker._process(received)
+        queue.change_visibility(received.receipt_handle, 0)  # as if the back-off had passed
+    assert queue.visibility_changes == [10, 0, 20, 0, 30, 0]
+
+
+def test_a_released_task_goes_back_as_a_fresh_copy_without_using_up_a_receive():
+    queue, processor = RecordingQueue(), Answering(Disposition.RELEASE)
+    send(queue, message(1))
+    worker = Worker(queue, processor, SETTINGS)
+    (received,) = queue.receive(max_messages=1, wait_seconds=0)
+    worker._process(received)
+    (copy,) = queue.receive(max_messages=1, wait_seconds=0)
+    assert (copy.body, copy.receive_count) == (received.body, 1)
+    assert copy.message_id != received.message_id
