@@ -276,4 +276,4 @@ def test_cli_retry_runs_the_same_payload_again_naming_the_original(cli):
     assert again != original
     assert record["retry_of"] == original
     assert record["result"]["exit_code"] == 4
-    assert record["worker_id"]
+    assert record["worker"]

@@ -33,11 +33,11 @@ class Lifecycle:
         changes["updated_at"] = now_iso()
         if error is not None:
             changes["error"] = error.model_dump()
-        if target is TaskStatus.QUEUED:
+        if target.is_terminal or target is TaskStatus.QUEUED:
             changes |= {"worker_id": None, "lease_expires_at": None}
-        elif target.is_terminal:
-            # The worker that ran it stays on the record (the console's "worker"); its lease ends.
-            changes["lease_expires_at"] = None
+        if target.is_terminal and holder is not None:
+            # The lease ends; which worker ran the task stays on its record.
+            changes["worker"] = holder
         task = self.store.transition(
             task_id, target, allowed_from=sources_allowed_into(target), changes=changes, holder=holder
         )

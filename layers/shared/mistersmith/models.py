@@ -426,8 +426,8 @@ class TaskRecord(BaseModel):
     trace_id: str | None = None
     # Set by DELETE on a RUNNING task; its worker sees it at the next heartbeat and stops.
     cancel_requested: bool | None = None
-    # The worker that holds (or last held) the task.
-    worker_id: str | None = None
+    # The worker that runs it (while RUNNING) or ran it.
+    worker: str | None = None
     retry_of: TaskId | None = None
     # Who submitted it (see callers.py); none on tasks from the bus or from before owners were kept.
     owner: str | None = None
@@ -440,6 +440,8 @@ class StoredTask(TaskRecord):
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
+    # The lease holder: set by a claim, cleared when the task ends or is released.
+    worker_id: str | None = None
     lease_expires_at: float | None = None
     trace_header: str | None = None
 
@@ -470,7 +472,9 @@ class StoredTask(TaskRecord):
 
     def public(self) -> TaskRecord:
         fields = self.model_dump(include=set(TaskRecord.model_fields))
-        return TaskRecord.model_validate(fields | {"id": self.public_id})
+        return TaskRecord.model_validate(
+            fields | {"id": self.public_id, "worker": self.worker or self.worker_id}
+        )
 
     def message(self) -> TaskMessage:
         return TaskMessage(
