@@ -12,7 +12,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 MOTO_PORT ?= 5000
 API_PORT ?= 3000
 
-.PHONY: demo local test unit integration infrastructure lint typecheck build bench simulate clean browser
+.PHONY: demo local invoke deploy test unit integration infrastructure lint typecheck build bench simulate clean browser
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, c
 
 local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env (MOTO_PORT=, API_PORT=, LOCAL_ARGS=--compact)
 	$(BIN)/python -m local_stack local --moto-port $(MOTO_PORT) --api-port $(API_PORT) $(LOCAL_ARGS)
+
+invoke: $(BIN)/.installed  ## sam local invoke without Docker, against `make local`: make invoke FN=router EVENT=events/router_worker_task.json
+	$(BIN)/python -m local_stack invoke $(FN) -e $(EVENT)
 
 test: lint browser  ## static checks, then every test
 	$(BIN)/python -m pytest
@@ -68,9 +71,16 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 	for function in functions/*/; do MYPYPATH=$$function $(BIN)/mypy --no-warn-unused-configs $$function || exit 1; done
 
-bench: $(BIN)/.installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; an execute task's RUNNING -> SUCCEEDED beside subprocess.run
+$(BIN)/.bench-installed: requirements-bench.txt $(BIN)/.installed
+	$(BIN)/pip install $(PIP_QUIET) -r requirements-bench.txt
+	touch $@
+
+bench: $(BIN)/.bench-installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; beside Celery on SQS (throughput, memory, latency); intake cold start beside a Powertools resolver; an execute task's RUNNING -> SUCCEEDED beside subprocess.run; analyze on 5 MB beside the old analyzer
 	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.peer_throughput
+	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.execute_overhead
+	$(BIN)/python -m bench.analyze
 
 simulate: $(BIN)/.installed  ## the scaling goal per profile and seed (PASS/FAIL), the plot; writes the goal table into README.md and docs/scaling.md
 	$(BIN)/python -m simulator --write-tables
@@ -78,6 +88,10 @@ simulate: $(BIN)/.installed  ## the scaling goal per profile and seed (PASS/FAIL
 build: $(BIN)/.installed $(SAM_VENV)/.installed  ## sam build, then import every handler from its build folder
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build
 	PATH="$(PY312_DIR):$$PATH" $(BIN)/python scripts/check_build.py
+
+# ENV=prod deploys samconfig's [prod]; DRY_RUN=1 prints the plan. Needs Docker, AWS credentials, a region.
+deploy: $(BIN)/.installed $(SAM_VENV)/.installed  ## worker image to ECR, sam build, sam deploy with it (docs/deploy.md)
+	PATH="$(PY312_DIR):$$PATH" SAM="$(abspath $(SAM_VENV))/bin/sam" $(BIN)/python scripts/deploy.py $(if $(filter-out dev,$(ENV)),--config-env $(ENV)) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf .aws-sam .local

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 
 from fargate_worker.worker import Worker
 from local_stack.stack import LocalConfig, LocalStack
@@ -148,13 +149,20 @@ def on_local_stack(count: int) -> tuple[float, float]:
         return bare, last - first
 
 
-def main() -> int:
-    # Logs and EMF lines are produced (their cost counts) but only the figures reach the terminal.
+def quiet_stdout() -> Callable[..., None]:
+    """Logs and EMF lines are still produced (their cost counts) but only the figures reach the
+    terminal: stdout goes to /dev/null and the returned function prints to the real one."""
     report = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
-    def print(*parts: object) -> None:  # noqa: A001 - the report's own print
+    def write(*parts: object) -> None:
         report.write(" ".join(str(part) for part in parts) + "\n")
+
+    return write
+
+
+def main() -> int:
+    print = quiet_stdout()  # noqa: A001 - the report's own print
 
     print(f"(a) in memory, {TASKS_MEMORY} no-op tasks")
     bare = bare_loop(MemoryQueue(), TASKS_MEMORY)

@@ -12,11 +12,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
+from local_stack.stack import EVENTS_DIR, STATE_DIR, LocalConfig, LocalStack
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 
@@ -96,7 +97,14 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> tuple[bool, str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.mode == "invoke":
+        if not (args.function and args.event):
+            parser.error("invoke needs a FUNCTION and -e EVENT")
+        from local_stack.invoke import run
+
+        return run(args.function, args.event, args.env_file)
     for what, port in (("--moto-port", args.moto_port), ("--api-port", args.api_port)):
         if taken := _port_taken(args.host, port):
             print(
@@ -115,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     as_expected, report = True, ""
     with LocalStack(config) as stack:
         env_file = stack.write_env()
-        print(f"local AWS (moto) on {stack.endpoint_url}, API on {stack.api_url}; environment in {env_file}")
+        client_env = stack.write_client_env()
+        print(
+            f"local AWS (moto) on {stack.endpoint_url}, API on {stack.api_url}; "
+            f"environment in {env_file}, a client's in {client_env}"
+        )
         if args.mode == "demo":
             as_expected, report = run_demo(stack)
         else:
@@ -145,8 +157,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "mode",
-        choices=["demo", "local"],
-        help="demo: run the sample tasks end to end, check them and stop; local: keep the stack up until Ctrl-C",
+        choices=["demo", "local", "invoke"],
+        help="demo: run the sample tasks end to end, check them and stop; local: keep the stack up until "
+        "Ctrl-C; invoke: one function with one event against a running stack (as sam local invoke)",
+    )
+    parser.add_argument(
+        "function", nargs="?", help="invoke: a function (intake, router, ... or its logical id)"
+    )
+    parser.add_argument("-e", "--event", type=Path, help="invoke: the event file (events/...)")
+    parser.add_argument(
+        "--env-file", type=Path, default=STATE_DIR / "env", help="invoke: the stack's variables"
     )
     parser.add_argument("--host", default=defaults.host, help="loopback address for moto and the API")
     parser.add_argument(

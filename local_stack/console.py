@@ -44,6 +44,11 @@ def component(name: str) -> Iterator[None]:
         _component.reset(token)
 
 
+def current_component() -> str | None:
+    """The component whose code runs in this context, if any."""
+    return _component.get()
+
+
 def compact_line(line: str) -> str | None:
     """`level | message | task id` of a JSON log line; an EMF line is left out (the stack sums its
     metrics when it stops); any other line stays as it is."""

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -199,8 +200,11 @@ class LocalStack:
         """A dotenv file with what a function, a worker or a test needs to join this stack."""
         path.parent.mkdir(parents=True, exist_ok=True)
         values = self.env | self.worker_env | {"MISTERSMITH_API_URL": self.api_url}
-        path.write_text("".join(f"{name}={value}\n" for name, value in sorted(values.items())))
-        return path
+        return _write_shell_env(path, values)
+
+    def write_client_env(self, path: Path = STATE_DIR / "client.env") -> Path:
+        """Only what a client needs (no AWS_* variables), safe to source where `aws` and `sam` run."""
+        return _write_shell_env(path, {"MISTERSMITH_API_URL": self.api_url})
 
     def session(self) -> boto3.session.Session:
         return boto3.session.Session(region_name=self.template.region)
@@ -337,6 +341,13 @@ class LocalStack:
         self.worker_ids[process.pid] = worker_id
         self._follower.follow(path, f"worker-{index}", process, since)
         return process
+
+
+def _write_shell_env(path: Path, values: dict[str, str]) -> Path:
+    """NAME=value lines, each value shell-quoted: `set -a; . FILE; set +a` gives back exactly these."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{name}={shlex.quote(value)}\n" for name, value in sorted(values.items())))
+    return path
 
 
 def as_function(name: str, logical_id: str, app: Any) -> Any:

@@ -1,5 +1,6 @@
 """After `sam build`: every function's handler imports from its build folder with only its layers
-and the Lambda runtime's boto3 beside it, on the functions' Python (python3.12)."""
+and the Lambda runtime's boto3 beside it, on the functions' Python (python3.12); and the layer's
+ruff binary, found as the analyze task finds it, is executable and runs."""
 
 from __future__ import annotations
 
@@ -40,7 +41,22 @@ def main() -> int:
         print(f"{name:<22} {module}.{attribute} on {runtime}: {status}")
         if result.returncode:
             print(result.stderr[-2000:], file=sys.stderr)
+    failures += not _ruff_runs(interpreter, layers)
     return 1 if failures else 0
+
+
+def _ruff_runs(interpreter: str, layers: list[str]) -> bool:
+    """The ruff binary that `mistersmith.work.analyze` finds in the layer (python/bin/ruff) runs."""
+    code = (
+        f"import os, subprocess, sys; sys.path[:0] = {layers!r}; from ruff import find_ruff_bin; "
+        "path = find_ruff_bin(); assert os.access(path, os.X_OK), path + ' is not executable'; "
+        "print(path, subprocess.run([path, '--version'], capture_output=True, text=True, check=True).stdout)"
+    )
+    result = subprocess.run([interpreter, "-I", "-c", code], capture_output=True, text=True)  # noqa: S603
+    print(f"{'ruff in the layer':<22} {result.stdout.strip() if result.returncode == 0 else 'FAILED'}")
+    if result.returncode:
+        print(result.stderr[-2000:], file=sys.stderr)
+    return result.returncode == 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,19 @@ PER_HOUR = {
     "arm": {"vcpu": 0.03238, "gb": 0.00356},
 }
 
+# Request prices, us-east-1, USD per million (shared/PLATFORM.md): EventBridge custom events and SQS
+# requests per 64 KB chunk, DynamoDB on-demand per read / write unit, Lambda and API Gateway REST per request.
+PER_MILLION = {
+    "eventbridge_event": 1.00,
+    "sqs_request": 0.40,
+    "dynamodb_write_unit": 0.625,
+    "dynamodb_read_unit": 0.125,
+    "lambda_request": 0.20,
+    "api_gateway_rest_request": 3.50,
+}
+# One NAT gateway per hour, us-east-1, before data (docs/deploy.md's figure; aws.amazon.com/vpc/pricing).
+NAT_GATEWAY_HOUR = 0.045
+
 
 @dataclass(frozen=True)
 class Prices:

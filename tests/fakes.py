@@ -71,7 +71,7 @@ class MemoryTaskStore(TaskStore):
             str(start + limit) if start + limit < len(matching) else None
         )
 
-    def count(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+    def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
         with self._lock:
             return sum(
                 task.status is status and task_type in (None, task.task_type) and owner in (None, task.owner)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
+from body_decoding import JsonBodies
 from mistersmith import wiring
 from mistersmith.callers import CALLER_HEADER, Caller, identify
 from mistersmith.intake import Intake
@@ -45,6 +46,8 @@ app = FastAPI(
     ),
 )
 add_problem_handlers(app)
+# Inside the size limit, which sees the bytes first.
+app.add_middleware(JsonBodies)
 app.add_middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
 
 
@@ -93,7 +96,7 @@ OwnerQuery = Annotated[
     status_code=202,
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(400, 403, 409, 413, 422, 503),
+    responses=problem_responses(400, 403, 409, 413, 415, 422, 503),
     summary="Submit a task (inline payload, or payload_uri of an upload); idempotent on the caller's id",
 )
 def submit_task(
@@ -184,7 +187,7 @@ def list_tasks(
     "/uploads",
     status_code=201,
     response_model=UploadTicket,
-    responses=problem_responses(400, 422),
+    responses=problem_responses(400, 413, 415, 422),
     summary="A presigned S3 PUT for a payload too big to send inline; submit it with payload_uri",
 )
 def new_upload(intake: IntakeDep, upload: Annotated[UploadRequest | None, Body()] = None) -> Any:

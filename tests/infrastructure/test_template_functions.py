@@ -45,6 +45,7 @@ FUNCTION_ENV = {
     "AnalyzeFunction": {
         "ARTIFACTS_BUCKET_NAME": {"Ref": "ArtifactsBucket"},
         "LEASE_SECONDS": 360,
+        "EXECUTE_TIMEOUT_SECONDS": 45,
     },
     "DeadLetterFunction": {},
     "AutoscalerFunction": {

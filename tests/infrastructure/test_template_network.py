@@ -18,8 +18,12 @@ EXISTING_VPC = {
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}
 
 
+# What make deploy passes: the WorkerImageIsBuilt rule refuses the stock default.
+BUILT_IMAGE = {"WorkerImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mistersmith-worker:0123abcd"}
+
+
 def _rules(cfn_template, **overrides) -> dict[str, bool]:
-    return rules_pass(cfn_template, parameter_values(cfn_template, overrides))
+    return rules_pass(cfn_template, parameter_values(cfn_template, BUILT_IMAGE | overrides))
 
 
 def _worker_network(stack) -> dict:

@@ -237,7 +237,7 @@ def test_a_task_that_keeps_failing_retryably_ends_dead_lettered_after_three_rece
     # Then it ends DEAD_LETTERED with the last error it saw, after exactly three attempts
     assert record["status"] == "DEAD_LETTERED"
     assert record["attempts"] == 3
-    assert record["error"]["type"] in {"NoSuchKey", "ClientError", "BlobNotFound"}
+    assert record["error"]["type"] == "PayloadUnavailable"
 
 
 def test_cancel_of_a_queued_task_ends_it_cancelled_and_it_never_runs(stack, api):

@@ -82,7 +82,7 @@ def assert_outcome(status: int, created: int, published: int) -> None:
     if status == 202:
         assert (created, published) == (1, 1)
     else:
-        assert status in (400, 409, 413, 422)
+        assert status in (400, 409, 413, 415, 422)
         assert (created, published) == (0, 0)
 
 

@@ -47,6 +47,8 @@ def routed_to(router: Router, detail: dict) -> str:
     [
         ({"task_type": "analyze", "payload": {"files": {"a.py": "x = 1\n"}}}, "analyze"),
         ({"task_type": "analyze", "payload": {"files": {"a.py": "x = 1\n" * 200}}}, "work"),
+        ({"task_type": "analyze", "payload": {"files": {"a.py": "", "m.c": "int x;\n"}}}, "work"),
+        ({"task_type": "analyze", "payload": {"files": {"lib/m.h": "int x;\n"}}}, "work"),
         ({"task_type": "analyze", "payload": {"source_uri": "s3://bucket-a/uploads/x"}}, "work"),
         (
             {
@@ -58,7 +60,16 @@ def routed_to(router: Router, detail: dict) -> str:
         ({"task_type": "compile", "payload": {"files": {"a.py": ""}}}, "work"),
         ({"task_type": "execute", "payload": {"command": ["python3", "-c", "pass"]}}, "work"),
     ],
-    ids=["small-analyze", "big-analyze", "archive-analyze", "claim-check-analyze", "compile", "execute"],
+    ids=[
+        "small-analyze",
+        "big-analyze",
+        "small-analyze-with-c",
+        "small-analyze-with-header",
+        "archive-analyze",
+        "claim-check-analyze",
+        "compile",
+        "execute",
+    ],
 )
 def test_router_sends_small_inline_analyze_to_the_lambda_and_everything_else_to_the_worker(
     router, detail, destination

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mistersmith.models import ScalingDecisionEntry, StoredTask, TaskStatus
-from mistersmith.ports import QueueDepth, ServiceCounts, WorkerService, WorkQueue
+from mistersmith.ports import QueueDepth, ServiceCounts, WorkQueue
 from mistersmith.stats import Stats
 from tests.fakes import MemoryQueue, MemoryTaskStore
 
@@ -14,16 +14,23 @@ pytestmark = pytest.mark.unit
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
-class Service(WorkerService):
+class Service:
     def __init__(self) -> None:
         self.reads = 0
 
-    def counts(self) -> ServiceCounts:
+    def service_counts(self) -> ServiceCounts:
         self.reads += 1
         return ServiceCounts(desired=3, running=2, pending=1, deployment_in_progress=False)
 
-    def set_desired(self, count: int) -> None:
-        raise AssertionError("stats never scales")
+
+class Gauge:
+    """A queue read as GET /stats reads one: its depth only."""
+
+    def __init__(self, queue: WorkQueue) -> None:
+        self.queue = queue
+
+    def queue_depth(self) -> QueueDepth:
+        return self.queue.depth()
 
 
 class History:
@@ -62,8 +69,8 @@ def stats(work: WorkQueue, history: History, clock: list[float]) -> tuple[Stats,
     return (
         Stats(
             store,
-            {"work": work},
-            {"work": dlq, "router": MemoryQueue()},
+            {"work": Gauge(work)},
+            {"work": Gauge(dlq), "router": Gauge(MemoryQueue())},
             service,
             history,
             cache_seconds=5,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from typing import Any
@@ -20,7 +19,6 @@ from mistersmith.errors import (
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.listing import list_tasks
 from mistersmith.models import (
-    PayloadRef,
     StoredTask,
     TaskPage,
     TaskRecord,
@@ -35,6 +33,7 @@ from mistersmith.models import (
     task_key,
 )
 from mistersmith.observability import logger, task_context, trace_root, traced
+from mistersmith.payloads import PayloadStore
 from mistersmith.ports import BlobStore
 from mistersmith.settings import IntakeSettings
 from mistersmith.uploads import Uploads
@@ -51,7 +50,7 @@ class Intake:
     def __init__(self, lifecycle: Lifecycle, blobs: BlobStore, settings: IntakeSettings) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
-        self.blobs = blobs
+        self.payloads = PayloadStore(blobs)
         self.settings = settings
         self.uploads = Uploads(blobs, settings)
 
@@ -102,7 +101,7 @@ class Intake:
             retry_of=getattr(request, "retry_of", None),
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
-            task.payload_ref = self._store_aside(key, body)
+            task.payload_ref = self.payloads.store_aside(key, body)
         else:
             task.payload = payload
         created = self.store.create(task)
@@ -157,9 +156,7 @@ class Intake:
         """The payload as submitted (read back from the bucket when it was stored aside)."""
         task = self._find(task_id, caller, owner)
         if task.payload_ref is not None:
-            payload: dict[str, Any] = json.loads(
-                self.blobs.get(task.payload_ref.bucket, task.payload_ref.key)
-            )
+            payload: dict[str, Any] = json.loads(self.payloads.load(task.payload_ref))
             return payload
         return task.payload or {}
 
@@ -170,9 +167,9 @@ class Intake:
         if not isinstance(uri, str):
             raise TaskNotFound(f"{task_id}/artifacts/{name}")
         bucket, key = parse_s3_uri(uri)
-        if bucket != self.blobs.bucket:
+        if bucket != self.payloads.bucket:
             raise TaskNotFound(f"{task_id}/artifacts/{name}")
-        return self.blobs.presign_get(key, expires_seconds=ARTIFACT_URL_SECONDS)
+        return self.payloads.blobs.presign_get(key, expires_seconds=ARTIFACT_URL_SECONDS)
 
     def list(
         self,
@@ -213,10 +210,3 @@ class Intake:
         if existing.fingerprint != fingerprint or existing.owner != task.owner:
             raise TaskConflict(f"task {task.public_id!r} already exists with a different body")
         return existing
-
-    def _store_aside(self, stored_key: str, body: bytes) -> PayloadRef:
-        digest = hashlib.sha256(body).hexdigest()
-        # The digest in the key keeps a conflicting resubmission from overwriting the original.
-        key = f"payloads/{stored_key}/{digest}.json"
-        self.blobs.put(key, body, content_type="application/json")
-        return PayloadRef(bucket=self.blobs.bucket, key=key, sha256=digest, size=len(body))

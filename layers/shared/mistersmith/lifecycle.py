@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from mistersmith.clock import now_iso
@@ -11,14 +12,17 @@ from mistersmith.ports import EventPublisher, TaskStore
 
 STATUS_SOURCE = "mistersmith.tasks"
 STATUS_CHANGED = "Task Status Changed"
+DAY_SECONDS = 86_400
 
 
 class Lifecycle:
     """Moves tasks between states through the store and publishes `Task Status Changed`."""
 
-    def __init__(self, store: TaskStore, events: EventPublisher) -> None:
+    def __init__(self, store: TaskStore, events: EventPublisher, *, retention_days: int = 30) -> None:
         self.store = store
         self.events = events
+        # A finished task's record expires (DynamoDB TTL on expires_at) this long after it ends.
+        self.retention_seconds = retention_days * DAY_SECONDS
 
     def move(
         self,
@@ -35,6 +39,8 @@ class Lifecycle:
             changes["error"] = error.model_dump()
         if target.is_terminal or target is TaskStatus.QUEUED:
             changes |= {"worker_id": None, "lease_expires_at": None}
+        if target.is_terminal:
+            changes["expires_at"] = int(time.time()) + self.retention_seconds
         if target.is_terminal and holder is not None:
             # The lease ends; which worker ran the task stays on its record.
             changes["worker"] = holder

@@ -16,14 +16,18 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     Tag,
     TypeAdapter,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from mistersmith.observability import trace_root
+from mistersmith.ruff_rules import RUFF_VERSION, rule_selectors
 
 # A new task's id starts with a letter or digit, so "." and ".." can never name one.
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -244,8 +248,44 @@ class CompilePayload(FilesPayload):
     language: Annotated[str, Field(min_length=1, max_length=32)] = "python"
 
 
+def _known_rule_selector(selector: str) -> str:
+    if selector not in rule_selectors():
+        raise ValueError(
+            f"{selector!r} is not a stable ruff {RUFF_VERSION} rule code or prefix (such as F401, E9, S or ALL)"
+        )
+    return selector
+
+
+RuleSelector = Annotated[str, AfterValidator(_known_rule_selector)]
+# ruff's default: pyflakes, pycodestyle errors, mccabe, bugbear and the bandit-derived security rules.
+DEFAULT_RULES = ("F", "E", "C90", "B", "S")
+PythonVersion = Literal["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
+
+
+# C sources and headers: cppcheck analyzes them, and only the worker image has it.
+C_SOURCE_SUFFIXES = (".c", ".h")
+
+
+def has_c_sources(files: dict[str, Any]) -> bool:
+    return any(path.endswith(C_SOURCE_SUFFIXES) for path in files)
+
+
 class AnalyzePayload(FilesPayload):
-    pass
+    select: Annotated[
+        list[RuleSelector],
+        Field(
+            min_length=1,
+            max_length=100,
+            description="ruff rule codes or prefixes to check the Python files with; default F, E, C90, B, S.",
+        ),
+    ] = list(DEFAULT_RULES)
+    ignore: Annotated[
+        list[RuleSelector],
+        Field(max_length=100, description="ruff rule codes or prefixes to leave out of `select`."),
+    ] = []
+    target_version: Annotated[
+        PythonVersion, Field(description="The oldest Python the code must run on, for ruff's rules.")
+    ] = "3.12"
 
 
 PAYLOAD_MODELS: dict[TaskType, type[_Sources]] = {
@@ -398,6 +438,20 @@ class CompileResult(BaseModel):
     artifact_uri: str | None = None
 
 
+class Finding(Diagnostic):
+    """One analyzer finding: a Diagnostic (`file`, `line`, `message`) and where it comes from."""
+
+    tool: Literal["ruff", "cppcheck"]
+    code: str = Field(description="The tool's rule code: F401, S602, C901, invalid-syntax, nullPointer, ...")
+    column: int | None = Field(default=None, description="1-based, where the finding starts.")
+    end_line: int | None = None
+    end_column: int | None = Field(default=None, description="1-based, just past the finding's end.")
+    severity: Literal["error", "warning", "style", "performance", "portability", "information"] = Field(
+        description="ruff: error for a syntax error, warning for any rule. cppcheck: its own severity."
+    )
+    fix_available: bool = Field(description="Whether the tool can fix it automatically (ruff --fix).")
+
+
 class AnalyzeResult(BaseModel):
     files: int
     lines: int
@@ -405,7 +459,22 @@ class AnalyzeResult(BaseModel):
     functions: int
     classes: int
     max_complexity: int
-    findings: list[Diagnostic]
+    findings: list[Finding] = Field(description="The first findings, sorted by file and position.")
+    findings_total: int = Field(description="Every finding, inline or not.")
+    findings_uri: str | None = Field(
+        default=None, description="All findings as a JSON array in the bucket, when not all are inline."
+    )
+    analyzers: dict[str, str] = Field(description="The version of each tool that ran, by name.")
+
+
+class _ResultSchema:
+    """Leaves `result` a plain object to validate, and names analyze's result shape in its schema."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        analyze = handler(AnalyzeResult.__pydantic_core_schema__)
+        return {"anyOf": [analyze, *handler(core_schema)["anyOf"]], "title": "Result"}
 
 
 class TaskRecord(BaseModel):
@@ -421,7 +490,7 @@ class TaskRecord(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     duration_ms: int | None = None
-    result: dict[str, Any] | None = None
+    result: Annotated[dict[str, Any] | None, _ResultSchema()] = None
     error: TaskError | None = None
     trace_id: str | None = None
     # Set by DELETE on a RUNNING task; its worker sees it at the next heartbeat and stops.
@@ -444,6 +513,8 @@ class StoredTask(TaskRecord):
     worker_id: str | None = None
     lease_expires_at: float | None = None
     trace_header: str | None = None
+    # Epoch seconds after which DynamoDB's TTL deletes a finished task (Lifecycle sets it).
+    expires_at: int | None = None
 
     @classmethod
     def queued(cls, message: TaskMessage, now: str) -> StoredTask:

@@ -42,7 +42,7 @@ class TaskStore(ABC):
         """Newest first; with `owner`, only that owner's tasks (the by-owner index)."""
 
     @abstractmethod
-    def count(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+    def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
         """How many tasks are in `status` (of `task_type`, of `owner`), counted by the store, not listed."""
 
     @abstractmethod
@@ -116,6 +116,15 @@ class BlobNotFound(MisterSmithError):
         self.key = key
 
 
+class BlobForbidden(MisterSmithError):
+    """The bucket refused to read the object (S3's 403): never a server error of ours."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"s3://{bucket}/{key} may not be read")
+        self.bucket = bucket
+        self.key = key
+
+
 class BlobStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes, *, content_type: str) -> str:
@@ -123,11 +132,11 @@ class BlobStore(ABC):
 
     @abstractmethod
     def get(self, bucket: str, key: str) -> bytes:
-        """The object's bytes; raises BlobNotFound when there is none."""
+        """The object's bytes; raises BlobNotFound when there is none, BlobForbidden when refused."""
 
     @abstractmethod
     def size(self, bucket: str, key: str) -> int:
-        """The object's size in bytes, without reading it; raises BlobNotFound when there is none."""
+        """The object's size in bytes, without reading it; raises BlobNotFound or BlobForbidden."""
 
     @abstractmethod
     def presign_get(self, key: str, *, expires_seconds: int) -> str:

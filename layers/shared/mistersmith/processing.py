@@ -3,7 +3,6 @@ Shared by the Fargate worker and the analyze Lambda."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import threading
@@ -25,12 +24,11 @@ from mistersmith.models import (
     TaskMessage,
     TaskStatus,
     known_task_type,
-    parse_s3_uri,
 )
 from mistersmith.observability import logger, record_metrics, task_context, task_span, traced
-from mistersmith.ports import BlobNotFound, BlobStore
+from mistersmith.payloads import PayloadProblem, PayloadStore, PayloadUnavailable
+from mistersmith.ports import BlobStore
 from mistersmith.work import WorkLimits, perform
-from mistersmith.work.artifacts import ArtifactSink
 
 
 class Disposition(StrEnum):
@@ -66,6 +64,14 @@ class StopSignal:
 # The least time between a lease's end and the message's return to the queue.
 LEASE_MARGIN_SECONDS = 2.0
 
+# A source archive the task names and cannot have: the task's FAILED error type.
+_SOURCE_FAILURES = {
+    PayloadProblem.FOREIGN: "InvalidSource",
+    PayloadProblem.MISSING: "SourceNotFound",
+    PayloadProblem.FORBIDDEN: "SourceForbidden",
+    PayloadProblem.TOO_LARGE: "SourceTooLarge",
+}
+
 _OUTCOME_METRICS = {
     TaskStatus.SUCCEEDED: "TasksSucceeded",
     TaskStatus.FAILED: "TasksFailed",
@@ -86,7 +92,7 @@ class TaskProcessor:
     ) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
-        self.blobs = blobs
+        self.payloads = PayloadStore(blobs)
         self.worker_id = worker_id
         # The message's visibility timeout, which heartbeats extend to.
         self.lease_seconds = lease_seconds
@@ -153,7 +159,7 @@ class TaskProcessor:
                 self._payload(message),
                 self.limits,
                 stop.event,
-                self._sink(task.id),
+                self.payloads.artifact_sink(task.id),
                 self._source,
             )
         except TaskFailure as failure:
@@ -172,26 +178,12 @@ class TaskProcessor:
             return self._stopped(task, stop.reason, started, log)
         return self._finish(task, TaskStatus.SUCCEEDED, started, log, result=result)
 
-    def _sink(self, task_id: str) -> ArtifactSink:
-        def put(name: str, data: bytes, content_type: str) -> str:
-            return self.blobs.put(f"artifacts/{task_id}/{name}", data, content_type=content_type)
-
-        return put
-
     def _source(self, uri: str, limit_bytes: int) -> bytes:
         """A `source_uri` archive from this worker's bucket, its size checked before it is read."""
-        bucket, key = parse_s3_uri(uri)
-        if bucket != self.blobs.bucket:
-            raise TaskFailure(
-                "InvalidSource", f"{uri} is outside the artifacts bucket s3://{self.blobs.bucket}"
-            )
         try:
-            size = self.blobs.size(bucket, key)
-            if size > limit_bytes:
-                raise TaskFailure("SourceTooLarge", f"{uri} is {size} bytes; the limit is {limit_bytes}")
-            return self.blobs.get(bucket, key)
-        except BlobNotFound:
-            raise TaskFailure("SourceNotFound", f"nothing at {uri}") from None
+            return self.payloads.read_source(uri, limit_bytes)
+        except PayloadUnavailable as error:
+            raise TaskFailure(_SOURCE_FAILURES[error.reason], str(error)) from None
 
     def renew(self, task_id: str) -> StoredTask:
         """Extends the lease this worker holds; raises TransitionRejected when it holds none."""
@@ -223,11 +215,13 @@ class TaskProcessor:
     def _payload(self, message: TaskMessage) -> dict[str, Any]:
         if message.payload_ref is None:
             return message.payload or {}
-        ref = message.payload_ref
-        body = self.blobs.get(ref.bucket, ref.key)
-        if hashlib.sha256(body).hexdigest() != ref.sha256:
-            raise TaskFailure("PayloadCorrupt", f"s3://{ref.bucket}/{ref.key} does not match its sha256")
-        payload: dict[str, Any] = json.loads(body)
+        try:
+            payload: dict[str, Any] = json.loads(self.payloads.load(message.payload_ref))
+        except PayloadUnavailable as error:
+            # Missing or refused may be passing (a deploy, a policy change): those are retried.
+            if error.reason is PayloadProblem.CORRUPT:
+                raise TaskFailure("PayloadCorrupt", str(error)) from None
+            raise
         return payload
 
     def _stopped(

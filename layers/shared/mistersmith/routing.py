@@ -19,6 +19,7 @@ from mistersmith.models import (
     TaskStatus,
     TaskType,
     canonical_json,
+    has_c_sources,
     is_task_key,
 )
 from mistersmith.observability import count, logger, task_context, trace_header_for, trace_root, traced
@@ -37,7 +38,8 @@ class RouteOutcome(StrEnum):
 
 class Router:
     """Sends compile and execute to the worker queue; analyze goes to the analyze Lambda's queue
-    when its files are inline and small, and to the worker when they are big or in an archive."""
+    when its files are inline, small and without C, and to the worker when they are big, in an
+    archive or include C sources (only the worker image has cppcheck)."""
 
     def __init__(
         self,
@@ -90,6 +92,8 @@ class Router:
     def _destination(self, task_type: TaskType, message: TaskMessage) -> WorkQueue:
         if task_type is not TaskType.ANALYZE or message.payload is None or "source_uri" in message.payload:
             return self.work_queue
+        if has_c_sources(message.payload.get("files") or {}):
+            return self.work_queue  # the Lambda has no C analyzer
         size = len(canonical_json(message.payload).encode())
         return self.analyze_queue if size <= self.analyze_lambda_limit_bytes else self.work_queue
 

@@ -42,6 +42,9 @@ class WorkQueueSettings(_Settings):
 class LifecycleSettings(TableSettings, BusSettings):
     """What anything that changes a task's status needs: the table and the bus."""
 
+    # Days a finished task's record is kept (TaskRetentionDays); at least one, so a result can be read.
+    task_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
 
 class SourceSettings(BucketSettings):
     """Limits of a `source_uri` archive: intake checks the size at submit, a worker again before reading."""

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 from mistersmith.clock import iso_from_epoch
@@ -20,7 +21,7 @@ from mistersmith.models import (
     WorkerStats,
 )
 from mistersmith.observability import logger
-from mistersmith.ports import TaskStore, WorkerService, WorkQueue
+from mistersmith.ports import QueueDepth, ServiceCounts, TaskStore
 
 HISTORY_SECONDS = 3600
 TASK_TYPES = [task_type.value for task_type in TaskType]
@@ -31,15 +32,23 @@ class ScalingHistory(Protocol):
     def since(self, at: str) -> list[ScalingDecisionEntry]: ...
 
 
+class DepthGauge(Protocol):
+    def queue_depth(self) -> QueueDepth: ...
+
+
+class CountsGauge(Protocol):
+    def service_counts(self) -> ServiceCounts: ...
+
+
 @dataclass
 class Stats:
     """Queue, DLQ, worker and scaling figures (the same for everyone) and task counts."""
 
     store: TaskStore
-    queues: Mapping[str, WorkQueue]
+    queues: Mapping[str, DepthGauge]
     # Each queue's DLQ under the queue's name, plus DLQs of their own (the router's).
-    dead_letter_queues: Mapping[str, WorkQueue]
-    service: WorkerService | None
+    dead_letter_queues: Mapping[str, DepthGauge]
+    service: CountsGauge | None
     history: ScalingHistory | None
     cache_seconds: float = 5.0
     clock: Callable[[], float] = time.time
@@ -74,10 +83,13 @@ class Stats:
                 unavailable.append(f"{part}: {type(error).__name__}")
                 return None
 
-        dead = {name: attempt(f"dlq {name}", queue.depth) for name, queue in self.dead_letter_queues.items()}
+        dead = {
+            name: attempt(f"dlq {name}", partial(_depth_of, queue))
+            for name, queue in self.dead_letter_queues.items()
+        }
         queues = {}
         for name, queue in self.queues.items():
-            depth = attempt(f"queue {name}", queue.depth)
+            depth = attempt(f"queue {name}", partial(_depth_of, queue))
             if depth is not None:
                 waiting = dead.get(name)
                 queues[name] = QueueStats(
@@ -86,7 +98,8 @@ class Stats:
                     delayed=depth.delayed,
                     dead_letters=waiting.visible + waiting.in_flight if waiting else None,
                 )
-        counts = attempt("workers", self.service.counts) if self.service else None
+        service = self.service
+        counts = attempt("workers", lambda: service.service_counts()) if service else None
         history = self.history
         decisions = (
             attempt("scaling decisions", lambda: history.since(iso_from_epoch(now - HISTORY_SECONDS)))
@@ -109,15 +122,21 @@ class Stats:
 
     def _counts(self, owner: str | None) -> TaskCounts:
         by_status_and_type = {
-            status.value: {task_type: self.store.count(status, task_type, owner) for task_type in TASK_TYPES}
+            status.value: {
+                task_type: self.store.count_tasks(status, task_type, owner) for task_type in TASK_TYPES
+            }
             for status in TaskStatus
         }
         return TaskCounts(
             scope="all" if owner is None else "caller",
-            by_status={status.value: self.store.count(status, owner=owner) for status in TaskStatus},
+            by_status={status.value: self.store.count_tasks(status, owner=owner) for status in TaskStatus},
             by_type={
                 task_type: sum(counts[task_type] for counts in by_status_and_type.values())
                 for task_type in TASK_TYPES
             },
             by_status_and_type=by_status_and_type,
         )
+
+
+def _depth_of(gauge: DepthGauge) -> QueueDepth:
+    return gauge.queue_depth()

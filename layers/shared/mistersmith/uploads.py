@@ -18,9 +18,9 @@ from mistersmith.models import (
     UploadedTaskRequest,
     UploadRequest,
     UploadTicket,
-    parse_s3_uri,
 )
-from mistersmith.ports import BlobNotFound, BlobStore
+from mistersmith.payloads import PayloadProblem, PayloadStore, PayloadUnavailable
+from mistersmith.ports import BlobStore
 from mistersmith.settings import IntakeSettings
 
 UPLOAD_PREFIX = "uploads/"
@@ -33,6 +33,7 @@ class Uploads:
 
     def __init__(self, blobs: BlobStore, settings: IntakeSettings) -> None:
         self.blobs = blobs
+        self.payloads = PayloadStore(blobs)
         self.settings = settings
 
     def new(self, request: UploadRequest | None = None) -> UploadTicket:
@@ -53,18 +54,11 @@ class Uploads:
 
     def read(self, request: UploadedTaskRequest) -> TaskRequestModel:
         """The request with the payload uploaded to `payload_uri`, validated as its task type's."""
-        key = self._upload_key(request.payload_uri)
+        self._upload_key(request.payload_uri)
         try:
-            size = self.blobs.size(self.blobs.bucket, key)
-            if size > self.settings.max_payload_bytes:
-                raise PayloadTooLarge(
-                    f"the upload is {size} bytes; the limit is {self.settings.max_payload_bytes}"
-                )
-            body = self.blobs.get(self.blobs.bucket, key)
-        except BlobNotFound as error:
-            raise upload_error(
-                f"nothing has been uploaded to {request.payload_uri}", "upload_missing"
-            ) from error
+            body = self.payloads.read_source(request.payload_uri, self.settings.max_payload_bytes)
+        except PayloadUnavailable as error:
+            raise refusal(error, "upload") from error
         try:
             payload = json.loads(body)
         except ValueError as error:  # UnicodeDecodeError is one too
@@ -90,19 +84,10 @@ class Uploads:
     def check_source(self, uri: str) -> None:
         """A `source_uri` must name an object in this API's bucket that fits the archive limit, so
         that a mistake is a 4xx now rather than a FAILED task later."""
-        bucket, key = parse_s3_uri(uri)
-        field = ("payload", "source_uri")
-        if bucket != self.blobs.bucket:
-            message = f"{uri} is outside this API's bucket (POST /uploads hands out s3://{self.blobs.bucket}/uploads/...)"
-            raise upload_error(message, "source_foreign", *field)
         try:
-            size = self.blobs.size(bucket, key)
-        except BlobNotFound as error:
-            raise upload_error(f"nothing has been uploaded to {uri}", "source_missing", *field) from error
-        if size > self.settings.source_archive_limit_bytes:
-            raise PayloadTooLarge(
-                f"the source archive is {size} bytes; the limit is {self.settings.source_archive_limit_bytes}"
-            )
+            self.payloads.check_source(uri, self.settings.source_archive_limit_bytes)
+        except PayloadUnavailable as error:
+            raise refusal(error, "source", "payload", "source_uri") from error
 
     def _upload_key(self, uri: str) -> str:
         match = UPLOAD_URI.match(uri)
@@ -112,6 +97,14 @@ class Uploads:
                 "upload_foreign",
             )
         return match["key"]
+
+
+def refusal(error: PayloadUnavailable, kind: str, *field: str) -> PayloadTooLarge | UploadRejected:
+    """Intake's answer to a stored payload it cannot use: 413 when too big, else 422 at `field`
+    (error type `<kind>_<reason>`: upload_missing, source_forbidden, ...)."""
+    if error.reason is PayloadProblem.TOO_LARGE:
+        return PayloadTooLarge(str(error))
+    return upload_error(str(error), f"{kind}_{error.reason.value}", *field)
 
 
 def upload_error(message: str, error_type: str, *field: str) -> UploadRejected:

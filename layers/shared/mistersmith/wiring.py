@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.ecs import EcsWorkerService
+from mistersmith.adapters.ecs import EcsServiceGauge, EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
 from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskTimes
-from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.adapters.sqs import SqsQueueGauge, SqsWorkQueue
 from mistersmith.autoscaler import Autoscaler
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -26,7 +26,11 @@ from mistersmith.work import WorkLimits
 
 
 def lifecycle(settings: LifecycleSettings) -> Lifecycle:
-    return Lifecycle(DynamoTaskStore(settings.task_table_name), EventBridgePublisher(settings.event_bus_name))
+    return Lifecycle(
+        DynamoTaskStore(settings.task_table_name),
+        EventBridgePublisher(settings.event_bus_name),
+        retention_days=settings.task_retention_days,
+    )
 
 
 def intake(settings: IntakeSettings) -> Intake:
@@ -70,15 +74,34 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
 
 
 def stats(settings: StatsSettings) -> Stats:
-    def queues(**urls: str | None) -> dict[str, SqsWorkQueue]:
-        return {name: SqsWorkQueue(url) for name, url in urls.items() if url}
-
-    service = settings.worker_service_name
+    # Each queue named in the settings (the permission scan reads these constructions).
+    queues: dict[str, SqsQueueGauge] = {}
+    dead_letter_queues: dict[str, SqsQueueGauge] = {}
+    if settings.work_queue_url:
+        queues["work"] = SqsQueueGauge(settings.work_queue_url)
+    if settings.analyze_queue_url:
+        queues["analyze"] = SqsQueueGauge(settings.analyze_queue_url)
+    if settings.work_dlq_url:
+        dead_letter_queues["work"] = SqsQueueGauge(settings.work_dlq_url)
+    if settings.analyze_dlq_url:
+        dead_letter_queues["analyze"] = SqsQueueGauge(settings.analyze_dlq_url)
+    if settings.router_dlq_url:
+        dead_letter_queues["router"] = SqsQueueGauge(settings.router_dlq_url)
+    service = (
+        EcsServiceGauge(settings.cluster_name, settings.worker_service_name)
+        if settings.cluster_name and settings.worker_service_name
+        else None
+    )
+    history = (
+        DynamoScalingHistory(settings.task_table_name, settings.worker_service_name)
+        if settings.worker_service_name
+        else None
+    )
     return Stats(
         DynamoTaskStore(settings.task_table_name),
-        queues(work=settings.work_queue_url, analyze=settings.analyze_queue_url),
-        queues(work=settings.work_dlq_url, analyze=settings.analyze_dlq_url, router=settings.router_dlq_url),
-        EcsWorkerService(settings.cluster_name, service) if settings.cluster_name and service else None,
-        DynamoScalingHistory(settings.task_table_name, service) if service else None,
+        queues,
+        dead_letter_queues,
+        service,
+        history,
         cache_seconds=settings.stats_cache_seconds,
     )

@@ -147,15 +147,14 @@ class DynamoTaskStore(TaskStore):
         items = [_decode(item) for item in response.get("Items", [])]
         return items, _encode_token(response.get("LastEvaluatedKey"))
 
-    def count(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+    def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
         # Everyone's: the status is the by-status index's key; one owner's: the by-owner index's.
         names = {"#status": "status"}
         values: dict[str, Any] = {":status": {"S": status.value}}
         filters = []
-        if owner is None:
-            index, condition = STATUS_INDEX, "#status = :status"
-        else:
-            index, condition = OWNER_INDEX, "#owner = :owner"
+        condition = "#status = :status"
+        if owner is not None:
+            condition = "#owner = :owner"
             names["#owner"] = "owner"
             values[":owner"] = {"S": owner}
             filters.append("#status = :status")
@@ -164,7 +163,7 @@ class DynamoTaskStore(TaskStore):
             values[":task_type"] = {"S": task_type}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": index,
+            "IndexName": STATUS_INDEX if owner is None else OWNER_INDEX,
             "Select": "COUNT",
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,

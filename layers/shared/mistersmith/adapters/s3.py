@@ -10,9 +10,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mistersmith.adapters.aws import client
-from mistersmith.ports import BlobNotFound, BlobStore
+from mistersmith.ports import BlobForbidden, BlobNotFound, BlobStore
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+# With s3:ListBucket granted a missing key is a 404; a 403 is a refusal (a bucket policy, a KMS key).
+_FORBIDDEN = frozenset({"AccessDenied", "403", "Forbidden"})
 
 
 class S3BlobStore(BlobStore):
@@ -67,4 +69,7 @@ def _presigner() -> Any:
 
 
 def _not_found_or(error: ClientError, bucket: str, key: str) -> Exception:
-    return BlobNotFound(bucket, key) if error.response["Error"]["Code"] in _MISSING else error
+    code = error.response["Error"]["Code"]
+    if code in _MISSING:
+        return BlobNotFound(bucket, key)
+    return BlobForbidden(bucket, key) if code in _FORBIDDEN else error

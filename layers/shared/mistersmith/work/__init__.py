@@ -42,7 +42,8 @@ __all__ = [
 # The validation errors spelled out in an InvalidPayload message.
 _REPORTED_ERRORS = 10
 
-# execute and compile run in sandboxed children, which also unpack a source archive; analyze in-process.
+# Each runs its tools in sandboxed children, which `stop` ends; execute's and compile's also unpack
+# a source archive (analyze's archive is unpacked by the worker before the child gets the files).
 _RUNNERS: dict[
     TaskType,
     Callable[[Any, WorkLimits, threading.Event | None, ArtifactSink | None, SourceArchive | None], BaseModel],
@@ -51,7 +52,9 @@ _RUNNERS: dict[
     TaskType.COMPILE: lambda payload, limits, stop, artifacts, archive: run_compile(
         payload, artifacts, limits=limits, stop=stop, archive=archive
     ),
-    TaskType.ANALYZE: lambda payload, _limits, _stop, _artifacts, _archive: run_analyze(payload),
+    TaskType.ANALYZE: lambda payload, limits, stop, artifacts, _archive: run_analyze(
+        payload, limits, stop, artifacts
+    ),
 }
 
 

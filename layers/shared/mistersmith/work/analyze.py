@@ -1,209 +1,176 @@
-"""The `analyze` task: size, structure and a few findings for a set of source files.
+"""The `analyze` task: size, structure and findings for a set of source files, from the field's own
+analyzers run in a sandboxed child (never in this interpreter).
 
-Counting rules:
+The child (`analyze_child.py`) runs under the task's budgets: the wall clock and CPU time of
+`execute_timeout_seconds`, the confinement's memory, and `output_limit_bytes` of output.
+
+Where each figure comes from:
 - lines: newline-separated lines (\\n, \\r\\n or \\r), a final line without a newline included.
-- code_lines: for `.py` files, non-blank lines that carry a token other than a comment
-  (docstrings and other strings count as code); when the file cannot be tokenized, non-blank
-  lines not starting with `#`. For other files, non-blank lines.
-- functions: `def` and `async def`, methods and nested functions included (not lambdas);
-  classes: `class` statements, nested ones included.
-- max_complexity: the highest McCabe cyclomatic complexity of any function, 0 without functions.
-  A function's complexity is 1 plus its decision points: each `if` / `elif`, `for`, `async for`
-  and `while` (their `else` does not count), `except` handler, conditional expression, `match`
-  case and `assert`; each boolean operator operand after the first; and per comprehension each
-  `for` and each `if`. Nested functions and classes are measured on their own and add nothing
-  to the enclosing function; lambdas belong to the function they appear in.
-- findings: a syntax error in a `.py` file (which still counts its lines), and each name read
-  somewhere in a module but bound nowhere in it (assigned, imported, a parameter, a `def` or
-  `class`, an `except ... as`, a `match` capture, declared `global` / `nonlocal`) and not a
-  builtin. Scopes are ignored, so this misses some mistakes but reports no false ones in
-  ordinary code; modules with `from x import *` are skipped.
+- code_lines: non-blank lines; in `.py` / `.pyi` files, without the lines that hold only a comment
+  (a one-pass scan of comments and strings: a `#` line inside a string is code).
+- functions and classes: the `def` and `class` keywords outside strings and comments of the
+  Python files (methods and nested ones included, lambdas not), by the same scan.
+- max_complexity: ruff's mccabe complexity (C901) of the most complex function; a nested
+  function adds to the one around it, boolean operators and comprehensions add nothing.
+- findings: ruff on `.py` / `.pyi` files (`select`, default F, E, C90, B, S, minus `ignore`, for
+  `target_version`, with a C901 threshold of 10; a file with a syntax error gets only its syntax
+  errors, code `invalid-syntax`), and cppcheck on `.c` files (warning, style, performance and
+  portability checks; its headers through `#include`). Other files get line counts only.
 """
 
 from __future__ import annotations
 
-import ast
-import builtins
-import io
-import tokenize
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import importlib
+import json
+import os
+import shutil
+import stat
+import sys
+import threading
+from dataclasses import replace
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
-from mistersmith.models import AnalyzePayload, AnalyzeResult, Diagnostic
+from mistersmith.errors import TaskFailure, TaskStopped
+from mistersmith.models import AnalyzePayload, AnalyzeResult
+from mistersmith.work import analyze_child
+from mistersmith.work.artifacts import ArtifactSink
+from mistersmith.work.limits import WorkLimits
+from mistersmith.work.sandbox import SAFE_PATH, SandboxResult, budget_failure, run_sandboxed
 
-# Names every module or class body can read without binding them.
-_IMPLICIT_NAMES = frozenset(dir(builtins)) | {
-    "__file__",
-    "__cached__",
-    "__path__",
-    "__annotations__",
-    "__builtins__",
-    "__module__",
-    "__qualname__",
-    "__class__",
-}
-_NON_CODE_TOKENS = frozenset(
-    {
-        tokenize.COMMENT,
-        tokenize.NL,
-        tokenize.NEWLINE,
-        tokenize.INDENT,
-        tokenize.DEDENT,
-        tokenize.ENDMARKER,
-        tokenize.ENCODING,
+MAX_COMPLEXITY = 10
+_CHILD = Path(analyze_child.__file__).resolve()
+# More findings than this stay out of the bucket's report as well (they are still counted).
+_REPORT_BYTES = 16 << 20
+# Floors for the child's Python and its tools: ruff maps 25 MiB and runs a thread per core.
+_MIN_MEMORY_BYTES = 128 << 20
+_CHILD_PROCESSES = (os.cpu_count() or 1) + 4
+
+
+def run_analyze(
+    payload: AnalyzePayload,
+    limits: WorkLimits | None = None,
+    stop: threading.Event | None = None,
+    artifacts: ArtifactSink | None = None,
+) -> AnalyzeResult:
+    """Analyzes the payload's files in a sandboxed child (the module docstring says how).
+
+    When not every finding fits in the record (`inline_output_bytes`), the result holds the first
+    ones and `findings_uri` names all of them in the bucket.
+    Raises TaskFailure: `Timeout`, `MemoryLimitExceeded` or `OutputLimitExceeded` when the
+    analysis overruns that budget, `AnalyzerUnavailable` when this process lacks ruff (Python
+    files) or cppcheck (C files), `AnalyzerFailed` when a tool fails; TaskStopped on `stop`;
+    and whatever `run_sandboxed` raises.
+    """
+    limits = limits or WorkLimits()
+    files = payload.files or {}
+    request = {
+        "files": files,
+        "ruff": _tool(_ruff()[0], "ruff", any(p.endswith((".py", ".pyi")) for p in files)),
+        "ruff_version": _ruff()[1],
+        "cppcheck": _tool(_cppcheck(), "cppcheck", any(p.endswith(".c") for p in files)),
+        "select": payload.select,
+        "ignore": payload.ignore,
+        "target_version": "py" + payload.target_version.replace(".", ""),
+        "max_complexity": MAX_COMPLEXITY,
+        "inline_bytes": min(limits.inline_output_bytes, limits.output_limit_bytes),
+        "report_bytes": min(_REPORT_BYTES, limits.confinement.max_file_bytes),
     }
-)
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_ONE_DECISION = (
-    ast.If,
-    ast.For,
-    ast.AsyncFor,
-    ast.While,
-    ast.ExceptHandler,
-    ast.IfExp,
-    ast.match_case,
-    ast.Assert,
-)
-# Python 3.12 type parameters (`def f[T]()`) bind names too.
-_TYPE_PARAMS = frozenset({"TypeVar", "ParamSpec", "TypeVarTuple"})
+    run = _run_child(request, limits, stop)
+    summary = _summary(run, limits)
+    report = run.files.get(analyze_child.REPORT)
+    if report is not None and artifacts is not None:
+        summary["findings_uri"] = artifacts("findings.json", report, "application/json")
+    return AnalyzeResult.model_validate(summary)
 
 
-@dataclass
-class _FileStats:
-    lines: int = 0
-    code_lines: int = 0
-    functions: int = 0
-    classes: int = 0
-    max_complexity: int = 0
-    findings: list[Diagnostic] = field(default_factory=list)
-
-
-def run_analyze(payload: AnalyzePayload) -> AnalyzeResult:
-    """Counts lines, code lines, functions and classes, the highest function complexity and
-    findings over the payload's files (the module docstring has the exact rules)."""
-    files = payload.files or {}  # a source_uri's files are filled in before analyze runs
-    stats = [_analyze_file(path, files[path]) for path in sorted(files)]
-    return AnalyzeResult(
-        files=len(stats),
-        lines=sum(s.lines for s in stats),
-        code_lines=sum(s.code_lines for s in stats),
-        functions=sum(s.functions for s in stats),
-        classes=sum(s.classes for s in stats),
-        max_complexity=max((s.max_complexity for s in stats), default=0),
-        findings=[finding for s in stats for finding in s.findings],
+def _run_child(request: dict[str, Any], limits: WorkLimits, stop: threading.Event | None) -> SandboxResult:
+    """The one place the analysis starts its sandboxed child."""
+    base = limits.confinement
+    interpreter = _interpreter()
+    confinement = replace(
+        base,
+        # Only our interpreter starts; it runs ruff and cppcheck, never anything named in the payload.
+        allowed_executables=(interpreter,),
+        memory_bytes=max(base.memory_bytes, _MIN_MEMORY_BYTES),
+        max_processes=max(base.max_processes, _CHILD_PROCESSES),
+    )
+    # -I: neither the environment nor the work directory can put a module in the child's way.
+    return run_sandboxed(
+        [interpreter, "-I", "-S", str(_CHILD)],
+        timeout_seconds=limits.execute_timeout_seconds,
+        output_limit_bytes=limits.output_limit_bytes,
+        # ASCII JSON: an archive's undecodable bytes (lone surrogates) travel as escapes.
+        stdin=json.dumps(request),
+        stop=stop,
+        confinement=confinement,
+        collect=[analyze_child.REPORT],
     )
 
 
-def _analyze_file(path: str, text: str) -> _FileStats:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = _split_lines(text)
-    stats = _FileStats(lines=len(lines))
-    if not path.endswith(".py"):
-        stats.code_lines = sum(1 for line in lines if line.strip())
-        return stats
-    stats.code_lines = _python_code_lines(text, lines)
+def _summary(run: SandboxResult, limits: WorkLimits) -> dict[str, Any]:
+    if run.stopped:
+        raise TaskStopped("the analysis was stopped before it finished")
+    if run.timed_out:
+        timeout = limits.execute_timeout_seconds
+        raise TaskFailure("Timeout", f"the analysis did not finish within {timeout:g} s; it was killed")
+    failure = budget_failure(run, "the analysis")
+    if failure is not None:
+        raise failure
+    if run.truncated:
+        raise TaskFailure(
+            "OutputLimitExceeded", f"the analyzers wrote more than {limits.output_limit_bytes} bytes"
+        )
     try:
-        with warnings.catch_warnings(action="ignore"):
-            tree = ast.parse(text, filename=path)
-    except SyntaxError as exc:
-        stats.findings.append(Diagnostic(file=path, line=exc.lineno or 0, message=f"syntax error: {exc.msg}"))
-        return stats
-    except ValueError as exc:  # Python 3.11 reports NUL bytes in the source this way.
-        stats.findings.append(Diagnostic(file=path, line=0, message=f"syntax error: {exc}"))
-        return stats
-    except RecursionError:
-        stats.findings.append(Diagnostic(file=path, line=0, message="too deeply nested to analyze"))
-        return stats
-    for node in ast.walk(tree):
-        if isinstance(node, _FUNCTIONS):
-            stats.functions += 1
-            stats.max_complexity = max(stats.max_complexity, _complexity(node))
-        elif isinstance(node, ast.ClassDef):
-            stats.classes += 1
-    stats.findings.extend(
-        Diagnostic(file=path, line=line, message=f"undefined name {name!r}")
-        for name, line in _undefined_names(tree)
-    )
-    return stats
+        summary: dict[str, Any] = json.loads(run.stdout)
+    except ValueError:
+        summary = {}
+    if run.exit_code == analyze_child.FAILED and "error" in summary:
+        raise TaskFailure(summary["error"]["type"], summary["error"]["message"])
+    if run.exit_code != 0 or not summary:
+        if "MemoryError" in run.stderr:
+            raise TaskFailure(
+                "MemoryLimitExceeded", "the analysis ran out of memory within the task's budget"
+            )
+        said = run.stderr.strip()[-2000:]
+        raise TaskFailure("AnalyzerFailed", f"the analysis failed with exit code {run.exit_code}: {said}")
+    return summary
 
 
-def _split_lines(text: str) -> list[str]:
-    if not text:
-        return []
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    return lines
+def _tool(path: str | None, name: str, needed: bool) -> str | None:
+    if needed and path is None:
+        raise TaskFailure("AnalyzerUnavailable", f"{name} is not installed where this task runs")
+    return path
 
 
-def _python_code_lines(text: str, lines: list[str]) -> int:
-    significant: set[int] = set()
+@cache
+def _ruff() -> tuple[str | None, str | None]:
+    """The ruff binary and its version: the installed ruff package's (in a Lambda layer, python/bin/ruff),
+    else a ruff on the sandbox's PATH, whose version the child asks it for."""
     try:
-        for token in tokenize.generate_tokens(io.StringIO(text).readline):
-            if token.type not in _NON_CODE_TOKENS:
-                significant.update(range(token.start[0], token.end[0] + 1))
-    except (tokenize.TokenError, SyntaxError, ValueError):  # ValueError: 3.12 on lone surrogates
-        return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
-    return sum(1 for number, line in enumerate(lines, start=1) if line.strip() and number in significant)
+        # ruff's own lookup (its scripts directory, or python/bin beside the package in a layer).
+        find_ruff_bin = importlib.import_module("ruff").find_ruff_bin
+        return os.path.realpath(find_ruff_bin()), version("ruff")
+    except (ImportError, FileNotFoundError, PackageNotFoundError):
+        return shutil.which("ruff", path=SAFE_PATH), None
 
 
-def _complexity(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
-    return 1 + sum(_decisions(node) for node in _own_nodes(function))
+@cache
+def _cppcheck() -> str | None:
+    return shutil.which("cppcheck", path=SAFE_PATH)
 
 
-def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
-    """The nodes of a function's body, without those of functions and classes defined in it."""
-    stack: list[ast.AST] = list(function.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, _SCOPES):
-            continue
-        yield node
-        stack.extend(ast.iter_child_nodes(node))
+@cache
+def _interpreter() -> str:
+    """Our own interpreter, unless the child gets a uid of its own that cannot reach it (a Python
+    under /root, say): then python3 on the sandbox's PATH."""
+    own = os.path.realpath(sys.executable)
+    if os.geteuid() != 0 or _others_can_run(own):
+        return own
+    return shutil.which("python3", path=SAFE_PATH) or own
 
 
-def _decisions(node: ast.AST) -> int:
-    if isinstance(node, _ONE_DECISION):
-        return 1
-    if isinstance(node, ast.BoolOp):
-        return len(node.values) - 1
-    if isinstance(node, ast.comprehension):
-        return 1 + len(node.ifs)
-    return 0
-
-
-def _undefined_names(tree: ast.Module) -> list[tuple[str, int]]:
-    bound: set[str] = set(_IMPLICIT_NAMES)
-    first_read: dict[str, int] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
-            return []  # A star import can bind any name.
-        bound.update(_bound_names(node))
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            first_read[node.id] = min(node.lineno, first_read.get(node.id, node.lineno))
-    return sorted(
-        ((name, line) for name, line in first_read.items() if name not in bound),
-        key=lambda item: (item[1], item[0]),
-    )
-
-
-def _bound_names(node: ast.AST) -> Iterator[str]:
-    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-        yield node.id
-    elif isinstance(node, _SCOPES):
-        yield node.name
-    elif isinstance(node, ast.arg):
-        yield node.arg
-    elif isinstance(node, ast.alias):
-        yield node.asname or node.name.partition(".")[0]
-    elif isinstance(node, (ast.Global, ast.Nonlocal)):
-        yield from node.names
-    elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-        yield node.name
-    elif isinstance(node, ast.MatchMapping) and node.rest:
-        yield node.rest
-    elif type(node).__name__ in _TYPE_PARAMS:
-        # ast.TypeVar & co. are Python 3.12 classes (the functions' runtime); mypy checks as 3.11.
-        yield node.name  # type: ignore[attr-defined]
+def _others_can_run(path: str) -> bool:
+    return all(os.stat(step).st_mode & stat.S_IXOTH for step in [path, *map(str, Path(path).parents)])

@@ -139,9 +139,8 @@ def _c_build(files: Mapping[str, bytes], workdir: Path) -> Build:
     its memory and process budgets are raised to what a normal compile needs when lower.
     Without `.c` files there is nothing to build: the compile succeeds with the sources alone.
 
-    The Fargate image (python:3.12-slim) has no compiler, so there the language is unsupported;
-    to add one, install it in fargate_worker/Dockerfile:
-    `RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*`.
+    The Fargate image installs gcc (and libc6-dev) in fargate_worker/Dockerfile; where no `cc` is
+    on the safe PATH the language is unsupported.
     """
     texts = {path: data.decode("utf-8", "surrogateescape") for path, data in files.items()}
     sources = sorted(path for path in files if path.endswith(".c"))

@@ -1,0 +1,233 @@
+"""Our worker beside Celery on SQS, in one run, against the same moto server and queue depth.
+
+Every side gets the same TASKS no-op compile tasks (byte-compile `pass`) queued before its worker
+starts, and the figure is the time from the first task's start to the last task's end (so start-up
+is not counted), at the same concurrency:
+
+- ours: one `python -m fargate_worker` with CONCURRENCY=N, full state tracking (claim, lease,
+  terminal record, status events, logs, EMF);
+- Celery 5.7 on SQS, threads pool of N, `task_acks_late=True`, `worker_prefetch_multiplier=1`,
+  `task_track_started=True` and its DynamoDB result backend: the same bookkeeping as ours;
+- the same Celery without a result backend (the figure the issue quoted first).
+
+Also printed: each worker's resident memory after the run (VmRSS), and the end-to-end latency of
+one no-op task at a time with an idle warm worker: ours from `POST /tasks` to RUNNING and to
+SUCCEEDED (the record's timestamps against the client's clock), Celery's from `apply_async` to its
+start and to its stored result, p50 and p95 of LATENCY_TASKS. Celery is a bench-only dependency
+(requirements-bench.txt).
+
+Run: make bench   (or: .venv/bin/python -m bench.peer_throughput)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.worker_throughput import free_port, noop_message, quiet_stdout
+from local_stack.stack import ROOT, LocalConfig, LocalStack
+from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.clock import epoch_from_iso, now_iso
+from mistersmith.models import StoredTask, canonical_json
+
+TASKS = 200
+CONCURRENCY = 4
+LATENCY_TASKS = 30
+DEADLINE_SECONDS = 600
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def send_all(sqs: object, url: str, bodies: list[str]) -> None:
+    for n in range(0, len(bodies), 10):
+        sqs.send_message_batch(  # type: ignore[attr-defined]
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[n : n + 10])]
+        )
+
+
+def ours(stack: LocalStack) -> tuple[float, float]:
+    sqs = stack.session().client("sqs")
+    url = stack.template.refs["WorkQueue"]
+    store = DynamoTaskStore(stack.template.refs["TaskTable"])
+    messages = [noop_message(n) for n in range(TASKS)]
+    for message in messages:
+        store.create(StoredTask.queued(message, now_iso()))
+    send_all(sqs, url, [canonical_json(m.model_dump(mode="json", exclude_none=True)) for m in messages])
+    worker = stack.start_worker(0, {"RECEIVE_WAIT_SECONDS": "1", "CONCURRENCY": str(CONCURRENCY)})
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        tasks = [store.get(m.id) for m in messages]
+        if all(task.status == "SUCCEEDED" for task in tasks):
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("our worker did not finish the bench tasks")
+    memory = rss_mib(worker.pid)
+    worker.terminate()
+    worker.wait()
+    first = min(epoch_from_iso(task.started_at) for task in tasks)
+    last = max(epoch_from_iso(task.finished_at) for task in tasks)
+    return last - first, memory
+
+
+def celery(stack: LocalStack, with_results: bool) -> tuple[float, float]:
+    session = stack.session()
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName=f"celery-bench-{time.monotonic_ns()}")["QueueUrl"]
+    table = f"celery-results-{time.monotonic_ns()}" if with_results else ""
+    with tempfile.TemporaryDirectory() as scratch:
+        times = Path(scratch) / "times"
+        env = celery_environment(stack, url, table, times)
+        # The producer is the Celery app itself, as a Celery user would send.
+        send = (
+            "from bench.celery_app import noop_compile\n"
+            f"for n in range({TASKS}):\n"
+            f"    noop_compile.apply_async(args=[{NOOP_FILES!r}], task_id=f'bench-{{n}}')\n"
+        )
+        subprocess.run([sys.executable, "-c", send], env=env, cwd=ROOT, check=True)
+        worker = celery_worker(env)
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            lines = times.read_text().splitlines() if times.exists() else []
+            if len(lines) >= TASKS:
+                break
+            time.sleep(0.5)
+        else:
+            worker.kill()
+            raise RuntimeError(f"Celery finished {len(lines)} of {TASKS} bench tasks")
+        if with_results:
+            # Done means the result is stored, as ours is done when its record is terminal.
+            backend = session.client("dynamodb")
+            while backend.scan(TableName=table, Select="COUNT")["Count"] < TASKS:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("Celery's results did not all reach DynamoDB")
+                time.sleep(0.2)
+        memory = rss_mib(worker.pid)
+        worker.terminate()
+        worker.wait(timeout=30)
+    spans = [tuple(map(float, line.split())) for line in lines]
+    return max(end for _, end in spans) - min(start for start, _ in spans), memory
+
+
+NOOP_PAYLOAD = noop_message(0).payload
+NOOP_FILES = NOOP_PAYLOAD["files"]
+
+
+def celery_environment(stack: LocalStack, queue_url: str, table: str, times: Path) -> dict[str, str]:
+    return os.environ | {
+        "BENCH_MOTO_ENDPOINT": stack.endpoint_url,
+        "BENCH_CELERY_QUEUE_URL": queue_url,
+        "BENCH_CELERY_RESULTS_TABLE": table,
+        "BENCH_CELERY_TIMES": str(times),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def celery_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "--pool", "threads"),
+            *("--concurrency", str(CONCURRENCY), "--without-gossip", "--without-mingle"),
+            *("--without-heartbeat", "--loglevel", "WARNING"),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def latency_ours(stack: LocalStack) -> list[tuple[float, float, float]]:
+    store = DynamoTaskStore(stack.template.refs["TaskTable"])
+    worker = stack.start_worker(1, {"RECEIVE_WAIT_SECONDS": "20"})
+    rows = []
+    try:
+        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+            for n in range(-1, LATENCY_TASKS):  # the first one warms the path and is not counted
+                task_id = f"latency-{n + 1}"
+                sent = time.time()
+                api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": NOOP_PAYLOAD})
+                deadline = time.monotonic() + 60
+                while (task := store.get(task_id)).status != "SUCCEEDED":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{task_id} ended {task.status}, not SUCCEEDED")
+                    time.sleep(0.005)
+                if n >= 0:
+                    rows.append((sent, epoch_from_iso(task.started_at), epoch_from_iso(task.finished_at)))
+    finally:
+        worker.terminate()
+        worker.wait()
+    return rows
+
+
+def latency_celery(stack: LocalStack) -> list[tuple[float, float, float]]:
+    sqs = stack.session().client("sqs")
+    url = sqs.create_queue(QueueName=f"celery-latency-{time.monotonic_ns()}")["QueueUrl"]
+    with tempfile.TemporaryDirectory() as scratch:
+        env = celery_environment(stack, url, f"celery-latency-{time.monotonic_ns()}", Path(scratch) / "t")
+        worker = celery_worker(env)
+        try:
+            measure = f"import json; from bench.celery_app import latencies; print(json.dumps(latencies({LATENCY_TASKS})))"
+            done = subprocess.run(
+                [sys.executable, "-c", measure], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+            )
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    return [tuple(row) for row in json.loads(done.stdout.splitlines()[-1])]
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples, n=20, method="inclusive")
+    return statistics.median(samples), cuts[18]
+
+
+def main() -> int:
+    report = quiet_stdout()
+    config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=0, log_level="WARNING")
+    report(f"{TASKS} no-op compile tasks each, concurrency {CONCURRENCY}, one moto server")
+    with LocalStack(config) as stack:
+        rows = [
+            ("ours (full state tracking)", *ours(stack)),
+            ("Celery + DynamoDB results", *celery(stack, with_results=True)),
+            ("Celery, no result backend", *celery(stack, with_results=False)),
+        ]
+        latency = {"ours": latency_ours(stack), "Celery": latency_celery(stack)}
+    for name, seconds, memory in rows:
+        report(f"  {name:<30} {TASKS / seconds:>8.1f} tasks/s   worker RSS {memory:>6.1f} MiB")
+    ours_rate = TASKS / rows[0][1]
+    report(f"  ours / Celery with results:      {ours_rate / (TASKS / rows[1][1]):.2f}x throughput")
+    report(f"  ours / Celery without results:   {ours_rate / (TASKS / rows[2][1]):.2f}x throughput")
+    report(f"  memory, ours / Celery with results: {rows[0][2] / rows[1][2]:.2f}x")
+    report(f"latency of one no-op task, idle warm worker, {LATENCY_TASKS} tasks (ms, p50 / p95)")
+    figures = {}
+    for name, samples in latency.items():
+        started = percentiles([(start - sent) * 1000 for sent, start, _ in samples])
+        ended = percentiles([(end - sent) * 1000 for sent, _, end in samples])
+        figures[name] = ended
+        report(
+            f"  {name:<8} to start {started[0]:>7.1f} / {started[1]:>7.1f}   to result {ended[0]:>7.1f} / {ended[1]:>7.1f}"
+        )
+    ratio = [ours / celery for ours, celery in zip(figures["ours"], figures["Celery"], strict=True)]
+    report(f"  ours / Celery to result: p50 {ratio[0]:.2f}x, p95 {ratio[1]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
