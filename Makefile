@@ -78,6 +78,7 @@ $(BIN)/.bench-installed: requirements-bench.txt $(BIN)/.installed
 bench: $(BIN)/.bench-installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; beside Celery on SQS (throughput, memory, latency); intake cold start beside a Powertools resolver; an execute task's RUNNING -> SUCCEEDED beside subprocess.run; analyze on 5 MB beside the old analyzer
 	$(BIN)/python -m bench.worker_throughput
 	$(BIN)/python -m bench.peer_throughput
+	$(BIN)/python -m bench.aws_calls
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.execute_overhead
 	$(BIN)/python -m bench.analyze

@@ -5,11 +5,18 @@ It runs the tasks first come first served on the worker that frees earliest; a t
 cannot start within `wait` gets a new worker launched to be ready at its arrival (later if the launch
 bucket is empty); a worker that would sit idle longer than a start is stopped and a new one launched
 (a start costs less than the idle time). Every wait is within `wait`, stricter than the goal's p95,
-so this is an achievable schedule, not a proof that nothing cheaper exists."""
+so this is an achievable schedule, not a proof that nothing cheaper exists.
+
+With `decisions` (seconds between decisions) the same schedule is held to what a policy deciding that
+often on what has arrived can do: a worker is launched at the first decision at or after the arrival
+of the task it is for, and stopped at the first decision after its last task ends (a busy worker is
+never set aside). It still knows every task time. Where even this costs more than the goal, the goal
+is out of reach for any such policy, and the clairvoyant bound (without `decisions`) is the reference."""
 
 from __future__ import annotations
 
 import heapq
+import math
 
 from simulator.model import Fleet
 from simulator.pricing import Prices
@@ -23,6 +30,7 @@ def clairvoyant_task_hours(
     duration: float,
     fleet: Fleet,
     prices: Prices,
+    decisions: float | None = None,
 ) -> float:
     start = fleet.start_seconds
     minimum = prices.billing_minimum_seconds
@@ -33,9 +41,13 @@ def clairvoyant_task_hours(
     tokens, refilled = float(fleet.launch_burst), float("-inf")
     billed = 0.0
 
+    def next_decision(moment: float) -> float:
+        return math.ceil(moment / decisions) * decisions if decisions else moment
+
     def launch(ready_wanted: float) -> tuple[float, int]:
         nonlocal tokens, refilled
-        at = ready_wanted - start
+        # Launched in advance, or at the first decision that sees the task.
+        at = next_decision(ready_wanted) if decisions else ready_wanted - start
         if refilled != float("-inf"):
             tokens = min(fleet.launch_burst, tokens + (at - refilled) * fleet.launches_per_second)
         if tokens < 1:
@@ -63,6 +75,6 @@ def clairvoyant_task_hours(
             last_end[worker] = finished
         heapq.heappush(free, (finished, worker))
         end = max(end, finished)
-    billed += sum(max(minimum, stop - at) for at, stop in zip(launched, last_end, strict=True))
+    billed += sum(max(minimum, next_decision(stop) - at) for at, stop in zip(launched, last_end, strict=True))
     billed += min_tasks * end
     return billed / 3600

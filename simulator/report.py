@@ -27,6 +27,7 @@ GOAL_HEADERS = (
     "task-hours x oracle",
     "p95 wait x step",
     "bound x oracle",
+    "bound, decisions a minute",
     "reversals/h",
     "busy stopped",
     "unfinished",
@@ -83,6 +84,7 @@ def goal_table(verdicts: list[Verdict], *, markdown: bool = False) -> str:
             f"{v.hours_ratio:.2f}",
             f"{v.wait_ratio:.2f}",
             f"{v.bound_ratio:.2f}" if v.bound_ratio is not None else "-",
+            f"{v.reactive_ratio:.2f}" if v.reactive_ratio is not None else "-",
             f"{v.reversals_per_hour:.1f}",
             str(v.stopped_busy),
             str(v.unfinished),
@@ -96,15 +98,22 @@ def goal_table(verdicts: list[Verdict], *, markdown: bool = False) -> str:
 def closing_note(verdicts: list[Verdict]) -> str:
     failing = [v for v in verdicts if not v.passed]
     goal = (
-        f"goal: task-hours <= {TASK_HOURS_GOAL}x the oracle's (or, where the clairvoyant bound is above "
-        f"that, <= {BOUND_GOAL}x the bound), p95 wait <= {WAIT_GOAL}x the step table's, at most 4 "
+        f"goal: task-hours <= {TASK_HOURS_GOAL}x the oracle's (or, where that is out of reach, i.e. the "
+        "clairvoyant bound or the bound held to decisions a minute costs more and the policy does not "
+        f"beat it, <= {BOUND_GOAL}x the clairvoyant bound), p95 wait <= {WAIT_GOAL}x the step table's, at most 4 "
         "reversals/h on steady, no busy worker stopped, every task finished"
     )
     if not failing:
         return f"{goal}\n\nevery cell passes ({len(verdicts)} of {len(verdicts)})"
     lines = [goal, "", f"{len(failing)} of {len(verdicts)} cells fail:", ""]
     for v in failing:
-        bound = f"; clairvoyant bound {v.bound_ratio:.2f}x oracle" if v.bound_ratio is not None else ""
+        bound = (
+            f"; clairvoyant bound {v.bound_ratio:.2f}x oracle ({BOUND_GOAL}x: {BOUND_GOAL * v.bound_ratio:.2f}x)"
+            if v.bound_ratio is not None
+            else ""
+        )
+        if v.reactive_ratio is not None:
+            bound += f", held to decisions a minute {v.reactive_ratio:.2f}x"
         lines.append(f"- {v.profile} seed {v.seed}: {v.why}{bound}")
     return "\n".join(lines)
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,30 +20,14 @@ from local_stack.emf import save_keys
 from local_stack.stack import EVENTS_DIR, STATE_DIR, LocalConfig, LocalStack
 from mistersmith.callers import LOCAL_CALLER
 from mistersmith.models import task_key
+from tests.boto_record import record_boto_calls
 
 # CI gets the same examples on every run, so that its verdict is about the change, not the draw;
 # locally the draw varies and keeps exploring.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-BOTO_CALLS_DIR = Path(__file__).with_name("boto_calls")
-
-
-def _record_boto_calls() -> Path:
-    """Every boto3 operation the functions (in this process) and workers (child processes, through
-    sitecustomize on PYTHONPATH) make is written to a file the permission tests read."""
-    path = Path(tempfile.mkdtemp(prefix="mistersmith-boto-calls-")) / "calls.jsonl"
-    os.environ["MISTERSMITH_BOTO_CALLS"] = str(path)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(BOTO_CALLS_DIR), os.environ.get("PYTHONPATH")])
-    )
-    spec = importlib.util.spec_from_file_location("boto_calls", BOTO_CALLS_DIR / "sitecustomize.py")
-    assert spec is not None and spec.loader is not None
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    return path
-
-
-BOTO_CALLS = _record_boto_calls()
+BOTO_CALLS = record_boto_calls()
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 VISIBILITY_SECONDS = 10

@@ -1,4 +1,5 @@
-"""Records which boto3 operations each entry point makes, for the permission tests.
+"""Records which boto3 operations each entry point makes, for the permission tests (each distinct
+call once) and the AWS-call benchmark (every call, when MISTERSMITH_BOTO_CALLS_EVERY is set).
 
 Python imports this at start-up in every process that has this folder on PYTHONPATH (tests/conftest.py
 puts it there, so the local stack's worker processes load it); tests/conftest.py also loads it into the
@@ -13,6 +14,7 @@ import threading
 from typing import Any
 
 RECORD_VARIABLE = "MISTERSMITH_BOTO_CALLS"
+EVERY_VARIABLE = "MISTERSMITH_BOTO_CALLS_EVERY"
 _seen: set[tuple[str, str, str]] = set()
 _lock = threading.Lock()
 
@@ -31,7 +33,7 @@ def _record(model: Any, **_: Any) -> None:
         return
     call = (entry, model.service_model.service_name, model.name)
     with _lock:
-        if call in _seen:
+        if call in _seen and not os.environ.get(EVERY_VARIABLE):
             return
         _seen.add(call)
         with open(os.environ[RECORD_VARIABLE], "a") as calls:

@@ -61,6 +61,7 @@ FUNCTION_ENV = {
         "SCALING_TASK_SECONDS": {"Ref": "ScalingTaskSeconds"},
         "WORKER_START_SECONDS": {"Ref": "WorkerStartSeconds"},
         "SCALING_HEADROOM": {"Ref": "ScalingHeadroom"},
+        "WORKER_CONCURRENCY": {"Ref": "WorkerConcurrency"},
     },
 }
 

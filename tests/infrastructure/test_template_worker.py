@@ -218,3 +218,14 @@ def test_worker_children_have_no_network_unless_the_deployment_allows_it(
     # When a deployment keeps the defaults, then execute's children get no IPv4/IPv6 sockets
     assert env["EXECUTE_ALLOW_NETWORK"] == {"Ref": "ExecuteNetworkAccess"}
     assert parameter_defaults["ExecuteNetworkAccess"] == "false"
+
+
+def test_worker_concurrency_and_autoscaler_concurrency_are_one_parameter(deployment):
+    # Given a stack deployed with WorkerConcurrency 3
+    stack = deployment(WorkerConcurrency="3")
+    worker = {item["Name"]: item["Value"] for item in containers(stack)["worker"]["Environment"]}
+    autoscaler = stack.resources["AutoscalerFunction"]["Properties"]["Environment"]["Variables"]
+    # When the worker takes tasks and the autoscaler counts busy workers
+    # Then both read the one parameter: the worker runs as many tasks at once as the autoscaler assumes
+    assert worker["CONCURRENCY"] == autoscaler["WORKER_CONCURRENCY"] == {"Ref": "WorkerConcurrency"}
+    assert str(stack.parameters["WorkerConcurrency"]) == "3"

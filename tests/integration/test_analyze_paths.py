@@ -80,13 +80,14 @@ def test_analyze_with_a_c_file_runs_on_a_worker_with_cppcheck(api, wait_terminal
 
 
 def test_analyze_over_the_memory_budget_ends_failed_with_the_budget_error(stack, wait_terminal, monkeypatch):
-    # Given the analyze function with the smallest memory budget, and a 2.5 MB module stored
+    # Given the analyze function with the smallest memory budget, and a 25 MB module (ruff holds
+    # about 0.8 GB for a second or two parsing it) stored
     # aside as intake stores a big payload (the message carries the claim check)
     module = module_of(stack.template, "AnalyzeFunction")
     settings = load(AnalyzeSettings).model_copy(update={"child_memory_bytes": 16 << 20})
     monkeypatch.setattr(module, "get_processor", lambda: wiring.processor(settings))
     source = "".join(
-        f"def f{i}(a):\n    if a:\n        return {i}\n    return None\n\n\n" for i in range(40_000)
+        f"def f{i}(a):\n    if a:\n        return {i}\n    return None\n\n\n" for i in range(400_000)
     )
     task_id = unique("analyze-memory")
     body = json.dumps({"files": {"big.py": source}}).encode()

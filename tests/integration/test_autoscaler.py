@@ -173,10 +173,10 @@ def test_autoscaler_drain_policy_sizes_from_finished_and_running_task_times(stac
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
     # Then the cohort's Kaplan-Meier mean counts the running ones as still going: beyond 120 s half the
     # cohort survives, taken to need as long again (120 + 0.5 x 120 = 180 s), with the 60 s prior
-    # weighing as 20 tasks: 120 s; 45 tasks x 120 s over the 540 s a new task has: 10 tasks (the
-    # finished ones alone would say 90 s: 8)
-    assert response["desired_count"] == 10
-    assert desired_count(session.client("ecs"), target) == 10
+    # weighing as 20 tasks: 120 s; 45 tasks x 120 s started within the 540 s a new task has (the last
+    # starting a task time before the work is done, 540 + 120 s): 9 tasks (90 s, the finished ones alone: 7)
+    assert response["desired_count"] == 9
+    assert desired_count(session.client("ecs"), target) == 9
 
 
 def test_autoscaler_unreadable_service_changes_nothing_and_says_so(stack, target, handler_scaling):

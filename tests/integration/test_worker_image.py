@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,15 +93,21 @@ class Layout:
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, Path]:
+def layout() -> Iterator[tuple[Layout, Path]]:
     if not PYTHON_312:
         pytest.fail("the worker image runs Python 3.12: install it (pyenv install 3.12)")
-    root = tmp_path_factory.mktemp("image")
-    venv = root / "venv"
-    subprocess.run([PYTHON_312[0], "-m", "venv", venv], env=clean_environment(), check=True, timeout=120)
-    built = Layout(root / "fs")
-    built.replay(venv / "bin" / "python")
-    return built, venv / "bin"
+    # An image's files are readable by every user, the sandbox's children included: not under
+    # pytest's temporary folders, which are 0700.
+    root = Path(tempfile.mkdtemp(prefix="mistersmith-image-"))
+    root.chmod(0o755)
+    try:
+        venv = root / "venv"
+        subprocess.run([PYTHON_312[0], "-m", "venv", venv], env=clean_environment(), check=True, timeout=120)
+        built = Layout(root / "fs")
+        built.replay(venv / "bin" / "python")
+        yield built, venv / "bin"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_worker_image_layout_has_no_repository_on_its_path(layout):

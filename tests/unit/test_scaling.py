@@ -302,15 +302,16 @@ def test_decide_drain_empty_queue_and_idle_service_releases_to_min():
 def test_decide_drain_sizes_to_clear_the_backlog_within_the_budget():
     # Given 2 running, 540 waiting, 60 s tasks, 600 s budget, 60 s start
     decision = decide(depth(540), counts(2), DRAIN, now=NOW)
-    # Then 540 x 60 s of work over the 540 s a new task has: 60 tasks
-    assert decision.desired == 60
+    # Then every waiting task starts within the 540 s a new task has: 54 tasks run 10 each, the last
+    # starting 9 x 60 = 540 s in (sized to finish them all in 540 s, 60 would start the last 60 s early)
+    assert decision.desired == 54
 
 
 def test_decide_drain_uses_the_observed_task_time():
     # Given tasks observed to take 120 s (the estimate says 60)
     decision = decide(depth(540), counts(2), DRAIN, now=NOW, task_seconds=120)
-    # Then twice the tasks
-    assert decision.desired == 120
+    # Then 540 x 120 s over the 540 s a new task has plus the last one's 120 s: 99, not 54
+    assert decision.desired == math.ceil(540 * 120 / (540 + 120))
 
 
 def test_decide_drain_adds_what_stops_a_growing_queue_within_the_growth_bound():
@@ -318,8 +319,8 @@ def test_decide_drain_adds_what_stops_a_growing_queue_within_the_growth_bound():
     last = replace(scaled(+1, ago=60, desired=10, base=9), seen=Observation(NOW - 60, 60, 10, load=10))
     decision = decide(depth(120, in_flight=10), counts(10), DRAIN, now=NOW, last=last)
     # Then the load, 10 busy + 60 for the growth, is bounded to 10 + 20 = 30 slots; plus 120 x 60 / 540
-    # draining and 0.5 x sqrt(30) spare
-    assert decision.desired == math.ceil(30 + 120 * 60 / 540 + 0.5 * math.sqrt(30))
+    # draining (started within 540 s) and 0.5 x sqrt(30) spare
+    assert decision.desired == math.ceil(30 + 120 * 60 / (540 + 60) + 0.5 * math.sqrt(30))
 
 
 def test_decide_drain_counts_busy_in_workers_at_concurrency_two():
@@ -330,11 +331,21 @@ def test_decide_drain_counts_busy_in_workers_at_concurrency_two():
     assert decision.desired <= 30
 
 
+def test_decide_scale_in_at_concurrency_two_keeps_a_worker_per_task_in_flight_when_nothing_waits():
+    # Given 2 tasks a worker, 20 running workers and 10 tasks in flight, nothing waiting: after a
+    # backlog drains each worker may hold one last task (the simulator finds 300 such workers on the
+    # burst), so 10 in flight need not fill 5 workers
+    policy = replace(DRAIN, concurrency=2)
+    decision = decide(depth(0, in_flight=10), counts(20), policy, now=NOW)
+    # When it scales in / Then it keeps 10 workers, not ceil(10 / 2) = 5
+    assert decision.desired == 10
+
+
 def test_decide_drain_sizes_a_backlog_in_workers_at_concurrency_two():
     # Given 2 tasks a worker, 2 running and 540 waiting / When decided
     decision = decide(depth(540), counts(2), replace(DRAIN, concurrency=2), now=NOW)
-    # Then 540 x 60 s over 540 s is 60 slots: 30 workers
-    assert decision.desired == 30
+    # Then 540 x 60 s over 540 + 60 s is 54 slots: 27 workers
+    assert decision.desired == 27
 
 
 def test_decide_drain_keeps_a_worker_for_every_task_that_waits():

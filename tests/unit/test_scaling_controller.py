@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from dataclasses import replace
 
@@ -194,7 +195,8 @@ def test_autoscaler_drain_uses_the_estimate_from_the_task_times(log_output):
     decision = scaler.run()
     # Then it read the sample the estimate is built for, and sized with about 120 s, not the 60 s prior
     assert times.samples == [TASK_TIME_SAMPLE]
-    assert decision.desired == round(540 * (1000 * 120 + 20 * 60) / 1020 / 540)
+    estimate = (1000 * 120 + 20 * 60) / 1020
+    assert decision.desired == math.ceil(540 * estimate / (540 + estimate))
 
 
 def test_autoscaler_hands_each_applied_decision_to_the_record_decision_seam(log_output):

@@ -56,6 +56,7 @@ def test_default_policy_matches_the_template_parameter_defaults():
     assert policy.task_seconds == float(defaults["ScalingTaskSeconds"])
     assert policy.start_seconds == float(defaults["WorkerStartSeconds"])
     assert policy.headroom == float(defaults["ScalingHeadroom"])
+    assert policy.concurrency == int(defaults["WorkerConcurrency"])
     assert policy.steps == mistersmith.scaling.StepTable.parse(defaults["ScalingSteps"])
 
 
@@ -278,7 +279,22 @@ def test_clairvoyant_bound_costs_more_than_the_work_and_more_for_a_shorter_wait(
     assert strict < busy + 2 * JUDGE["spike"].duration / 3600 + 2000 * 61 / 3600
 
 
-def _comparison(hours: float, wait: float, step_wait: float, bound: float | None) -> Comparison:
+def test_bound_held_to_decisions_a_minute_costs_more_than_the_clairvoyant_one():
+    # Given the spike and the clairvoyant bound at half the step table's wait (about 500 s)
+    arrivals = JUDGE["spike"].arrivals(1)
+    args = {"wait": 500, "min_tasks": 2, "duration": JUDGE["spike"].duration, "fleet": QUIET}
+    clairvoyant = clairvoyant_task_hours(arrivals, prices=Prices(), **args)
+    # When it may launch only at a decision that has seen the task, and stop only at one
+    every_minute = clairvoyant_task_hours(arrivals, prices=Prices(), decisions=60, **args)
+    every_second = clairvoyant_task_hours(arrivals, prices=Prices(), decisions=1, **args)
+    # Then it costs more (it launches after the spike, not before, and idles to the next decision),
+    # and more the rarer the decisions
+    assert clairvoyant < every_second < every_minute
+
+
+def _comparison(
+    hours: float, wait: float, step_wait: float, bound: float | None, reactive: float | None = None
+) -> Comparison:
     def run(policy: str, task_hours: float, p95: float) -> RunResult:
         return RunResult("p", policy, 1, [p95], 0.0, task_hours, task_hours, 0.0, 0.0, 0.0, duration=3600)
 
@@ -288,6 +304,7 @@ def _comparison(hours: float, wait: float, step_wait: float, bound: float | None
         run("oracle", 10.0, 0.0),
         [run(LABELS[PolicyKind.STEP], 30.0, step_wait), run(LABELS[DEFAULT_POLICY], hours, wait)],
         bound,
+        reactive,
     )
 
 
@@ -299,12 +316,31 @@ def _comparison(hours: float, wait: float, step_wait: float, bound: float | None
         (12.5, 51.0, 11.0, False),  # wait over half
         (14.3, 50.0, 13.0, True),  # out of reach (bound 1.3x): within 1.1x the bound
         (14.4, 50.0, 13.0, False),  # out of reach, beyond 1.1x the bound
+        (12.6, 50.0, 13.0, False),  # a bound of 1.3x the policy beats (1.26x) shows nothing out of reach
     ],
 )
 def test_verdict_applies_the_goal_and_the_bound(hours, wait, bound, passed):
     # Given the default policy's task-hours and p95 wait, the step table's 100 s, the oracle's 10 h
     result = verdict(_comparison(hours, wait, 100.0, bound))
     # When judged / Then it passes only within the goal, or within 1.1x an out-of-reach bound
+    assert result is not None
+    assert result.passed is passed
+
+
+@pytest.mark.parametrize(
+    ("hours", "reactive", "passed"),
+    [
+        (12.6, 12.55, True),  # the goal beyond decisions a minute (1.255x): within 1.1x the bound
+        (12.7, 12.55, False),  # beyond 1.1x the bound
+        (12.6, 12.0, False),  # reachable with decisions a minute (1.2x): 1.25x applies
+        (12.6, 13.0, False),  # the policy beats that schedule (1.3x), so it shows nothing out of reach
+    ],
+)
+def test_verdict_goal_out_of_reach_for_decisions_a_minute_is_judged_by_the_bound(hours, reactive, passed):
+    # Given the oracle's 10 h, a clairvoyant bound of 11.5 h (1.15x, reachable) and the bound held to
+    # the decision schedule / When judged / Then out of reach only if the latter is above 1.25x and
+    # the policy does not beat it
+    result = verdict(_comparison(hours, 50.0, 100.0, 11.5, reactive))
     assert result is not None
     assert result.passed is passed
 

@@ -294,9 +294,10 @@ def test_run_analyze_over_the_time_budget_fails_with_timeout():
 
 
 def test_run_analyze_source_over_the_memory_budget_fails_with_memory_limit_exceeded():
-    # Given a 2.5 MB module, more than ruff can parse in the smallest memory budget (128 MiB)
+    # Given a 25 MB module: ruff holds about 0.8 GB for a second or two parsing it, far past the smallest
+    # memory budget (128 MiB), so the 0.25 s budget poll sees it
     source = "".join(
-        f"def f{i}(a):\n    if a:\n        return {i}\n    return None\n\n\n" for i in range(40_000)
+        f"def f{i}(a):\n    if a:\n        return {i}\n    return None\n\n\n" for i in range(400_000)
     )
     limits = WorkLimits(confinement=Confinement(memory_bytes=16 << 20))
 

@@ -9,7 +9,7 @@ service (each choice is written beside the code in `_step` and `_bounded`). A st
 acceptable latency / average processing time.
 
 `drain` is ours: the slots that keep up with arrivals (the offered load: a smoothed arrival rate x
-task time), plus enough to clear what waits within a latency budget (a new task helps only once
+task time), plus enough to start what waits within a latency budget (a new task helps only once
 started), plus square-root headroom, divided by the tasks a worker runs at once. The load may grow
 to at most max(2x, + `growth_tasks` workers) of the busy slots in one tick: a burst's first minutes
 are cleared by the backlog term, not extrapolated. A change within the noise of the busy count is
@@ -300,9 +300,10 @@ def _drain(
 ) -> tuple[Decision, float]:
     waiting = depth.visible + depth.delayed
     serving = _offered_load(waiting, busy, task_seconds, policy, now, last)
-    # Clear what waits within the budget; a task started now only works once it has started.
+    # Start what waits within the budget (a queue wait ends when a task starts, so the last of the
+    # backlog may start one task time before it is done); a task launched now works once it has started.
     window = max(policy.latency_seconds - policy.start_seconds, task_seconds)
-    draining = waiting * task_seconds / window
+    draining = waiting * task_seconds / (window + task_seconds)
     spare = policy.headroom * math.sqrt(serving)
     wanted = (serving + draining + spare) / policy.concurrency
     current = service.desired

@@ -41,7 +41,8 @@ from mistersmith.work.limits import WorkLimits
 from mistersmith.work.sandbox import SAFE_PATH, SandboxResult, budget_failure, run_sandboxed
 
 MAX_COMPLEXITY = 10
-_CHILD = Path(analyze_child.__file__).resolve()
+# Passed as the child's program text: the child's uid need not be able to read the worker's files.
+_CHILD_SOURCE = Path(analyze_child.__file__).read_text(encoding="utf-8")
 # More findings than this stay out of the bucket's report as well (they are still counted).
 _REPORT_BYTES = 16 << 20
 # Floors for the child's Python and its tools: ruff maps 25 MiB and runs a thread per core.
@@ -99,7 +100,7 @@ def _run_child(request: dict[str, Any], limits: WorkLimits, stop: threading.Even
     )
     # -I: neither the environment nor the work directory can put a module in the child's way.
     return run_sandboxed(
-        [interpreter, "-I", "-S", str(_CHILD)],
+        [interpreter, "-I", "-S", "-c", _CHILD_SOURCE],
         timeout_seconds=limits.execute_timeout_seconds,
         output_limit_bytes=limits.output_limit_bytes,
         # ASCII JSON: an archive's undecodable bytes (lone surrogates) travel as escapes.

@@ -1,0 +1,144 @@
+"""Every AWS request a task costs, by component and operation, counted on the local stack.
+
+TASKS execute tasks of `python3 -c pass` go through the whole path (POST /tasks -> intake ->
+bus -> router -> queue -> worker -> terminal record) with one warm worker; a botocore hook
+(tests/boto_calls, every call recorded) names the component that made each call. The bench's own
+status reads are not counted (they are the client's). Then the periodic requests: one worker (with
+the deployed long-poll wait) idle for IDLE_SECONDS and busy with one task that sleeps BUSY_SECONDS (less that task's own calls),
+and the scheduled functions (run every few seconds locally, every minute in AWS), each scaled to an
+hour and priced with simulator/pricing.py's request prices.
+
+Run: make bench   (or: .venv/bin/python -m bench.aws_calls)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from bench.worker_throughput import free_port, quiet_stdout
+from local_stack.stack import LocalConfig, LocalStack
+from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.callers import LOCAL_CALLER
+from mistersmith.models import task_key
+from mistersmith.settings import WorkerSettings
+from simulator.pricing import PER_MILLION
+from tests.boto_record import record_boto_calls
+
+TASKS = 100
+IDLE_SECONDS = 60.0
+BUSY_SECONDS = 110.0  # past one heartbeat (a third of the default 300 s lease)
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
+# Run on a schedule, not per task: their calls are reported per hour, as AWS would run them.
+SCHEDULED = {"autoscaler", "reconciler"}
+AWS_SCHEDULE_SECONDS = 60.0
+
+
+def counted(calls: Path, since: int) -> tuple[Counter[tuple[str, str, str]], int]:
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for line in lines[since:]:
+        call = json.loads(line)
+        counts[(call["entry"], call["service"], call["operation"])] += 1
+    return counts, len(lines)
+
+
+def submit_and_wait(api: httpx.Client, store: DynamoTaskStore, ids: list[str], command: list[str]) -> None:
+    for task_id in ids:
+        answer = api.post(
+            "/tasks", json={"id": task_id, "task_type": "execute", "payload": {"command": command}}
+        )
+        answer.raise_for_status()
+    deadline = time.monotonic() + 600
+    pending = set(ids)
+    while pending:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(pending)} bench tasks did not end")
+        pending = {
+            task_id
+            for task_id in pending
+            if store.get(task_key(LOCAL_CALLER, task_id)).status not in TERMINAL
+        }
+        time.sleep(0.2)
+
+
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+def request_price(service: str, operation: str) -> float:
+    """USD for one request, at one unit or 64 KB chunk (every bench item and message is smaller);
+    S3 and anything unpriced count 0."""
+    if service == "sqs":
+        return PER_MILLION["sqs_request"] / 1e6
+    if service == "events":
+        return PER_MILLION["eventbridge_event"] / 1e6
+    if service == "dynamodb":
+        unit = "dynamodb_write_unit" if operation in DYNAMODB_WRITES else "dynamodb_read_unit"
+        return PER_MILLION[unit] / 1e6
+    return 0.0
+
+
+def price(counts: Counter[tuple[str, str, str]]) -> float:
+    return sum(n * request_price(service, operation) for (_, service, operation), n in counts.items())
+
+
+def main() -> int:
+    report = quiet_stdout()
+    calls = record_boto_calls(every=True)
+    config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=0, log_level="WARNING")
+    with LocalStack(config) as stack, httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        store = DynamoTaskStore(stack.template.refs["TaskTable"])
+        wait = WorkerSettings.model_fields["receive_wait_seconds"].default
+        worker = stack.start_worker(0, {"RECEIVE_WAIT_SECONDS": str(wait)})
+        try:
+            submit_and_wait(api, store, ["warm-up"], ["python3", "-c", "pass"])
+            _, mark = counted(calls, 0)
+            started = time.monotonic()
+            submit_and_wait(api, store, [f"calls-{n}" for n in range(TASKS)], ["python3", "-c", "pass"])
+            every, mark = counted(calls, mark)
+            elapsed = time.monotonic() - started
+            time.sleep(IDLE_SECONDS)
+            idle, mark = counted(calls, mark)
+            submit_and_wait(api, store, ["busy"], ["sleep", str(BUSY_SECONDS)])
+            busy, mark = counted(calls, mark)
+        finally:
+            worker.terminate()
+            worker.wait()
+    per_task = Counter({key: n for key, n in every.items() if key[0] not in SCHEDULED})
+    scheduled = Counter({key: n for key, n in every.items() if key[0] in SCHEDULED})
+    report(f"AWS requests per task, {TASKS} execute tasks of `python3 -c pass`, one warm worker")
+    for (entry, service, operation), n in sorted(per_task.items()):
+        report(f"  {entry:<12} {service:<10} {operation:<26} {n / TASKS:>6.2f}")
+    total = sum(per_task.values()) / TASKS
+    report(
+        f"  {'total':<50} {total:>6.2f}  (goal <= 6)   ${price(per_task) / TASKS * 1e6:.2f} per million tasks"
+    )
+    # Locally the schedules fire every config.schedule_seconds; in AWS every AWS_SCHEDULE_SECONDS.
+    hourly = 3600 / elapsed * config.schedule_seconds / AWS_SCHEDULE_SECONDS
+    for entry in sorted({key[0] for key in scheduled}):
+        mine = Counter({key: n for key, n in scheduled.items() if key[0] == entry})
+        by_operation = ", ".join(f"{op} {n * hourly:,.0f}" for (_, _, op), n in sorted(mine.items()))
+        report(
+            f"  periodic, {entry} each minute: {sum(mine.values()) * hourly:,.0f} requests an hour"
+            f" (${price(mine) * hourly:.4f}/h): {by_operation}"
+        )
+    # The busy task's own calls (claim, result, events, receive, delete) are not periodic.
+    own = Counter({key: round(n / TASKS) for key, n in per_task.items() if key[0] == "worker"})
+    for name, counts, seconds in (("idle", idle, IDLE_SECONDS), ("busy", busy - own, BUSY_SECONDS)):
+        worker_calls = Counter({key: n for key, n in counts.items() if key[0] == "worker"})
+        hourly = 3600 / seconds
+        by_operation = ", ".join(f"{op} {n * hourly:,.0f}" for (_, _, op), n in sorted(worker_calls.items()))
+        report(
+            f"  periodic, one {name} worker: {sum(worker_calls.values()) * hourly:,.0f} requests an hour"
+            f" (${price(worker_calls) * hourly:.4f}/h): {by_operation}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
