@@ -74,9 +74,13 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     with LocalStack(config) as running:
         yield running
     # Saved only from a session that ran every integration module: a part emits only part of the metrics.
-    ran = {Path(str(item.path)).name for item in request.session.items}
-    if {path.name for path in Path(__file__).with_name("integration").glob("test_*.py")} <= ran:
+    if runs_every_integration_module(request.session):
         save_keys(running.metrics.series(), EMITTED_METRICS_FILE)
+
+
+def runs_every_integration_module(session: pytest.Session) -> bool:
+    ran = {Path(str(item.path)).name for item in session.items}
+    return {path.name for path in Path(__file__).with_name("integration").glob("test_*.py")} <= ran
 
 
 @pytest.fixture(scope="session")

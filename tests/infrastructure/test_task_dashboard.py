@@ -2,8 +2,8 @@
 dashboard or alarm names was emitted by the local stack during the integration tests (namespace, name
 and dimension set exactly), and every metric emitted is shown somewhere.
 
-In a whole run this test goes last and reads the session's stack; run on its own it reads what the
-last integration run saved (tests/conftest.py)."""
+In a run of every integration module this test goes last and reads the session's stack; otherwise it
+reads what the last such run saved (tests/conftest.py), or is skipped when none has."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from local_stack.emf import SeriesKey, load_keys
-from tests.conftest import EMITTED_METRICS_FILE
+from tests.conftest import EMITTED_METRICS_FILE, runs_every_integration_module
 from tests.infrastructure.test_template_observability import _dashboard
 
 pytestmark = [pytest.mark.infrastructure, pytest.mark.after_integration]
@@ -79,8 +79,7 @@ def references(resources, parameter_defaults) -> list[Reference]:
 
 @pytest.fixture(scope="module")
 def emitted(request: pytest.FixtureRequest) -> set[SeriesKey]:
-    others = [item for item in request.session.items if item.module is not request.module]
-    if any("stack" in getattr(item, "fixturenames", ()) for item in others):
+    if runs_every_integration_module(request.session):
         stack = request.getfixturevalue("stack")
         stack.read_worker_logs()
         return set(stack.metrics.series())
