@@ -180,7 +180,7 @@ class ProcessorRuns:
         self.store.create(StoredTask.queued(message, now_iso()))
         disposition = self.processor.process(message)
         task = self.store.get(message.id)
-        assert disposition is Disposition.DELETE and task is not None, disposition
+        assert disposition.disposition is Disposition.DELETE and task is not None, disposition
         assert task.status is TaskStatus.SUCCEEDED, f"the bench task ended {task.status}: {task.error}"
         assert task.duration_ms is not None
         self.recorded_ms.append(float(task.duration_ms))

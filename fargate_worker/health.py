@@ -15,7 +15,8 @@ MAX_CONNECTIONS = 16
 
 
 class HealthServer:
-    """Serves health in a daemon thread; `is_ready` is asked on every `/ready`. Each connection
+    """Serves health in a daemon thread; `is_ready` is asked on every `/ready`, `is_alive` on every
+    `/health` and `/ready` (a worker with a dead or stalled thread is neither). Each connection
     gets `timeout_seconds` per read; past `max_connections` at once, new ones are closed."""
 
     def __init__(
@@ -23,11 +24,14 @@ class HealthServer:
         host: str,
         port: int,
         is_ready: Callable[[], bool],
+        is_alive: Callable[[], bool] = lambda: True,
         *,
         timeout_seconds: float = TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self._server = _CappedServer((host, port), _handler_for(is_ready, timeout_seconds), max_connections)
+        self._server = _CappedServer(
+            (host, port), _handler_for(is_ready, is_alive, timeout_seconds), max_connections
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     @property
@@ -44,6 +48,8 @@ class HealthServer:
 
 class _CappedServer(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of connections waits to be accepted (and closed) instead of being dropped unheard.
+    request_queue_size = 128
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
@@ -64,15 +70,18 @@ class _CappedServer(ThreadingHTTPServer):
             self._slots.release()
 
 
-def _handler_for(is_ready: Callable[[], bool], timeout_seconds: float) -> type[BaseHTTPRequestHandler]:
+def _handler_for(
+    is_ready: Callable[[], bool], is_alive: Callable[[], bool], timeout_seconds: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = timeout_seconds
 
         def do_GET(self) -> None:
             if self.path == "/health":
-                self._reply(200, {"status": "ok"})
+                alive = is_alive()
+                self._reply(200 if alive else 503, {"status": "ok" if alive else "broken"})
             elif self.path == "/ready":
-                ready = is_ready()
+                ready = is_alive() and is_ready()
                 self._reply(200 if ready else 503, {"status": "ready" if ready else "not ready"})
             else:
                 self._reply(404, {"detail": "not found"})

@@ -4,16 +4,19 @@ finish within the grace period."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
 
+from fargate_worker.deletes import DeferredDeletes
 from fargate_worker.health import HealthServer
 from mistersmith import wiring
 from mistersmith.adapters.ecs_agent import EcsAgentTaskProtection, NoTaskProtection
@@ -21,15 +24,23 @@ from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.models import TaskMessage
 from mistersmith.observability import logger, start_tracing
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
-from mistersmith.processing import Disposition, StopReason, StopSignal, TaskProcessor
+from mistersmith.processing import (
+    STALL_SECONDS,
+    Disposition,
+    Outcome,
+    StopReason,
+    StopSignal,
+    TaskProcessor,
+    persist,
+)
 from mistersmith.settings import WorkerSettings, load
 from mistersmith.work.sandbox import seal_shared_temp
 
 # Scale-in protection outlives a renewal interval by a wide margin, and lapses if the worker dies.
 PROTECTION_MINUTES = 15
 PR_SET_DUMPABLE = 4
-# SQS deletes at most ten messages per call.
-DELETE_BATCH = 10
+# SQS delays a message by at most 15 minutes; a longer deferral keeps the original invisible instead.
+MAX_DELAY_SECONDS = 900
 # Where SQS keeps the trace context of a message (set by the router, or by X-Ray instrumentation).
 TRACE_ATTRIBUTE = "AWSTraceHeader"
 
@@ -53,11 +64,27 @@ class Worker:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(settings.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="task")
-        self._pending_deletes: list[str] = []
+        self.deletes = DeferredDeletes(queue)
         self._in_flight = 0
+        self._poller: threading.Thread | None = None
+        self._poll_tick = time.monotonic()
+        # Held by the one task that is gathering every slot to run alone; set while it does.
+        self._alone_lock = threading.Lock()
+        self._gathering = threading.Event()
 
     def is_ready(self) -> bool:
-        return not self.stopping.is_set()
+        return not self.stopping.is_set() and self.is_alive()
+
+    def is_alive(self) -> bool:
+        """False once a background thread has died or stopped making progress: ECS replaces the task."""
+        poller = self._poller
+        # A receive may hold the poll thread for its long poll plus botocore's retries of a timeout.
+        stalled_after = self.settings.receive_wait_seconds + STALL_SECONDS
+        polling = poller is None or (
+            (poller.is_alive() or self.stopping.is_set())
+            and (self.stopping.is_set() or time.monotonic() - self._poll_tick < stalled_after)
+        )
+        return polling and self.processor.healthy()
 
     def request_stop(self, *_: object) -> None:
         """First signal: stop receiving and drain within the grace; a second one: drain now."""
@@ -75,46 +102,64 @@ class Worker:
 
     def run(self) -> None:
         """Polls until stopped, then drains; returns when nothing of this worker's is in flight."""
-        poller = threading.Thread(target=self._poll, name="poll", daemon=True)
-        poller.start()
+        self._poller = threading.Thread(target=self._poll, name="poll", daemon=True)
+        self._poller.start()
         while not self.stopping.wait(0.5):
             pass
         self._drain()
         # The poll in flight ends within the long-poll wait; what it brought is handed back at once.
-        poller.join()
-        self._flush_deletes()
+        self._poller.join()
+        self.deletes.flush(wait=True)
 
     def _poll(self) -> None:
-        while not self.stopping.is_set():
-            free = self._acquire_slots()
-            if not free:  # stopping: no slot was taken, so none is given back
-                break
-            try:
-                messages = self.queue.receive(
-                    max_messages=min(free, self.settings.receive_batch_size),
-                    wait_seconds=self.settings.receive_wait_seconds,
-                )
-            except Exception:  # the queue is unreachable for now: back off, never die
-                logger.exception("receive failed; retrying")
-                messages = []
-                self.stopping.wait(1)
-            for message in messages:
-                if self.stopping.is_set():
-                    self._hand_back(message)
-                else:
-                    free -= 1
-                    with self._lock:
-                        self._in_flight += 1
-                    self._pool.submit(self._handle, message)
-            for _ in range(free):
-                self._slots.release()
+        try:
+            failures = 0
+            while not self.stopping.is_set():
+                self._poll_tick = time.monotonic()
+                # Deletes kept back by a failed call are made again here, even while nothing finishes.
+                self.deletes.flush()
+                free = self._acquire_slots()
+                if not free:  # stopping: no slot was taken, so none is given back
+                    break
+                try:
+                    messages = self.queue.receive(
+                        max_messages=min(free, self.settings.receive_batch_size),
+                        wait_seconds=self.settings.receive_wait_seconds,
+                    )
+                    failures = 0
+                except Exception:  # the queue is unreachable for now: back off, never die
+                    logger.exception("receive failed; retrying")
+                    messages = []
+                    failures += 1
+                    self.stopping.wait(min(20, 2 ** (failures - 1)))
+                free = self._start(messages, free)
+                for _ in range(free):
+                    self._slots.release()
+        except BaseException:
+            logger.exception("poll thread died")
+            raise
+
+    def _start(self, messages: list[QueueMessage], free: int) -> int:
+        """Starts each message (or hands it back when stopping); returns the slots left unused."""
+        for message in messages:
+            if self.stopping.is_set():
+                self._hand_back(message)
+            else:
+                free -= 1
+                with self._lock:
+                    self._in_flight += 1
+                self._pool.submit(self._handle, message)
+        return free
 
     def _acquire_slots(self) -> int:
         """Waits for at least one free slot, then takes all that are free: never more messages
-        than the worker can start."""
-        while not self._slots.acquire(timeout=0.5):
+        than the worker can start (and none while a task gathers the slots to run alone)."""
+        while self._gathering.is_set() or not self._slots.acquire(timeout=0.5):
+            if self._gathering.is_set():
+                self.stopping.wait(0.5)
+            self._poll_tick = time.monotonic()
             # Finished tasks' deletes wait at most this long for others to share their batch.
-            self._flush_deletes()
+            self.deletes.flush()
             if self.stopping.is_set():
                 return 0
         taken = 1
@@ -143,7 +188,7 @@ class Worker:
         stop = StopSignal()
         self._track(task.id, stop)
         try:
-            disposition = self.processor.process(
+            outcome = self.processor.process(
                 task,
                 attempt=message.receive_count,
                 stop=stop,
@@ -151,65 +196,90 @@ class Worker:
                     message.receipt_handle, seconds
                 ),
                 trace_header=message.attributes.get(TRACE_ATTRIBUTE),
+                received_at=message.received_at,
+                alone=self._alone,
             )
-        except Exception:  # the store or the bus failed around the work: the queue retries
+        except Exception:  # unexpected around the work: the message comes back when its visibility ends
             logger.exception("processing failed; the message will be redelivered", extra={"task_id": task.id})
-            disposition = Disposition.RETRY
+            outcome = Outcome(Disposition.ABANDON)
         finally:
             self._untrack(task.id)
-        self._settle(message, disposition)
+        self._settle(message, outcome)
+
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[bool]:
+        """Runs the caller's task with no other beside it: takes every other slot as the tasks
+        running now finish, and takes no new work meanwhile. False (at once) when another task is
+        already doing so, or when the worker is told to stop while it waits."""
+        if not self._alone_lock.acquire(blocking=False):
+            yield False
+            return
+        taken = 0
+        self._gathering.set()
+        try:
+            while taken < self.settings.concurrency - 1 and not self.stopping.is_set():
+                if self._slots.acquire(timeout=0.5):
+                    taken += 1
+            yield taken == self.settings.concurrency - 1
+        finally:
+            self._gathering.clear()
+            for _ in range(taken):
+                self._slots.release()
+            self._alone_lock.release()
 
     def _hand_back(self, message: QueueMessage) -> None:
         """Puts an unfinished message back as a fresh copy: a drain or a scale-in must not use up
         one of the receives after which SQS dead-letters a task (only crashes should)."""
-        try:
-            self.queue.send(message.body, trace_header=message.attributes.get(TRACE_ATTRIBUTE))
-        except Exception:  # keep the original instead: visible at once, at the cost of one receive
-            logger.exception(
-                "copy not sent; handing back the original", extra={"message_id": message.message_id}
-            )
-            try:
-                self.queue.change_visibility(message.receipt_handle, 0)
-            except Exception:  # it comes back after the visibility timeout instead
-                logger.exception("message not handed back", extra={"message_id": message.message_id})
-            return
-        self._delete(message.receipt_handle)
+        self._replace(message, 0)
 
-    def _settle(self, message: QueueMessage, disposition: Disposition) -> None:
+    def _replace(self, message: QueueMessage, delay: float) -> None:
+        """A fresh copy of the message, visible after `delay`, in place of the original; the
+        original is kept (invisible for `delay`) when the copy cannot be sent."""
+        seconds = int(delay + 0.999)
+        if seconds <= MAX_DELAY_SECONDS:
+            try:
+                persist(
+                    lambda: self.queue.send(
+                        message.body,
+                        trace_header=message.attributes.get(TRACE_ATTRIBUTE),
+                        delay_seconds=seconds,
+                    ),
+                    "re-send",
+                )
+            except Exception:
+                logger.exception(
+                    "copy not sent; keeping the original", extra={"message_id": message.message_id}
+                )
+            else:
+                self._delete(message.receipt_handle)
+                return
+        self._set_visibility(message, seconds)
+
+    def _set_visibility(self, message: QueueMessage, seconds: int) -> None:
+        try:
+            persist(lambda: self.queue.change_visibility(message.receipt_handle, seconds), "visibility")
+        except Exception:  # it comes back when its current visibility ends, which outlasts its lease
+            logger.exception("visibility not changed", extra={"message_id": message.message_id})
+
+    def _settle(self, message: QueueMessage, outcome: Outcome) -> None:
+        disposition = outcome.disposition
         if disposition is Disposition.DELETE:
             self._delete(message.receipt_handle)
         elif disposition is Disposition.RELEASE:
             self._hand_back(message)
+        elif disposition is Disposition.DEFER:
+            # A fresh copy: waiting out a live holder must not use up a receive toward the DLQ.
+            self._replace(message, outcome.delay)
         elif disposition is Disposition.RETRY:
-            delay = min(self.settings.max_retry_delay_seconds, 10 * 2 ** (message.receive_count - 1))
-            self.queue.change_visibility(message.receipt_handle, delay)
+            self._set_visibility(message, int(outcome.delay + 0.999))
 
     def _delete(self, receipt_handle: str) -> None:
         """Deletes in batches: a finished task's handle waits for the others finishing with it."""
+        self.deletes.add(receipt_handle)
         with self._lock:
-            self._pending_deletes.append(receipt_handle)
-            flush = not self.running or len(self._pending_deletes) >= DELETE_BATCH
-        if flush:
-            self._flush_deletes()
-
-    def _flush_deletes(self) -> None:
-        with self._lock:
-            batch, self._pending_deletes = (
-                self._pending_deletes[:DELETE_BATCH],
-                self._pending_deletes[DELETE_BATCH:],
-            )
-        while batch:
-            for failed in self.queue.delete_batch(batch):
-                # The record is already terminal, so a redelivery of this message is only skipped.
-                logger.warning(
-                    "message not deleted; it will be skipped when it comes back",
-                    extra={"receipt": failed[:16]},
-                )
-            with self._lock:
-                batch, self._pending_deletes = (
-                    self._pending_deletes[:DELETE_BATCH],
-                    self._pending_deletes[DELETE_BATCH:],
-                )
+            idle = not self.running
+        if idle or self.deletes.full():
+            self.deletes.flush()
 
     def _track(self, task_id: str, stop: StopSignal) -> None:
         with self._lock:
@@ -224,7 +294,7 @@ class Worker:
             idle = not self.running
         if idle:
             self._protect(False)
-            self._flush_deletes()
+            self.deletes.flush()
 
     def _protect(self, protected: bool) -> None:
         try:
@@ -253,6 +323,17 @@ def _keep_environment_from_children() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
+def _log_thread_death(args: threading.ExceptHookArgs) -> None:
+    """Any thread that dies says so, with its traceback, in the structured log."""
+    name = args.thread.name if args.thread else "?"
+    if args.exc_value is not None:
+        logger.error(
+            "thread died",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            extra={"thread_name": name},
+        )
+
+
 def main() -> int:
     _keep_environment_from_children()
     settings = load(WorkerSettings)
@@ -262,7 +343,8 @@ def main() -> int:
     worker = Worker(SqsWorkQueue(settings.work_queue_url), wiring.processor(settings), settings, protection)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
-    health = HealthServer(settings.health_host, settings.health_port, worker.is_ready)
+    threading.excepthook = _log_thread_death
+    health = HealthServer(settings.health_host, settings.health_port, worker.is_ready, worker.is_alive)
     health.start()
     stop_tracing = start_tracing(settings.otel_exporter_otlp_endpoint, logger.service)
     logger.info(

@@ -220,6 +220,16 @@ def cmd_result(args: argparse.Namespace, console: Console) -> int:
 def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
         tasks = [api.cancel(task_id, owner=args.owner) for task_id in args.task_ids]
+        if args.wait:
+            # A running task may still end otherwise (it finished first): exit 0 only if all were cancelled.
+            records = _wait(api, args.task_ids, args, console)
+            if console.as_json:
+                console.json({"tasks": [task.as_json() for task in records.values()]})
+            for task in [] if console.as_json else records.values():
+                console.print(_outcome_line(task))
+            return (
+                EXIT_OK if all(task.status == "CANCELLED" for task in records.values()) else EXIT_TASK_FAILED
+            )
     if console.as_json:
         console.json({"tasks": [task.as_json() for task in tasks]})
     for task in [] if console.as_json else tasks:
@@ -776,8 +786,11 @@ def _add_task_commands(
     )
     result.set_defaults(run=cmd_result)
 
-    cancel = commands.add_parser("cancel", parents=[common], help="cancel tasks")
+    cancel = commands.add_parser("cancel", parents=[common, waiting], help="cancel tasks")
     cancel.add_argument("task_ids", nargs="+", metavar="ID")
+    cancel.add_argument(
+        "--wait", action="store_true", help="then wait until each has ended (exit 0 if all were cancelled)"
+    )
     cancel.add_argument("--owner", help=OWNER_HELP)
     cancel.set_defaults(run=cmd_cancel)
 

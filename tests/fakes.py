@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from mistersmith.errors import TransitionRejected
@@ -20,6 +20,7 @@ from mistersmith.ports import (
     QueueMessage,
     TaskStore,
     WorkQueue,
+    claim_refused,
 )
 
 
@@ -98,24 +99,61 @@ class MemoryTaskStore(TaskStore):
             self.tasks[task_id] = StoredTask.model_validate(task.model_dump() | {"status": target, **changes})
             return self.tasks[task_id].model_copy()
 
-    def claim(self, task_id: str, *, worker_id: str, lease_seconds: float, now: float) -> StoredTask:
+    def claim(self, task_id: str, *, worker_id: str, token: str, expires_at: float, now: float) -> StoredTask:
         with self._lock:
             task = self.tasks.get(task_id)
             expired = (
                 task is not None and task.status is TaskStatus.RUNNING and (task.lease_expires_at or 0) < now
             )
             if task is None or not (task.status is TaskStatus.QUEUED or expired):
-                raise TransitionRejected(task_id, task.status if task else None, TaskStatus.RUNNING)
+                return claim_refused(task.model_copy() if task else None, task_id, token)
             task = task.model_copy(
                 update={
                     "status": TaskStatus.RUNNING,
                     "worker_id": worker_id,
-                    "lease_expires_at": now + lease_seconds,
+                    "lease_expires_at": expires_at,
+                    "lease_token": token,
                     "attempts": task.attempts + 1,
+                    "claimed_from": task.status,
+                    "attempt_workers": [*task.attempt_workers, worker_id],
                 }
             )
             self.tasks[task_id] = task
             return task.model_copy()
+
+    def renew(self, task_id: str, *, worker_id: str, token: str, expires_at: float, now: float) -> StoredTask:
+        with self._lock:
+            task = self.tasks.get(task_id)
+            if (
+                task is None
+                or task.status is not TaskStatus.RUNNING
+                or task.worker_id != worker_id
+                or task.lease_token != token
+                or (task.lease_expires_at or 0) <= now
+            ):
+                raise TransitionRejected(task_id, task.status if task else None, TaskStatus.RUNNING)
+            self.tasks[task_id] = task.model_copy(update={"lease_expires_at": expires_at})
+            return self.tasks[task_id].model_copy()
+
+    def created_before(
+        self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
+    ) -> Sequence[StoredTask]:
+        with self._lock:
+            matching = sorted(
+                (
+                    task
+                    for task in self.tasks.values()
+                    if task.status is status
+                    and task.created_at < before
+                    and not (unrouted and task.routed_at is not None)
+                ),
+                key=lambda task: task.created_at,
+            )
+            return [task.model_copy() for task in matching[:limit]]
+
+    def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
+        with self._lock:
+            return [self.tasks[i].model_copy() for i in dict.fromkeys(task_ids) if i in self.tasks]
 
 
 class MemoryQueue(WorkQueue):
@@ -131,12 +169,15 @@ class MemoryQueue(WorkQueue):
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
-    def send(self, body: str, *, trace_header: str | None = None) -> str:
+    def send(self, body: str, *, trace_header: str | None = None, delay_seconds: int = 0) -> str:
         with self._lock:
             message_id = str(next(self._ids))
             self._messages[message_id] = (body, 0)
             self._attributes[message_id] = {"AWSTraceHeader": trace_header} if trace_header else {}
-            self._visible.append(message_id)
+            if delay_seconds:  # delayed: kept like an in-flight message with a receipt nobody holds
+                self._in_flight[f"{message_id}:delayed"] = (message_id, time.monotonic() + delay_seconds)
+            else:
+                self._visible.append(message_id)
             return message_id
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:

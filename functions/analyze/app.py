@@ -31,7 +31,9 @@ def process_record(record: SQSRecord) -> None:
     message = TaskMessage.model_validate_json(record.body)
     attempt = int(record.attributes.approximate_receive_count)
     trace_header = record.attributes.aws_trace_header
-    if get_processor().process(message, attempt=attempt, trace_header=trace_header) is Disposition.RETRY:
+    outcome = get_processor().process(message, attempt=attempt, trace_header=trace_header)
+    # A Lambda cannot delay one record: what must come back later comes back after the visibility.
+    if outcome.disposition in (Disposition.RETRY, Disposition.DEFER):
         raise RetryLater(message.id)
 
 

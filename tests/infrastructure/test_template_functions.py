@@ -12,6 +12,7 @@ FUNCTION_NAMES = (
     "AnalyzeFunction",
     "DeadLetterFunction",
     "AutoscalerFunction",
+    "ReconcilerFunction",
 )
 
 # The regional table, the global table, or (in a secondary region) the primary's replica.
@@ -62,6 +63,13 @@ FUNCTION_ENV = {
         "WORKER_START_SECONDS": {"Ref": "WorkerStartSeconds"},
         "SCALING_HEADROOM": {"Ref": "ScalingHeadroom"},
         "WORKER_CONCURRENCY": {"Ref": "WorkerConcurrency"},
+    },
+    "ReconcilerFunction": {
+        "WORK_QUEUE_URL": {"Ref": "WorkQueue"},
+        "ANALYZE_QUEUE_URL": {"Ref": "AnalyzeQueue"},
+        "ANALYZE_LAMBDA_LIMIT_BYTES": {"Ref": "AnalyzeLambdaLimitBytes"},
+        "LEASE_SECONDS": {"Ref": "QueueVisibilityTimeoutSeconds"},
+        "MAX_RECOVERIES": {"Ref": "MaxReceiveCount"},
     },
 }
 

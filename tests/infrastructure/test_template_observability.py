@@ -15,6 +15,7 @@ FUNCTIONS = [
     "AnalyzeFunction",
     "DeadLetterFunction",
     "AutoscalerFunction",
+    "ReconcilerFunction",
 ]
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9:._]+)\}")
 

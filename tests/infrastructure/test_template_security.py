@@ -108,6 +108,7 @@ def test_worker_task_role_grants_only_listed_actions(resources):
         "sqs:ChangeMessageVisibility",
         "sqs:SendMessage",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "events:PutEvents",

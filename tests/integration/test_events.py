@@ -19,6 +19,7 @@ FUNCTION_BY_PREFIX = {
     "analyze": "AnalyzeFunction",
     "autoscaler": "AutoscalerFunction",
     "dead": "DeadLetterFunction",
+    "reconciler": "ReconcilerFunction",
 }
 EXPECTED_STATUS = {
     "intake_submit_invalid.json": 422,
@@ -118,3 +119,9 @@ def test_dead_letter_sqs_batch_event_ends_the_task_dead_lettered(stack, wait_ter
     record = wait_terminal("sample-dead-letter-1")
     assert record["status"] == "DEAD_LETTERED"
     assert "gave up after 4 receives" in record["error"]["message"]
+
+
+def test_reconciler_schedule_event_answers_what_it_put_back(stack):
+    response = invoke(stack.template, "ReconcilerFunction", load_event("reconciler_schedule.json"))
+    assert set(response) == {"requeued", "routed", "dead_lettered"}
+    assert all(isinstance(value, int) and value >= 0 for value in response.values())

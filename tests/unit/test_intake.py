@@ -144,7 +144,7 @@ def test_an_upload_that_is_missing_or_not_a_payload_is_refused_at_payload_uri(
 def test_cancel_ends_a_queued_task_at_once_and_asks_a_running_one_to_stop(intake, store):
     intake.submit(compile_request("queued"), CALLER)
     intake.submit(compile_request("running"), CALLER)
-    store.claim(key("running"), worker_id="w", lease_seconds=60, now=0)
+    store.claim(key("running"), worker_id="w", token=key("running"), expires_at=60, now=0)
     assert intake.cancel("queued", CALLER).status is TaskStatus.CANCELLED
     running = intake.cancel("running", CALLER)
     assert (running.status, running.cancel_requested) == (TaskStatus.RUNNING, True)

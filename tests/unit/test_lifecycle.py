@@ -30,7 +30,7 @@ def store_with(task_id: str, *, worker: str | None = None) -> MemoryTaskStore:
     store = MemoryTaskStore()
     store.create(StoredTask.queued(TaskMessage(id=task_id, task_type="analyze", payload={}), now_iso()))
     if worker:
-        store.claim(task_id, worker_id=worker, lease_seconds=60, now=0)
+        store.claim(task_id, worker_id=worker, token=f"{task_id}-{worker}", expires_at=60, now=0)
     return store
 
 

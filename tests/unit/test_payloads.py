@@ -123,7 +123,7 @@ def test_a_task_whose_source_the_bucket_refuses_ends_failed_at_once_not_retried(
     )
     message = TaskMessage(id="t-1", task_type="analyze", payload={"source_uri": f"s3://{BUCKET}/uploads/x"})
     # When it is processed / Then it ends FAILED with the refusal named, and the message is deleted
-    assert processor.process(message) is Disposition.DELETE
+    assert processor.process(message).disposition is Disposition.DELETE
     task = store.get("t-1")
     assert task.status is TaskStatus.FAILED
     assert task.error.type == "SourceForbidden"
@@ -140,7 +140,10 @@ def test_a_claim_checked_payload_the_bucket_refuses_is_retried_as_a_passing_faul
         limits=WorkLimits(),
     )
     ref = PayloadRef(bucket=BUCKET, key="payloads/t-1/x.json", sha256="0" * 64, size=1)
-    assert processor.process(TaskMessage(id="t-1", task_type="compile", payload_ref=ref)) is Disposition.RETRY
+    assert (
+        processor.process(TaskMessage(id="t-1", task_type="compile", payload_ref=ref)).disposition
+        is Disposition.RETRY
+    )
     assert store.get("t-1").status is TaskStatus.QUEUED
 
 

@@ -53,7 +53,7 @@ def stored_aside(blobs: MemoryBlobStore, payload: dict, *, corrupt: bool = False
 
 def test_a_queued_task_runs_to_succeeded_with_its_result_and_the_lease_cleared():
     store = queued(MemoryTaskStore(), MESSAGE)
-    assert processor(store).process(MESSAGE) is Disposition.DELETE
+    assert processor(store).process(MESSAGE).disposition is Disposition.DELETE
     task = store.get("t-1")
     assert (task.status, task.attempts, task.worker_id) == (TaskStatus.SUCCEEDED, 1, None)
     assert task.result["functions"] == 1
@@ -62,14 +62,14 @@ def test_a_queued_task_runs_to_succeeded_with_its_result_and_the_lease_cleared()
 
 def test_a_message_without_a_record_is_recorded_and_run():
     store = MemoryTaskStore()
-    assert processor(store).process(MESSAGE) is Disposition.DELETE
+    assert processor(store).process(MESSAGE).disposition is Disposition.DELETE
     assert store.get("t-1").status is TaskStatus.SUCCEEDED
 
 
 def test_a_task_that_already_ended_is_not_run_again():
     store = queued(MemoryTaskStore(), MESSAGE)
     store.transition("t-1", TaskStatus.CANCELLED, allowed_from={TaskStatus.QUEUED}, changes={})
-    assert processor(store).process(MESSAGE) is Disposition.DELETE
+    assert processor(store).process(MESSAGE).disposition is Disposition.DELETE
     task = store.get("t-1")
     assert (task.status, task.attempts, task.result) == (TaskStatus.CANCELLED, 0, None)
 
@@ -78,7 +78,7 @@ def test_a_payload_stored_aside_is_read_back_and_run():
     blobs = MemoryBlobStore(BUCKET)
     message = stored_aside(blobs, PAYLOAD)
     store = queued(MemoryTaskStore(), message)
-    assert processor(store, blobs).process(message) is Disposition.DELETE
+    assert processor(store, blobs).process(message).disposition is Disposition.DELETE
     assert store.get("t-1").status is TaskStatus.SUCCEEDED
 
 
@@ -86,7 +86,7 @@ def test_a_payload_that_does_not_match_its_digest_fails_at_once_not_retried():
     blobs = MemoryBlobStore(BUCKET)
     message = stored_aside(blobs, PAYLOAD, corrupt=True)
     store = queued(MemoryTaskStore(), message)
-    assert processor(store, blobs).process(message) is Disposition.DELETE
+    assert processor(store, blobs).process(message).disposition is Disposition.DELETE
     task = store.get("t-1")
     assert (task.status, task.error.type) == (TaskStatus.FAILED, "PayloadCorrupt")
 
@@ -95,7 +95,7 @@ def test_an_unreachable_bucket_hands_the_task_back_for_a_retry_with_the_error():
     blobs = UnreachableBlobs(BUCKET)
     message = stored_aside(MemoryBlobStore(BUCKET), PAYLOAD)
     store = queued(MemoryTaskStore(), message)
-    assert processor(store, blobs).process(message) is Disposition.RETRY
+    assert processor(store, blobs).process(message).disposition is Disposition.RETRY
     task = store.get("t-1")
     assert (task.status, task.worker_id) == (TaskStatus.QUEUED, None)
     assert (task.error.type, task.error.message) == ("ConnectionError", "bucket unreachable")

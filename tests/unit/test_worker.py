@@ -14,7 +14,7 @@ from fargate_worker.worker import Worker
 from mistersmith.clock import now_iso
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
-from mistersmith.processing import Disposition, StopSignal, TaskProcessor
+from mistersmith.processing import Disposition, Outcome, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
 from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
@@ -48,13 +48,21 @@ class RecordingQueue(MemoryQueue):
 class Answering(TaskProcessor):
     """Answers one disposition for every task (the work itself is TaskProcessor's, tested apart)."""
 
-    def __init__(self, disposition: Disposition) -> None:
+    def __init__(self, disposition: Disposition, max_retry_delay_seconds: float = 300) -> None:
         self.disposition = disposition
+        self.max_retry_delay_seconds = max_retry_delay_seconds
         self.seen: list[str] = []
 
-    def process(self, message: TaskMessage, *, stop: StopSignal | None = None, **_: object) -> Disposition:
+    def healthy(self) -> bool:
+        return True
+
+    def process(
+        self, message: TaskMessage, *, stop: StopSignal | None = None, attempt: int = 1, **_: object
+    ) -> Outcome:
         self.seen.append(message.id)
-        return self.disposition
+        # The retry delay travels with the disposition, as TaskProcessor computes it.
+        delay = self.retry_delay(attempt) if self.disposition is Disposition.RETRY else 0.0
+        return Outcome(self.disposition, delay)
 
 
 def message(n: int) -> TaskMessage:
@@ -116,9 +124,9 @@ def test_an_unreadable_message_is_left_for_the_dead_letter_queue(running):
 
 
 def test_a_retry_comes_back_after_a_back_off_that_doubles_with_each_receive_up_to_the_cap():
-    queue, processor = RecordingQueue(), Answering(Disposition.RETRY)
+    queue, processor = RecordingQueue(), Answering(Disposition.RETRY, max_retry_delay_seconds=30)
     send(queue, message(1))
-    worker = Worker(queue, processor, SETTINGS.model_copy(update={"max_retry_delay_seconds": 30}))
+    worker = Worker(queue, processor, SETTINGS)
     for _ in range(3):
         (received,) = queue.receive(max_messages=1, wait_seconds=0)
         worker._process(received)

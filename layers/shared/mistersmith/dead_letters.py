@@ -31,11 +31,20 @@ class DeadLetters:
                 "dead letter for a task that already ended", extra={"task_id": task.id, "status": task.status}
             )
             return None
-        error = task.error or TaskError(type="Unprocessable", message="no attempt recorded an error")
-        last = TaskError(
-            type=error.type,
-            message=f"gave up after {receive_count} receives; last error: {error.message}",
-        )
+        workers = ", ".join(task.attempt_workers) or "none recorded"
+        if task.status is TaskStatus.RUNNING:  # its last attempt never ended: the worker was lost
+            last = TaskError(
+                type="WorkerLost",
+                message=f"gave up after {receive_count} receives: the worker was lost during the attempt "
+                f"(attempts on workers: {workers})",
+            )
+        else:
+            error = task.error or TaskError(type="Unprocessable", message="no attempt recorded an error")
+            last = TaskError(
+                type=error.type,
+                message=f"gave up after {receive_count} receives (attempts on workers: {workers}); "
+                f"last error: {error.message}",
+            )
         try:
             moved = self.lifecycle.move(task.id, TaskStatus.DEAD_LETTERED, error=last, finished_at=now_iso())
         except TransitionRejected:

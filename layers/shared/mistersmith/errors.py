@@ -37,6 +37,14 @@ class TransitionRejected(MisterSmithError):
         self.target = target
 
 
+class LeaseHeld(TransitionRejected):
+    """A claim found the task RUNNING under another holder's lease, which runs until `expires_at`."""
+
+    def __init__(self, task_id: str, expires_at: float) -> None:
+        super().__init__(task_id, "RUNNING", "RUNNING")
+        self.expires_at = expires_at
+
+
 class TaskFailure(MisterSmithError):
     """A deterministic failure of the task itself: recorded as FAILED and never retried."""
 
@@ -61,6 +69,10 @@ class UploadRejected(InvalidRequest):
 
 class PublishFailed(MisterSmithError):
     """The bus did not take an event; the caller may retry with the same task id."""
+
+
+class PublishUncertain(MisterSmithError):
+    """The bus may or may not have taken the event: a request reached it and its answer was lost."""
 
 
 class TaskStopped(MisterSmithError):

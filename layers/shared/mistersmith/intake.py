@@ -12,6 +12,7 @@ from mistersmith.clock import now_iso
 from mistersmith.errors import (
     PayloadTooLarge,
     PublishFailed,
+    PublishUncertain,
     TaskConflict,
     TaskNotFound,
     TransitionRejected,
@@ -19,6 +20,7 @@ from mistersmith.errors import (
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.listing import list_tasks
 from mistersmith.models import (
+    FORMAT_VERSION,
     StoredTask,
     TaskPage,
     TaskRecord,
@@ -89,6 +91,7 @@ class Intake:
             )
         now = now_iso()
         task = StoredTask(
+            format_version=FORMAT_VERSION,
             id=key,
             owner=owner,
             task_type=request.task_type,
@@ -116,13 +119,21 @@ class Intake:
         return self.uploads.new(request)
 
     def _hand_on(self, task: StoredTask, created: bool) -> None:
-        """Publishes the task; if the bus refuses, a task this call created is taken back, so the
-        client's 5xx leaves nothing behind and a retry with the same id starts clean."""
+        """Publishes the task; if the bus definitely refused, a task this call created is taken
+        back, so the client's 5xx leaves nothing behind and a retry with the same id starts clean.
+        If the event may have gone out (its answer was lost), the task is kept and accepted: were it
+        taken back, a router that got the event would run a task its client was told failed, and
+        were the event lost, the reconciler routes the never-routed task."""
         try:
             self.lifecycle.events.publish(
                 source=INTAKE_SOURCE,
                 detail_type=WORKER_TASK,
                 detail=task.message().model_dump(mode="json", exclude_none=True),
+            )
+        except PublishUncertain:
+            logger.warning(
+                "task kept though its event may be lost; the reconciler routes it if so",
+                extra={"task_id": task.id},
             )
         except Exception as error:
             if created and task.fingerprint and not self.store.discard(task.id, fingerprint=task.fingerprint):

@@ -38,7 +38,7 @@ class Lifecycle:
         if error is not None:
             changes["error"] = error.model_dump()
         if target.is_terminal or target is TaskStatus.QUEUED:
-            changes |= {"worker_id": None, "lease_expires_at": None}
+            changes |= {"worker_id": None, "lease_expires_at": None, "lease_token": None}
         if target.is_terminal:
             changes["expires_at"] = int(time.time()) + self.retention_seconds
         if target.is_terminal and holder is not None:

@@ -397,9 +397,16 @@ def request_fingerprint(task_type: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({"task_type": task_type, "payload": payload}).encode()).hexdigest()
 
 
+# The format of messages and records this code writes. 1 (the field absent): before leases had
+# tokens and the router marked what it routed. Fields are only ever added, so every version reads
+# every other: an old worker ignores what it does not know, a new one defaults what is missing.
+FORMAT_VERSION = 2
+
+
 class TaskMessage(BaseModel):
     """What travels on the bus (detail of `Worker Task`) and in the queues."""
 
+    format_version: int = 1
     id: TaskKey
     task_type: str
     payload: dict[str, Any] | None = None
@@ -505,6 +512,7 @@ class TaskRecord(BaseModel):
 class StoredTask(TaskRecord):
     """The task as the state table holds it: the record plus what workers and intake need."""
 
+    format_version: int = 1
     # id is the table key: task_key(owner, id) for an owned task, the id itself for an unowned one.
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
@@ -512,6 +520,19 @@ class StoredTask(TaskRecord):
     # The lease holder: set by a claim, cleared when the task ends or is released.
     worker_id: str | None = None
     lease_expires_at: float | None = None
+    # Which claim holds the lease: a holder's resent claim is recognised, a duplicate's is not.
+    lease_token: str | None = None
+    # When the router sent the task to a queue; a QUEUED task without it was never routed.
+    routed_at: str | None = None
+    # Times the reconciler put the task back after its lease ran out with no message left to run it.
+    recoveries: int = 0
+    # The status the latest claim took the task from: RUNNING means the attempt before it lost its worker.
+    claimed_from: TaskStatus | None = None
+    # The workers of the attempts, in order (a dead letter names them).
+    attempt_workers: list[str] = []
+    # After an attempt lost its worker, the next ones run alone on theirs: a task that kills its
+    # worker then does so alone, and only it is dead-lettered, not what shared its worker.
+    isolate: bool = False
     trace_header: str | None = None
     # Epoch seconds after which DynamoDB's TTL deletes a finished task (Lifecycle sets it).
     expires_at: int | None = None
@@ -523,6 +544,7 @@ class StoredTask(TaskRecord):
         if message.payload is not None and message.task_type in TASK_TYPES:
             fingerprint = request_fingerprint(TaskType(message.task_type), message.payload)
         return cls(
+            format_version=FORMAT_VERSION,
             id=message.id,
             task_type=message.task_type,
             status=TaskStatus.QUEUED,
@@ -549,6 +571,7 @@ class StoredTask(TaskRecord):
 
     def message(self) -> TaskMessage:
         return TaskMessage(
+            format_version=FORMAT_VERSION,
             id=self.id,
             task_type=self.task_type,
             payload=self.payload,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mistersmith.errors import MisterSmithError
+from mistersmith.errors import LeaseHeld, MisterSmithError, TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus
 
 if TYPE_CHECKING:  # scaling imports this module's data types: the decision is named for types only
@@ -59,9 +60,36 @@ class TaskStore(ABC):
         still leased by that worker), setting `changes`. Raises TransitionRejected otherwise."""
 
     @abstractmethod
-    def claim(self, task_id: str, *, worker_id: str, lease_seconds: float, now: float) -> StoredTask:
-        """QUEUED -> RUNNING for `worker_id`, or takes over a RUNNING task whose lease expired.
-        Raises TransitionRejected when the task is terminal or another worker holds a live lease."""
+    def claim(self, task_id: str, *, worker_id: str, token: str, expires_at: float, now: float) -> StoredTask:
+        """QUEUED -> RUNNING under the lease `token` until `expires_at`, or takes over a RUNNING task
+        whose lease expired before `now`. A resent claim with the same token returns the task it
+        already holds. Raises LeaseHeld when another lease is live, TransitionRejected otherwise."""
+
+    @abstractmethod
+    def renew(self, task_id: str, *, worker_id: str, token: str, expires_at: float, now: float) -> StoredTask:
+        """Moves the lease `token` to `expires_at`, only while it is still this worker's and has not
+        expired at `now`; raises TransitionRejected otherwise."""
+
+    @abstractmethod
+    def created_before(
+        self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
+    ) -> Sequence[StoredTask]:
+        """Up to `limit` tasks in `status` created before the ISO time `before`, oldest first;
+        `unrouted`: only those the router never sent to a queue."""
+
+    @abstractmethod
+    def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
+        """The records of those ids that exist (in no particular order), read consistently."""
+
+
+def claim_refused(current: StoredTask | None, task_id: str, token: str) -> StoredTask:
+    """A refused claim: the task it already holds when the lease is `token`'s (a resent claim whose
+    first answer was lost), or the reason it cannot be taken."""
+    if current is not None and current.status is TaskStatus.RUNNING:
+        if current.lease_token == token:
+            return current
+        raise LeaseHeld(task_id, current.lease_expires_at or 0.0)
+    raise TransitionRejected(task_id, current.status if current else None, TaskStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,8 @@ class QueueMessage:
     receipt_handle: str
     receive_count: int = 1
     attributes: dict[str, str] = field(default_factory=dict)
+    # Epoch seconds at or before which the message became invisible: its lease is dated from here.
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -82,8 +112,9 @@ class QueueDepth:
 
 class WorkQueue(ABC):
     @abstractmethod
-    def send(self, body: str, *, trace_header: str | None = None) -> str:
-        """Sends a message; `trace_header` becomes its AWSTraceHeader system attribute."""
+    def send(self, body: str, *, trace_header: str | None = None, delay_seconds: int = 0) -> str:
+        """Sends a message, visible after `delay_seconds` (at most 900); `trace_header` becomes its
+        AWSTraceHeader system attribute."""
 
     @abstractmethod
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]: ...

@@ -81,13 +81,29 @@ class Router:
             return task.id, RouteOutcome.SKIPPED
         # A redelivered orchestrator event keeps the trace its record started.
         message = message.model_copy(update={"trace_header": task.trace_header or message.trace_header})
-        body = canonical_json(message.model_dump(mode="json", exclude_none=True))
-        destination = self._destination(task_type, message)
-        destination.send(body, trace_header=message.trace_header)
-        queue = "analyze" if destination is self.analyze_queue else "work"
+        queue = self.send(task_type, message)
+        self._mark_routed(task.id)
         logger.info("task routed", extra={"task_id": task.id, "task_type": task_type.value, "queue": queue})
         count("TasksRouted", task_type=task_type.value, queue=queue)
         return task.id, RouteOutcome.QUEUED
+
+    def send(self, task_type: TaskType, message: TaskMessage) -> str:
+        """Sends the task's message to the queue for its type; returns which ("work" or "analyze")."""
+        body = canonical_json(message.model_dump(mode="json", exclude_none=True))
+        destination = self._destination(task_type, message)
+        destination.send(body, trace_header=message.trace_header)
+        return "analyze" if destination is self.analyze_queue else "work"
+
+    def _mark_routed(self, task_id: str) -> None:
+        """Notes that the task is on a queue; without the note the reconciler routes it again."""
+        try:
+            self.store.transition(
+                task_id, TaskStatus.QUEUED, allowed_from={TaskStatus.QUEUED}, changes={"routed_at": now_iso()}
+            )
+        except TransitionRejected:
+            pass  # a worker has it already
+        except Exception:  # the message is sent; at worst the reconciler sends a duplicate, which claims drop
+            logger.exception("routing not recorded", extra={"task_id": task_id})
 
     def _destination(self, task_type: TaskType, message: TaskMessage) -> WorkQueue:
         if task_type is not TaskType.ANALYZE or message.payload is None or "source_uri" in message.payload:

@@ -96,6 +96,15 @@ class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_lambda_limit_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
+class ReconcilerSettings(RouterSettings):
+    # The work queue's visibility timeout: a lease that ended this long ago had its message back.
+    lease_seconds: Annotated[int, Field(ge=5, le=43_200)] = 300
+    # A QUEUED task the router has not sent anywhere after this long is routed again.
+    unrouted_after_seconds: Annotated[int, Field(ge=10)] = 300
+    # Re-sends after a lapsed lease before the task ends DEAD_LETTERED (as SQS's maxReceiveCount).
+    max_recoveries: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
 class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     """What any process that runs tasks needs: the analyze Lambda and the Fargate worker."""
 
@@ -105,6 +114,8 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     # At least 5 s: the lease ends a margin (2 s or a tenth) before the message is visible again.
     lease_seconds: Annotated[int, Field(ge=5, le=43_200)] = 300
     execute_timeout_seconds: Annotated[float, Field(gt=0)] = 600
+    # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
+    max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
     # Captured per output stream; past the inline part it is kept in the bucket, not the record.
     output_limit_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     inline_output_bytes: Annotated[int, Field(ge=1024, le=100_000)] = 32 * 1024
@@ -202,8 +213,6 @@ class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
     # Set by ECS inside a task; absent locally, where scale-in protection is a no-op and the shared
     # temporary directories (the developer's) are left as they are.
     ecs_agent_uri: str | None = None
-    # Retryable failures come back after 10 s, 20 s, 40 s ... at most this long.
-    max_retry_delay_seconds: Annotated[int, Field(ge=0, le=43_200)] = 300
     health_host: str = "0.0.0.0"  # noqa: S104 - the container's health check and load balancer reach it
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     # The ADOT collector sidecar (http://localhost:4318 in the task definition); unset: no tracing export.

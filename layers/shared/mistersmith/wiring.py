@@ -12,11 +12,13 @@ from mistersmith.autoscaler import Autoscaler
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.processing import TaskProcessor
+from mistersmith.reconciling import Reconciler
 from mistersmith.routing import Router
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,
     LifecycleSettings,
+    ReconcilerSettings,
     RouterSettings,
     StatsSettings,
     TaskRunnerSettings,
@@ -46,12 +48,24 @@ def router(settings: RouterSettings) -> Router:
     )
 
 
+def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    routes = router(settings)
+    return Reconciler(
+        routes.lifecycle,
+        routes,
+        lease_grace_seconds=settings.lease_seconds,
+        unrouted_after_seconds=settings.unrouted_after_seconds,
+        max_recoveries=settings.max_recoveries,
+    )
+
+
 def processor(settings: TaskRunnerSettings) -> TaskProcessor:
     return TaskProcessor(
         lifecycle(settings),
         S3BlobStore(settings.artifacts_bucket_name),
         worker_id=settings.worker_id,
         lease_seconds=settings.lease_seconds,
+        max_retry_delay_seconds=settings.max_retry_delay_seconds,
         limits=WorkLimits(
             execute_timeout_seconds=settings.execute_timeout_seconds,
             output_limit_bytes=settings.output_limit_bytes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection, MutableSequence, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from mistersmith.adapters.aws import client
 from mistersmith.clock import iso_from_epoch
 from mistersmith.errors import InvalidRequest, TransitionRejected
 from mistersmith.models import StoredTask, TaskStatus, canonical_json
-from mistersmith.ports import TaskStore
+from mistersmith.ports import TaskStore, claim_refused
 
 STATUS_INDEX = "by-status"
 OWNER_INDEX = "by-owner"
@@ -206,26 +206,86 @@ class DynamoTaskStore(TaskStore):
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         return self._update(task_id, target, expression, condition, names, values)
 
-    def claim(self, task_id: str, *, worker_id: str, lease_seconds: float, now: float) -> StoredTask:
+    def claim(self, task_id: str, *, worker_id: str, token: str, expires_at: float, now: float) -> StoredTask:
         return self._update(
             task_id,
             TaskStatus.RUNNING,
             "SET #status = :running, worker_id = :worker, lease_expires_at = :lease, "
-            "attempts = if_not_exists(attempts, :zero) + :one, started_at = :now_iso, "
-            "updated_at = :now_iso",
+            "lease_token = :token, attempts = if_not_exists(attempts, :zero) + :one, "
+            "started_at = :now_iso, updated_at = :now_iso, claimed_from = #status, "
+            "attempt_workers = list_append(if_not_exists(attempt_workers, :none), :workers)",
             "#status = :queued OR (#status = :running AND lease_expires_at < :now)",
             {"#status": "status"},
             {
                 ":running": {"S": TaskStatus.RUNNING.value},
                 ":queued": {"S": TaskStatus.QUEUED.value},
                 ":worker": {"S": worker_id},
-                ":lease": _encode("lease_expires_at", now + lease_seconds),
+                ":token": {"S": token},
+                ":lease": _encode("lease_expires_at", expires_at),
                 ":now": _encode("lease_expires_at", now),
                 ":now_iso": {"S": iso_from_epoch(now)},
                 ":zero": {"N": "0"},
                 ":one": {"N": "1"},
+                ":none": {"L": []},
+                ":workers": {"L": [{"S": worker_id}]},
+            },
+            refused=lambda current: claim_refused(current, task_id, token),
+        )
+
+    def renew(self, task_id: str, *, worker_id: str, token: str, expires_at: float, now: float) -> StoredTask:
+        return self._update(
+            task_id,
+            TaskStatus.RUNNING,
+            "SET lease_expires_at = :lease",
+            "#status = :running AND worker_id = :worker AND lease_token = :token AND lease_expires_at > :now",
+            {"#status": "status"},
+            {
+                ":running": {"S": TaskStatus.RUNNING.value},
+                ":worker": {"S": worker_id},
+                ":token": {"S": token},
+                ":lease": _encode("lease_expires_at", expires_at),
+                ":now": _encode("lease_expires_at", now),
             },
         )
+
+    def created_before(
+        self, status: TaskStatus, before: str, *, limit: int, unrouted: bool = False
+    ) -> Sequence[StoredTask]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND created_at < :before",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}, ":before": {"S": before}},
+            "ScanIndexForward": True,
+        }
+        if unrouted:
+            request["FilterExpression"] = "attribute_not_exists(routed_at)"
+        tasks: MutableSequence[StoredTask] = []
+        while len(tasks) < limit:
+            response = self._ddb.query(**request)
+            tasks += [_decode(item) for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return tasks[:limit]
+
+    def get_many(self, task_ids: Collection[str]) -> Sequence[StoredTask]:
+        tasks: MutableSequence[StoredTask] = []
+        ids = [*dict.fromkeys(task_ids)]
+        # BatchGetItem takes at most 100 keys; what it leaves unprocessed is asked for again.
+        for start in range(0, len(ids), 100):
+            keys: dict[str, Any] = {
+                self._table: {
+                    "Keys": [{"id": {"S": i}} for i in ids[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while keys:
+                response = self._ddb.batch_get_item(RequestItems=keys)
+                tasks += [_decode(item) for item in response.get("Responses", {}).get(self._table, [])]
+                keys = response.get("UnprocessedKeys") or {}
+        return tasks
 
     def _update(
         self,
@@ -235,7 +295,10 @@ class DynamoTaskStore(TaskStore):
         condition: str,
         names: dict[str, str],
         values: dict[str, Any],
+        refused: Callable[[StoredTask | None], StoredTask] | None = None,
     ) -> StoredTask:
+        """The conditional update; when the condition fails, `refused` decides on the current record
+        (by default: TransitionRejected)."""
         try:
             response = self._ddb.update_item(
                 TableName=self._table,
@@ -250,5 +313,7 @@ class DynamoTaskStore(TaskStore):
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             current = self.get(task_id)
+            if refused is not None:
+                return refused(current)
             raise TransitionRejected(task_id, current.status if current else None, target) from error
         return _decode(response["Attributes"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from mistersmith.adapters.aws import client
@@ -41,14 +42,18 @@ class SqsWorkQueue(WorkQueue):
         self.url = queue_url
         self._sqs = client("sqs")
 
-    def send(self, body: str, *, trace_header: str | None = None) -> str:
+    def send(self, body: str, *, trace_header: str | None = None, delay_seconds: int = 0) -> str:
         trace = (
             {"AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}} if trace_header else {}
         )
-        sent = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, MessageSystemAttributes=trace)
+        sent = self._sqs.send_message(
+            QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds, MessageSystemAttributes=trace
+        )
         return str(sent["MessageId"])
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+        # Before the call: a message's visibility starts after this, so leases dated from it end early.
+        asked_at = time.time()
         response = self._sqs.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max_messages,
@@ -62,6 +67,7 @@ class SqsWorkQueue(WorkQueue):
                 receipt_handle=message["ReceiptHandle"],
                 receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
                 attributes=message.get("Attributes", {}),
+                received_at=asked_at,
             )
             for message in response.get("Messages", [])
         ]

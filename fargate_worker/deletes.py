@@ -1,0 +1,74 @@
+"""Deletes of finished messages, batched: SQS deletes up to ten in one call."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from mistersmith.observability import logger
+from mistersmith.ports import WorkQueue
+
+# SQS deletes at most ten messages per call.
+DELETE_BATCH = 10
+# A failed batch is tried again after 0.5 s, 1 s, 2 s ... at most this long.
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class DeferredDeletes:
+    """Collects receipt handles and deletes them ten at a time. A call that fails keeps its
+    handles for the next flush, after a back-off, and never raises into the caller's thread: a
+    message left undeleted comes back and is skipped, since its task is already terminal."""
+
+    def __init__(self, queue: WorkQueue) -> None:
+        self.queue = queue
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._failures = 0
+        self._not_before = 0.0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def add(self, receipt_handle: str) -> None:
+        with self._lock:
+            self._pending.append(receipt_handle)
+
+    def full(self) -> bool:
+        return len(self) >= DELETE_BATCH
+
+    def flush(self, *, wait: bool = False) -> None:
+        """Deletes what is pending, unless a back-off is running (`wait`: sleep it out, once)."""
+        with self._flushing:
+            delay = self._not_before - time.monotonic()
+            if delay > 0:
+                if not wait:
+                    return
+                time.sleep(delay)
+            while batch := self._take():
+                try:
+                    failed = self.queue.delete_batch(batch)
+                except Exception:  # SQS unreachable for now: keep the handles, back off
+                    logger.exception("delete failed; kept for the next flush", extra={"pending": len(batch)})
+                    self._put_back(batch)
+                    self._failures += 1
+                    backoff = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (self._failures - 1))
+                    self._not_before = time.monotonic() + backoff
+                    return
+                self._failures = 0
+                for handle in failed:
+                    # Stale or invalid: the message comes back and is skipped as terminal.
+                    logger.warning(
+                        "message not deleted; it is skipped when it comes back",
+                        extra={"receipt": handle[:16]},
+                    )
+
+    def _take(self) -> list[str]:
+        with self._lock:
+            batch, self._pending = self._pending[:DELETE_BATCH], self._pending[DELETE_BATCH:]
+            return batch
+
+    def _put_back(self, batch: list[str]) -> None:
+        with self._lock:
+            self._pending[:0] = batch

@@ -1,0 +1,60 @@
+"""Fair dead-lettering: a task that kills its worker is dead-lettered for what it did, and a task
+that shared the worker with it is not. After an attempt loses its worker, the task's next attempt
+runs alone on its worker, so later losses are its own."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import pytest
+
+from mistersmith.adapters.dynamodb import DynamoTaskStore
+from tests.conftest import TERMINAL, own_workers, stored_key, wait_for_status
+
+pytestmark = pytest.mark.chaos
+
+WORKER = {"CONCURRENCY": "2"}
+
+
+def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_not(stack, api):
+    store = DynamoTaskStore(stack.template.refs["TaskTable"])
+    run = uuid.uuid4().hex[:8]
+    culprit, innocent = f"culprit-{run}", f"innocent-{run}"
+    keys = {culprit: stored_key(culprit), innocent: stored_key(innocent)}
+    kills = 0
+    with own_workers(stack) as workers:
+        # Given a culprit (a task whose worker dies whenever it runs) and an innocent task, both
+        # running on one worker of concurrency 2
+        index = iter(range(700, 800))
+        workers.append(stack.start_worker(next(index), WORKER))
+        for task_id, seconds in ((culprit, 120), (innocent, 15)):
+            command = ["python3", "-c", f"import time; time.sleep({seconds})"]
+            api.post("/tasks", json={"id": task_id, "task_type": "execute", "payload": {"command": command}})
+        wait_for_status(api, culprit, {"RUNNING"})
+        wait_for_status(api, innocent, {"RUNNING"})
+        assert store.get(keys[culprit]).worker_id == store.get(keys[innocent]).worker_id
+        # When every worker that runs the culprit dies, and is replaced by one worker
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            held = store.get(keys[culprit])
+            if held.status == "RUNNING":
+                for worker in workers:
+                    if worker.poll() is None and stack.worker_ids.get(worker.pid) == held.worker_id:
+                        worker.send_signal(signal.SIGKILL)
+                        worker.wait()
+                        kills += 1
+            if not any(worker.poll() is None for worker in workers):
+                workers.append(stack.start_worker(next(index), WORKER))
+            if {store.get(keys[culprit]).status, store.get(keys[innocent]).status} <= TERMINAL:
+                break
+            time.sleep(0.2)
+        records = {task_id: api.get(f"/tasks/{task_id}").json() for task_id in (culprit, innocent)}
+        attempt_workers = store.get(keys[culprit]).attempt_workers
+    # Then the innocent task succeeded, and the culprit alone was dead-lettered, saying why and where
+    assert records[innocent]["status"] == "SUCCEEDED"
+    assert records[culprit]["status"] == "DEAD_LETTERED"
+    assert records[culprit]["error"]["type"] == "WorkerLost"
+    assert all(worker in records[culprit]["error"]["message"] for worker in attempt_workers)
+    assert kills >= 2
