@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 PY312_DIR := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/) $(dir $(shell command -v python3.12 2>/dev/null)))
 export SAM_CLI_TELEMETRY := 0
 PIP_QUIET := --quiet --disable-pip-version-check
+MOTO_PORT ?= 5000
+API_PORT ?= 3000
 
-.PHONY: demo local invoke deploy test unit integration infrastructure lint typecheck build bench simulate clean
+.PHONY: demo local invoke deploy test unit integration infrastructure lint typecheck build bench simulate clean browser
 
 $(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt functions/intake/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,19 +34,23 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 demo: $(BIN)/.installed  ## the whole system on moto: sample tasks end to end, checked
 	$(BIN)/python -m local_stack demo
 
-local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env
-	$(BIN)/python -m local_stack local
+local: $(BIN)/.installed  ## the same stack, kept up; writes .local/env (MOTO_PORT=, API_PORT=, LOCAL_ARGS=--compact)
+	$(BIN)/python -m local_stack local --moto-port $(MOTO_PORT) --api-port $(API_PORT) $(LOCAL_ARGS)
 
 invoke: $(BIN)/.installed  ## sam local invoke without Docker, against `make local`: make invoke FN=router EVENT=events/router_worker_task.json
 	$(BIN)/python -m local_stack invoke $(FN) -e $(EVENT)
 
-test: lint  ## static checks, then every test
+test: lint browser  ## static checks, then every test
 	$(BIN)/python -m pytest
+
+# The console's browser tests drive Debian's chromium (never a browser download).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest -m unit
 
-integration: $(BIN)/.installed
+integration: $(BIN)/.installed browser
 	$(BIN)/python -m pytest -m integration
 
 infrastructure: $(BIN)/.installed

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -95,30 +96,29 @@ def run_demo(stack: LocalStack, timeout_seconds: float = 90) -> tuple[bool, str]
     return all_as_expected, "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
-    parser.add_argument("mode", choices=["demo", "local", "invoke"])
-    parser.add_argument(
-        "function", nargs="?", help="invoke: a function (intake, router, ... or its logical id)"
-    )
-    parser.add_argument("-e", "--event", type=Path, help="invoke: the event file (events/...)")
-    parser.add_argument(
-        "--env-file", type=Path, default=STATE_DIR / "env", help="invoke: the stack's variables"
-    )
-    parser.add_argument("--moto-port", type=int, default=5000)
-    parser.add_argument("--api-port", type=int, default=3000)
-    parser.add_argument("--max-workers", type=int, default=3)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.mode == "invoke":
         if not (args.function and args.event):
             parser.error("invoke needs a FUNCTION and -e EVENT")
         from local_stack.invoke import run
 
         return run(args.function, args.event, args.env_file)
+    for what, port in (("--moto-port", args.moto_port), ("--api-port", args.api_port)):
+        if taken := _port_taken(args.host, port):
+            print(
+                f"python -m local_stack: error: {args.host}:{port} is taken ({taken}); choose another {what}"
+            )
+            return 2
     config = LocalConfig(
+        host=args.host,
         moto_port=args.moto_port,
         api_port=args.api_port,
         max_workers=args.max_workers,
+        schedule_seconds=args.schedule_seconds,
+        log_level=args.log_level,
+        compact=args.compact,
     )
     as_expected, report = True, ""
     with LocalStack(config) as stack:
@@ -143,6 +143,74 @@ def main() -> int:
         print(f"\n{report}")
     print(f"\nmetrics emitted (the EMF lines of every component):\n{stack.metrics.table()}")
     return 0 if as_expected else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = LocalConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m local_stack",
+        description="MisterSmith on one machine: moto as AWS on loopback, the intake API on uvicorn, the "
+        "other functions run by their template triggers, and worker processes sized by the autoscaler. "
+        "Every component's lines go to one console, prefixed with its name; .local/env gets the variables "
+        "to join the stack from another terminal; the EMF metrics are summed when it stops.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "mode",
+        choices=["demo", "local", "invoke"],
+        help="demo: run the sample tasks end to end, check them and stop; local: keep the stack up until "
+        "Ctrl-C; invoke: one function with one event against a running stack (as sam local invoke)",
+    )
+    parser.add_argument(
+        "function", nargs="?", help="invoke: a function (intake, router, ... or its logical id)"
+    )
+    parser.add_argument("-e", "--event", type=Path, help="invoke: the event file (events/...)")
+    parser.add_argument(
+        "--env-file", type=Path, default=STATE_DIR / "env", help="invoke: the stack's variables"
+    )
+    parser.add_argument("--host", default=defaults.host, help="loopback address for moto and the API")
+    parser.add_argument(
+        "--moto-port", type=int, default=defaults.moto_port, help="moto's port (the AWS endpoint)"
+    )
+    parser.add_argument(
+        "--api-port", type=int, default=defaults.api_port, help="the API's port (sam local start-api's)"
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=defaults.max_workers,
+        help="most worker processes on this machine, whatever the autoscaler's desired count",
+    )
+    parser.add_argument(
+        "--schedule-seconds",
+        type=float,
+        default=defaults.schedule_seconds,
+        help="period of the scheduled functions (the autoscaler)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=defaults.log_level,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="every component's",
+    )
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="show `component | level | message | task id`, not whole JSON lines",
+    )
+    return parser
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why `port` cannot be served on, or None when it is free."""
+    with socket.socket() as probe:
+        # As the servers bind: a port in TIME_WAIT after a stack stopped is free to them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
 
 
 if __name__ == "__main__":

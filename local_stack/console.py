@@ -9,6 +9,7 @@ log files are followed into the same console. The lines themselves stay as the c
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -48,20 +49,40 @@ def current_component() -> str | None:
     return _component.get()
 
 
+def compact_line(line: str) -> str | None:
+    """`level | message | task id` of a JSON log line; an EMF line is left out (the stack sums its
+    metrics when it stops); any other line stays as it is."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict):
+        return line
+    if "_aws" in record:
+        return None
+    task = record.get("correlation_id") or record.get("task_id") or ""
+    return f"{record.get('level', '')!s:<7} | {record.get('message', '')} | {task}".rstrip(" |")
+
+
 class Console:
-    def __init__(self, out: TextIO, width: int = 0) -> None:
+    def __init__(self, out: TextIO, width: int = 0, *, compact: bool = False) -> None:
         # Another stack's console must not prefix these lines a second time.
         self.out = _unwrapped(out)
         self.width = width
+        self.compact = compact
         self._lock = threading.Lock()
         self._listeners: tuple[Listener, ...] = ()
         self._handlers: list[logging.StreamHandler[Any]] = []
 
     def emit(self, name: str, line: str) -> None:
+        shown = compact_line(line) if self.compact else line
         with self._lock:
             self.width = max(self.width, len(name))
-            self.out.write(f"{name:<{self.width}} | {line}\n")
-            self.out.flush()
+            if shown is not None:
+                self.out.write(f"{name:<{self.width}} | {shown}\n")
+                self.out.flush()
         for listener in self._listeners:
             listener(name, line)
 
@@ -211,3 +232,25 @@ class LogFollower:
         for line in lines:
             self.console.emit(followed.name, line.decode(errors="replace"))
         return len(data) < READ_CHUNK_BYTES
+
+
+class FunctionsLog:
+    """A console listener: the lines of the in-process functions, into one file beside the workers'
+    own (`mistersmith logs` reads them all)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def feed(self, name: str, line: str) -> None:
+        if name.startswith("worker-"):
+            return  # followed from the worker's own file, which already holds it
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(f"{name} | {line}\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()

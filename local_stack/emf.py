@@ -7,7 +7,8 @@ import json
 import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, TypeGuard
 
 # Metrics in these units are times: their mean and maximum say more than their sum.
@@ -21,6 +22,7 @@ class SeriesKey:
     name: str
     dimensions: tuple[tuple[str, str], ...]
     unit: str
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def data_points(document: Mapping[str, Any]) -> list[DataPoint]:
     points: list[DataPoint] = []
     for directive in _dicts(metadata.get("CloudWatchMetrics")):
         dimension_sets = [names for names in _lists(directive.get("Dimensions")) if _all_str(names)] or [[]]
+        namespace = str(directive.get("Namespace", ""))
         for metric in _dicts(directive.get("Metrics")):
             name = metric.get("Name")
             if not isinstance(name, str):
@@ -74,7 +77,7 @@ def data_points(document: Mapping[str, Any]) -> list[DataPoint]:
             values = [value for value in (raw if isinstance(raw, list) else [raw]) if _is_number(value)]
             for names in dimension_sets:
                 dimensions = tuple((dimension, str(document.get(dimension, ""))) for dimension in names)
-                key = SeriesKey(name, dimensions, str(metric.get("Unit", "None")))
+                key = SeriesKey(name, dimensions, str(metric.get("Unit", "None")), namespace)
                 points.extend(DataPoint(key, float(value)) for value in values)
     return points
 
@@ -142,6 +145,21 @@ class MetricsCollector:
     def table(self) -> str:
         series = self.series()
         return summary_table(series) if series else "no metrics were emitted"
+
+
+def save_keys(keys: Iterable[SeriesKey], path: Path) -> None:
+    """Which series were emitted (not their values), for checks that run without the stack."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(key) for key in sorted(keys)], indent=1))
+
+
+def load_keys(path: Path) -> set[SeriesKey]:
+    return {
+        SeriesKey(
+            item["name"], tuple(tuple(pair) for pair in item["dimensions"]), item["unit"], item["namespace"]
+        )
+        for item in json.loads(path.read_text())
+    }
 
 
 def _number(value: float) -> str:

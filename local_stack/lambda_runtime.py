@@ -3,10 +3,14 @@ CodeUri and Handler, a Lambda context, the event as JSON-decoded data."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import sys
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -81,5 +85,57 @@ def component_name(template: Template, logical_id: str) -> str:
 
 
 def invoke(template: Template, logical_id: str, event: dict[str, Any]) -> Any:
-    with component(component_name(template, logical_id)):
-        return handler_of(template, logical_id)(event, LambdaContext(function_name=logical_id))
+    context = LambdaContext(function_name=logical_id)
+    with component(component_name(template, logical_id)), invocation(context):
+        return handler_of(template, logical_id)(event, context)
+
+
+# The functions share one process and one Powertools logger, whose Lambda-context keys are global:
+# each line gets those of the invocation that wrote it instead (a context variable, as `component`).
+_invocation: ContextVar[dict[str, Any] | None] = ContextVar("local_lambda_invocation", default=None)
+_warm: set[str] = set()
+_warm_lock = threading.Lock()
+INVOCATION_KEYS = (
+    "function_name",
+    "function_memory_size",
+    "function_arn",
+    "function_request_id",
+    "cold_start",
+)
+
+
+@contextlib.contextmanager
+def invocation(context: LambdaContext) -> Iterator[None]:
+    """Lines logged inside carry this function's name and request id, and cold_start only on its
+    first invocation in this process (as one Lambda execution environment per function would)."""
+    with _warm_lock:
+        cold = context.function_name not in _warm
+        _warm.add(context.function_name)
+    keys = dict(
+        zip(
+            INVOCATION_KEYS,
+            (
+                context.function_name,
+                context.memory_limit_in_mb,
+                context.invoked_function_arn,
+                context.aws_request_id,
+                cold,
+            ),
+            strict=True,
+        )
+    )
+    token = _invocation.set(keys)
+    try:
+        yield
+    finally:
+        _invocation.reset(token)
+
+
+class InvocationKeys(logging.Filter):
+    """Sets the writing invocation's keys on each record (a record's own keys win over the
+    logger's appended ones); outside any invocation, none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        keys = _invocation.get() or dict.fromkeys(INVOCATION_KEYS)
+        record.__dict__.update(keys)
+        return True

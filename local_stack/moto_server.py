@@ -7,6 +7,7 @@ SQS long polls still wait side by side."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,6 +26,24 @@ class _SerialDynamoDB:
             with self.lock:
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)
+
+
+class _UnimplementedInOneLine(logging.Filter):
+    """An action moto lacks (the client falls back, as `dlq redrive` does) is one line, not Flask's traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        # werkzeug renders the traceback into the message itself; its last line names the error.
+        last = str(record.msg).rstrip().rpartition("\n")[2]
+        if isinstance(error, NotImplementedError) or last.startswith("NotImplementedError:"):
+            text = str(error) if error else last.removeprefix("NotImplementedError:").strip()
+            record.msg, record.args, record.exc_info, record.exc_text = f"moto: {text}", (), None, None
+        return True
+
+
+# Where a failed request's traceback goes: Flask's logger of moto's apps ("moto") and werkzeug's.
+for _name in ("moto", "werkzeug"):
+    logging.getLogger(_name).addFilter(_UnimplementedInOneLine())
 
 
 class MotoServer:

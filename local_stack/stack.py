@@ -21,18 +21,28 @@ from typing import Any, cast
 import boto3
 import uvicorn
 
-from local_stack.console import Console, LogFollower, component
+from local_stack.console import Console, FunctionsLog, LogFollower, component
 from local_stack.emf import MetricsCollector
-from local_stack.lambda_runtime import component_name, invoke, module_of
+from local_stack.lambda_runtime import (
+    InvocationKeys,
+    LambdaContext,
+    component_name,
+    invocation,
+    invoke,
+    module_of,
+)
 from local_stack.moto_server import MotoServer
 from local_stack.provision import Provisioner, Trigger
 from local_stack.template import ROOT, Template
+from mistersmith_client.console_server import CONSOLE_PAGE, CONSOLE_PATH
 
 EVENTS_DIR = ROOT / "events"
 # No collector sidecar runs locally, so local workers export no spans (WorkerSettings' default).
 LOCAL_PARAMETERS = {"WorkerTracing": "false"}
 WORKER_CONTAINER = "worker"
 STATE_DIR = ROOT / ".local"
+# The in-process functions' lines, beside the workers' worker-N.log files.
+FUNCTIONS_LOG = "functions.log"
 
 
 @dataclass(frozen=True)
@@ -42,12 +52,16 @@ class LocalConfig:
     api_port: int = 3000
     # The autoscaler's desired count decides how many workers run, up to this cap on one machine.
     max_workers: int = 3
-    # Locally the scheduled functions run every few seconds rather than every minute.
-    schedule_seconds: float = 2.0
+    # The scheduled functions' period (the template's rate(1 minute)); tests run them every few seconds.
+    schedule_seconds: float = 60.0
+    # How often the worker supervisor matches the workers to the service's desired count.
+    supervise_seconds: float = 2.0
     # Short polls let local workers and triggers stop within a second or two.
     receive_wait_seconds: int = 1
     log_level: str = "INFO"
     log_dir: Path = STATE_DIR / "logs"
+    # `component | level | message | task id` on the console instead of the whole JSON lines.
+    compact: bool = False
     # Template parameter values, as `sam deploy --parameter-overrides` would give them.
     parameters: dict[str, str] = field(default_factory=dict)
     # Extra worker settings (WorkerSettings' variables), beyond what the task definition sets.
@@ -71,10 +85,13 @@ class LocalStack:
         # Every component's lines in one stream, prefixed with its name; EMF lines kept as metrics.
         functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
         width = max(len(component_name(self.template, function)) for function in functions)
-        self.console = Console(sys.stdout, width=max(width, len(f"worker-{self.max_workers}")))
+        self.console = Console(
+            sys.stdout, width=max(width, len(f"worker-{self.max_workers}")), compact=self.config.compact
+        )
         self.metrics = MetricsCollector()
         self.console.add_listener(self.metrics.feed)
         self._follower = LogFollower(self.console)
+        self._functions_log: FunctionsLog | None = None
         # Supervised workers' indexes, so that a replacement takes a free name and log file.
         self._worker_index: dict[int, int] = {}
 
@@ -127,8 +144,15 @@ class LocalStack:
         # Imported only now: the shared Logger reads its service name and level from the variables above.
         from mistersmith.observability import logger
 
+        # Imported earlier (a test session's other tests): the functions' service name on lines and metrics.
+        if logger.service != self.env["POWERTOOLS_SERVICE_NAME"]:
+            logger.service = self.env["POWERTOOLS_SERVICE_NAME"]
+            logger.append_keys(service=logger.service)
+        logger.registered_handler.addFilter(InvocationKeys())
         # Powertools' Logger writes through a StreamHandler (to stdout).
         self.console.attach(cast("logging.StreamHandler[Any]", logger.registered_handler))
+        self._functions_log = FunctionsLog(self.config.log_dir / FUNCTIONS_LOG)
+        self.console.add_listener(self._functions_log.feed)
         self._follower.start()
         self.worker_env = (
             aws
@@ -165,6 +189,12 @@ class LocalStack:
         if self._moto:
             self._moto.stop()
         self.console.detach()
+        if self._functions_log:
+            self._functions_log.close()
+
+    def read_worker_logs(self) -> None:
+        """Reads what the workers have written so far into the console (and the metrics) now."""
+        self._follower.poll()
 
     def write_env(self, path: Path = STATE_DIR / "env") -> Path:
         """A dotenv file with what a function, a worker or a test needs to join this stack."""
@@ -197,7 +227,7 @@ class LocalStack:
         )
         module = module_of(self.template, function)
         config = uvicorn.Config(
-            as_function(component_name(self.template, function), module.app),
+            with_console(as_function(component_name(self.template, function), function, module.app)),
             host=self.config.host,
             port=self.config.api_port,
             log_level="warning",
@@ -287,7 +317,7 @@ class LocalStack:
             self.workers.append(worker)
         for surplus in self.workers[wanted:]:
             surplus.terminate()
-        self.stopping.wait(self.config.schedule_seconds)
+        self.stopping.wait(self.config.supervise_seconds)
 
     def start_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """One more `python -m fargate_worker` on this stack, logging to .local/logs and the console."""
@@ -320,13 +350,34 @@ def _write_shell_env(path: Path, values: dict[str, str]) -> Path:
     return path
 
 
-def as_function(name: str, app: Any) -> Any:
-    """The API app as its function: its lines carry the function's name (uvicorn calls the app,
-    not the handler)."""
+def as_function(name: str, logical_id: str, app: Any) -> Any:
+    """The API app as its function: its lines carry the function's component and Lambda names
+    (uvicorn calls the app, not the handler), one invocation per request."""
 
     async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        with component(name):
+        with component(name), invocation(LambdaContext(function_name=logical_id)):
             await app(scope, receive, send)
+
+    return run
+
+
+def with_console(app: Any) -> Any:
+    """The API with the console page beside it at /console/ (the page calls the API on its origin)."""
+
+    async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in ("/console", CONSOLE_PATH):
+            await app(scope, receive, send)
+            return
+        status, body, headers = (
+            200,
+            CONSOLE_PAGE.read_bytes(),
+            [(b"content-type", b"text/html; charset=utf-8")],
+        )
+        if scope["path"] != CONSOLE_PATH:
+            status, body, headers = 308, b"", [(b"location", CONSOLE_PATH.encode())]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     return run
 

@@ -257,3 +257,62 @@ def _letter(message: dict[str, Any]) -> DeadLetter:
         sent_at=attributes.get("SentTimestamp"),
         body=message["Body"],
     )
+
+
+# ---------------------------------------------------------------- logs
+
+# Every line of a task carries its id as correlation_id (the worker's and the functions' alike).
+_TASK_QUERY = (
+    'fields @timestamp, @log, @message | filter correlation_id = "{task_id}" or task_id = "{task_id}" '
+    "| sort @timestamp asc | limit 10000"
+)
+_QUERY_DONE = frozenset({"Complete", "Failed", "Cancelled", "Timeout", "Unknown"})
+
+
+def log_groups(settings: ClientSettings) -> list[str]:
+    """Every log group of the stack (the functions' and the worker's)."""
+    if not settings.stack_name:
+        raise ConfigurationError("logs in AWS need the stack: give --stack-name (or MISTERSMITH_STACK_NAME)")
+    try:
+        pages = (
+            session(settings.profile, settings.region)
+            .client("cloudformation")
+            .get_paginator("list_stack_resources")
+            .paginate(StackName=settings.stack_name)
+        )
+        return [
+            resource["PhysicalResourceId"]
+            for page in pages
+            for resource in page["StackResourceSummaries"]
+            if resource["ResourceType"] == "AWS::Logs::LogGroup"
+        ]
+    except (ClientError, BotoCoreError) as error:
+        raise ConfigurationError(f"cannot list the log groups of {settings.stack_name!r}: {error}") from error
+
+
+def task_log_lines(
+    settings: ClientSettings,
+    task_id: str,
+    *,
+    since: float,
+    until: float,
+    sleep: Callable[[float], None],
+) -> list[tuple[str, str, str]]:
+    """(timestamp, log group, message) of every line of the task between two epoch seconds, by a
+    Logs Insights query across the stack's log groups."""
+    logs = session(settings.profile, settings.region).client("logs")
+    try:
+        query_id = logs.start_query(
+            logGroupNames=log_groups(settings),
+            startTime=int(since),
+            endTime=int(until) + 1,
+            queryString=_TASK_QUERY.format(task_id=task_id),
+        )["queryId"]
+        while (answer := logs.get_query_results(queryId=query_id))["status"] not in _QUERY_DONE:
+            sleep(0.5)
+    except (ClientError, BotoCoreError) as error:
+        raise AwsCallFailed(f"Logs Insights query failed: {error}") from error
+    if answer["status"] != "Complete":
+        raise AwsCallFailed(f"Logs Insights query ended {answer['status']}")
+    rows = [{cell["field"]: cell["value"] for cell in row} for row in answer["results"]]
+    return [(row.get("@timestamp", ""), row.get("@log", ""), row.get("@message", "")) for row in rows]

@@ -1,6 +1,8 @@
-"""`mistersmith`: submit tasks, follow them to a result, list and cancel them, look after the DLQs.
+"""`mistersmith`: submit tasks, follow them to a result, list, retry and cancel them, read their
+logs and the system's stats, look after the DLQs.
 
 Output for scripts goes to stdout (ids, JSON records, results); progress and errors go to stderr.
+With --output json every command writes one JSON document to stdout, errors included.
 Exit codes: 0 ok, 1 a task did not succeed, 2 bad usage or request refused, 3 not found,
 4 not finished in time, 5 endpoint unreachable or failing, 6 authentication refused."""
 
@@ -8,19 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import webbrowser
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
-from mistersmith_client.client import MisterSmithClient
+from mistersmith_client.client import MisterSmithClient, version
 from mistersmith_client.errors import (
     EXIT_OK,
-    EXIT_REJECTED,
     EXIT_TASK_FAILED,
-    EXIT_TIMEOUT,
+    ApiError,
     MisterSmithClientError,
     WaitTimeout,
 )
@@ -28,6 +32,8 @@ from mistersmith_client.models import STATUSES, TASK_TYPES, Task
 from mistersmith_client.settings import ClientSettings
 
 PROG = "mistersmith"
+_OUTPUT_FLAGS = ("--output", "-o")
+_OUTPUT_HELP = "text (default) or json: one JSON document on stdout, errors included"
 OWNER_HELP = "admins only: another caller's tasks (an IAM ARN, roles path-less, or apikey:<id>)"
 
 
@@ -43,28 +49,51 @@ def main(
     # What follows `--` is execute's command, taken whole (argparse would read its options as ours).
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
+    console = Console(out, err, as_json=_wants_json(argv))
     try:
+        if "--version" in argv:
+            return _version(console)
         args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse has printed its message
+        args.argv = command
+        if command and args.command != "submit":
+            raise UsageError("only `submit execute` takes a command after --")
+        return int(args.run(args, console))
+    except SystemExit as exit_:  # --help has printed its text
         return int(exit_.code or 0)
-    args.argv = command
-    if command and args.command != "submit":
-        print(f"{PROG}: error: only `submit execute` takes a command after --", file=err)
-        return EXIT_REJECTED
-    try:
-        return args.run(args, Console(out, err))
     except MisterSmithClientError as error:
-        print(f"{PROG}: error: {error}", file=err)
+        console.error(error)
         return error.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=err)
+        console.note(f"{PROG}: interrupted")
         return 130
+    except BrokenPipeError:  # `mistersmith ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Read before parsing, so that a usage error is JSON too when JSON was asked for."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return (
+        "--output=json" in argv
+        or "-ojson" in argv
+        or any(flag in ("--output", "-o") and value == "json" for flag, value in pairs)
+    )
+
+
+def _version(console: Console) -> int:
+    if console.as_json:
+        console.json({"version": version()})
+    else:
+        console.print(f"{PROG} {version()}")
+    return EXIT_OK
 
 
 class Console:
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, out: TextIO, err: TextIO, *, as_json: bool = False) -> None:
         self.out = out
         self.err = err
+        self.as_json = as_json
 
     def print(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -74,6 +103,28 @@ class Console:
 
     def note(self, text: str) -> None:
         print(text, file=self.err, flush=True)
+
+    def error(self, error: MisterSmithClientError) -> None:
+        if not self.as_json:
+            self.note(f"{PROG}: error: {error}")
+            return
+        document: dict[str, Any] = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "exit_code": error.exit_code,
+        }
+        if isinstance(error, ApiError):
+            document |= {"status": error.status, "problem": error.problem}
+        if isinstance(error, WaitTimeout):
+            document["pending"] = {task_id: task.as_json() for task_id, task in error.pending.items()}
+        self.json({"error": document})
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors raised, not printed and exited on, so that they can be JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} -h)")
 
 
 # ---------------------------------------------------------------- commands
@@ -86,21 +137,52 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
             task = api.submit_via_upload(args.task_type, payload, task_id=args.id)
         else:
             task = api.submit(args.task_type, payload, task_id=args.id)
+        return _submitted(api, task, args, console)
+
+
+def cmd_retry(args: argparse.Namespace, console: Console) -> int:
+    with _client(args) as api:
+        task = api.retry(args.task_id, new_id=args.id, owner=args.owner)
+        console.note(f"{task.id} retries {args.task_id}")
+        return _submitted(api, task, args, console)
+
+
+def _submitted(api: MisterSmithClient, task: Task, args: argparse.Namespace, console: Console) -> int:
+    """The new task's id on stdout (alone, so that ID=$(mistersmith submit ... --wait) works);
+    with --wait, progress and the outcome on stderr and the outcome as exit code."""
+    if not args.wait:
+        _emit_task(console, task) if console.as_json else console.print(task.id)
+        return EXIT_OK
+    if not console.as_json:
         console.print(task.id)
-        if not args.wait:
-            return EXIT_OK
-        return _wait_and_report(api, [task.id], args, console)
+    records = _wait(api, [task.id], args, console)
+    done = records[task.id]
+    if console.as_json:
+        _emit_task(console, done)
+    else:
+        console.note(_outcome_line(done))
+        if args.show_output:
+            _show_output(done, console)
+    return EXIT_OK if done.succeeded else EXIT_TASK_FAILED
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        console.json(api.get(args.task_id, owner=args.owner).as_json())
+        _emit_task(console, api.get(args.task_id, owner=args.owner))
     return EXIT_OK
 
 
 def cmd_wait(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        return _wait_and_report(api, args.task_ids, args, console)
+        records = _wait(api, args.task_ids, args, console)
+    if console.as_json:
+        console.json({"tasks": [task.as_json() for task in records.values()]})
+    else:
+        for task in records.values():
+            console.print(_outcome_line(task))
+            if args.show_output:
+                _show_output(task, console)
+    return EXIT_OK if all(task.succeeded for task in records.values()) else EXIT_TASK_FAILED
 
 
 def cmd_result(args: argparse.Namespace, console: Console) -> int:
@@ -111,15 +193,23 @@ def cmd_result(args: argparse.Namespace, console: Console) -> int:
             else api.get(args.task_id)
         )
     if not task.terminal:
-        console.note(f"task {task.id} is {task.status}: no result yet (add --wait to wait for it)")
-        return EXIT_TIMEOUT
-    if task.result is not None:
-        console.json(task.result)
-        if args.download:
-            for uri in _artifact_uris(task.result):
-                from mistersmith_client import aws
+        raise WaitTimeout(f"task {task.id} is {task.status}: no result yet (add --wait to wait for it)", {})
+    downloaded = []
+    if task.result is not None and args.download:
+        from mistersmith_client import aws
 
-                console.note(f"downloaded {uri} to {aws.download(uri, args.download, _settings(args))}")
+        settings = _settings(args)
+        downloaded = [
+            (uri, aws.download(uri, args.download, settings)) for uri in _artifact_uris(task.result)
+        ]
+    if args.show_output and not console.as_json:
+        _show_output(task, console)
+    elif task.result is not None:
+        console.json(task.result)
+    elif console.as_json:
+        console.json(None)
+    for uri, path in downloaded:
+        console.note(f"downloaded {uri} to {path}")
     if task.error:
         console.note(f"task {task.id} {task.status}: {task.error.get('type')}: {task.error.get('message')}")
     elif not task.succeeded:
@@ -129,40 +219,181 @@ def cmd_result(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as api:
-        for task_id in args.task_ids:
-            task = api.cancel(task_id, owner=args.owner)
-            requested = " (cancel requested; its worker stops it)" if task.cancel_requested else ""
-            if not args.wait:
-                console.print(f"{task.id}\t{task.status}{requested}")
+        tasks = [api.cancel(task_id, owner=args.owner) for task_id in args.task_ids]
         if args.wait:
             # A running task may still end otherwise (it finished first): exit 0 only if all were cancelled.
-            _wait_and_report(api, args.task_ids, args, console)
-            records = {task_id: api.get(task_id) for task_id in args.task_ids}
+            records = _wait(api, args.task_ids, args, console)
+            if console.as_json:
+                console.json({"tasks": [task.as_json() for task in records.values()]})
+            for task in [] if console.as_json else records.values():
+                console.print(_outcome_line(task))
             return (
                 EXIT_OK if all(task.status == "CANCELLED" for task in records.values()) else EXIT_TASK_FAILED
             )
+    if console.as_json:
+        console.json({"tasks": [task.as_json() for task in tasks]})
+    for task in [] if console.as_json else tasks:
+        requested = " (cancel requested; its worker stops it)" if task.cancel_requested else ""
+        console.print(f"{task.id}\t{task.status}{requested}")
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    shown = 0
+    tasks: list[Task] = []
     token = args.next_token
     with _client(args) as api:
-        if not args.json:
-            console.print(f"{'ID':<34} {'TYPE':<8} {'STATUS':<14} CREATED")
         while True:
-            page_size = min(args.page_size, args.max - shown)
+            page_size = min(args.page_size, args.max - len(tasks))
             page = api.list(
                 status=args.status, task_type=args.type, limit=page_size, next_token=token, owner=args.owner
             )
-            for task in page.items:
-                console.print(json.dumps(task.as_json(), sort_keys=True) if args.json else _row(task))
-            shown += len(page.items)
+            tasks += page.items
             token = page.next_token
-            if not token or shown >= args.max:
+            if not token or len(tasks) >= args.max:
                 break
+    # The API lists newest first within a status; across statuses the CLI orders them.
+    tasks.sort(key=lambda task: task.created_at, reverse=True)
+    if console.as_json:
+        console.json({"items": [task.as_json() for task in tasks], "next_token": token})
+        return EXIT_OK
+    if args.json:  # one record per line, as before --output existed
+        for task in tasks:
+            console.print(json.dumps(task.as_json(), sort_keys=True))
+    else:
+        console.print(_table([_LIST_HEADER, *(_row(task) for task in tasks)]))
     if token:
         console.note(f"more tasks: repeat with --next-token {token}")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    with _client(args) as api:
+        stats = api.stats()
+    if console.as_json:
+        console.json(stats)
+        return EXIT_OK
+    for name, depth in stats.get("queues", {}).items():
+        console.print(
+            f"queue {name:<8} visible {depth.get('visible')}  in flight {depth.get('in_flight')}  "
+            f"delayed {depth.get('delayed')}  dead letters {depth.get('dead_letters')}"
+        )
+    workers = stats.get("workers") or {}
+    console.print(
+        f"workers  desired {workers.get('desired')}  running {workers.get('running')}  "
+        f"pending {workers.get('pending')}"
+    )
+    counts = stats.get("tasks", {})
+    console.print(
+        "tasks    " + "  ".join(f"{status} {n}" for status, n in counts.get("by_status", {}).items() if n)
+    )
+    console.print(
+        "by type  " + "  ".join(f"{task_type} {n}" for task_type, n in counts.get("by_type", {}).items())
+    )
+    decisions = stats.get("scaling_decisions", [])
+    console.print(f"scaling decisions in the last hour: {len(decisions)}")
+    for decision in decisions[-5:]:
+        console.print(
+            f"  {decision.get('at')}  {decision.get('previous')} -> {decision.get('desired')}  "
+            f"{decision.get('reason')}  (visible {decision.get('visible')}, running {decision.get('running')})"
+        )
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace, console: Console) -> int:
+    settings = _settings(args)
+    local = args.log_dir is not None or _is_local(settings)
+    seen: set[str] = set()
+    since = time.time() - args.since_hours * 3600
+    collected: list[dict[str, Any]] = []
+    with _client(args) as api:
+        while True:
+            finished = api.get(args.task_id).terminal
+            for line in _log_lines(args, settings, local, since):
+                key = json.dumps(line, sort_keys=True)
+                if key in seen:
+                    continue
+                seen.add(key)
+                collected.append(line)
+                if not console.as_json:
+                    console.print(_log_text(line))
+            if not args.follow or finished:
+                break
+            time.sleep(args.interval)
+    if console.as_json:
+        console.json({"task_id": args.task_id, "lines": collected})
+    elif not collected:
+        console.note(f"no log lines of task {args.task_id}" + ("" if local else " in the stack's log groups"))
+    return EXIT_OK
+
+
+def _log_lines(
+    args: argparse.Namespace, settings: ClientSettings, local: bool, since: float
+) -> list[dict[str, Any]]:
+    if local:
+        from mistersmith_client.logs import DEFAULT_LOG_DIR, local_lines
+
+        return [line.as_json() for line in local_lines(args.task_id, args.log_dir or DEFAULT_LOG_DIR)]
+    from mistersmith_client import aws
+
+    rows = aws.task_log_lines(settings, args.task_id, since=since, until=time.time(), sleep=time.sleep)
+    return [
+        {"timestamp": stamp, "component": group, "record": _as_record(message)}
+        for stamp, group, message in rows
+    ]
+
+
+def _as_record(message: str) -> dict[str, Any]:
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return {"message": message}
+    return value if isinstance(value, dict) else {"message": message}
+
+
+def _log_text(line: dict[str, Any]) -> str:
+    record = line["record"]
+    return " | ".join(
+        [
+            str(line.get("timestamp", "")),
+            line["component"],
+            str(record.get("level", "")),
+            str(record.get("message", "")),
+        ]
+    )
+
+
+def _is_local(settings: ClientSettings) -> bool:
+    host = urlsplit(settings.api_url or "").hostname or ""
+    return not settings.stack_name and host in ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_console(args: argparse.Namespace, console: Console) -> int:
+    from mistersmith_client.console_server import ConsoleServer
+
+    with _client(args) as api:
+        server = ConsoleServer(api, port=args.port)
+        if console.as_json:
+            console.json({"url": server.url, "api_url": api.api_url})
+        else:
+            console.print(server.url)
+        console.note(f"console on {server.url}, forwarding to {api.api_url}; Ctrl-C stops it")
+        if args.open:
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace, console: Console) -> int:
+    script = completion_script(_parser(), args.shell)
+    if console.as_json:
+        console.json({"shell": args.shell, "script": script})
+    else:
+        console.print(script)
     return EXIT_OK
 
 
@@ -170,13 +401,36 @@ def cmd_dlq_list(args: argparse.Namespace, console: Console) -> int:
     from mistersmith_client.aws import DeadLetters
 
     dead_letters = DeadLetters(_settings(args))
+    shown = []
     for queue in _queues(dead_letters, args.queue):
-        console.print(f"{queue.name}\t{dead_letters.depth(queue)} message(s)\t{queue.url}")
-        for letter in dead_letters.peek(queue, args.show) if args.show else []:
+        letters = dead_letters.peek(queue, args.show) if args.show else []
+        depth = dead_letters.depth(queue)
+        shown.append(
+            {
+                "name": queue.name,
+                "url": queue.url,
+                "depth": depth,
+                "messages": [
+                    {
+                        "message_id": letter.message_id,
+                        "task_id": letter.task_id,
+                        "task_type": letter.task_type,
+                        "receive_count": letter.receive_count,
+                    }
+                    for letter in letters
+                ],
+            }
+        )
+        if console.as_json:
+            continue
+        console.print(f"{queue.name}\t{depth} message(s)\t{queue.url}")
+        for letter in letters:
             console.print(
                 f"  {letter.message_id}\ttask={letter.task_id or '?'}\ttype={letter.task_type or '?'}"
                 f"\treceives={letter.receive_count}"
             )
+    if console.as_json:
+        console.json({"queues": shown})
     return EXIT_OK
 
 
@@ -184,38 +438,64 @@ def cmd_dlq_redrive(args: argparse.Namespace, console: Console) -> int:
     from mistersmith_client.aws import DeadLetters
 
     dead_letters = DeadLetters(_settings(args))
+    moved = []
     for queue in _queues(dead_letters, args.queue):
         if queue.source_url is None and args.queue == "all":
             continue
         result = dead_letters.redrive(queue, args.max)
+        moved.append(
+            {
+                "queue": queue.name,
+                "moved": result.moved,
+                "task_handle": result.task_handle,
+                "to": queue.source_url,
+            }
+        )
+        if console.as_json:
+            continue
         if result.task_handle:
             console.print(f"{queue.name}\tmove task started ({result.task_handle}); SQS moves the messages")
         else:
             console.print(f"{queue.name}\t{result.moved} message(s) moved back to {queue.source_url}")
+    if console.as_json:
+        console.json({"redriven": moved})
     return EXIT_OK
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _wait_and_report(
+def _wait(
     api: MisterSmithClient, task_ids: Sequence[str], args: argparse.Namespace, console: Console
-) -> int:
+) -> dict[str, Task]:
     progress = Progress(console.err, quiet=args.quiet)
     try:
-        records = api.wait(
+        return api.wait(
             task_ids, timeout_seconds=args.timeout, interval_seconds=args.interval, on_update=progress.update
         )
-    except WaitTimeout as timeout:
+    finally:
         progress.done()
-        for task_id, task in timeout.pending.items():
-            console.print(f"{task_id}\t{task.status}")
-        raise
-    progress.done()
-    for task in records.values():
-        error = f"\t{task.error.get('type')}: {task.error.get('message')}" if task.error else ""
-        console.print(f"{task.id}\t{task.status}{error}")
-    return EXIT_OK if all(task.succeeded for task in records.values()) else EXIT_TASK_FAILED
+
+
+def _outcome_line(task: Task) -> str:
+    error = f"\t{task.error.get('type')}: {task.error.get('message')}" if task.error else ""
+    return f"{task.id}\t{task.status}{error}"
+
+
+def _show_output(task: Task, console: Console) -> None:
+    """An execute task's stdout to stdout and its stderr to stderr, as the command wrote them."""
+    result = task.result or {}
+    if "stdout" not in result and "stderr" not in result:
+        console.note(f"task {task.id} has no command output ({task.task_type})")
+        return
+    console.out.write(str(result.get("stdout", "")))
+    console.out.flush()
+    console.err.write(str(result.get("stderr", "")))
+    console.err.flush()
+
+
+def _emit_task(console: Console, task: Task) -> None:
+    console.json(task.as_json())
 
 
 class Progress:
@@ -248,8 +528,20 @@ class Progress:
             self.stream.flush()
 
 
-def _row(task: Task) -> str:
-    return f"{task.id:<34} {task.task_type:<8} {task.status:<14} {task.created_at}"
+_LIST_HEADER = ("ID", "TYPE", "STATUS", "DURATION", "CREATED", "ERROR")
+
+
+def _row(task: Task) -> tuple[str, ...]:
+    duration = f"{task.duration_ms / 1000:.1f}s" if task.duration_ms is not None else "-"
+    error = f"{task.error.get('type')}: {task.error.get('message')}" if task.error else ""
+    return (task.id, task.task_type, task.status, duration, task.created_at, error[:80])
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def _payload(args: argparse.Namespace) -> dict[str, Any]:
@@ -370,19 +662,25 @@ def _client(args: argparse.Namespace) -> MisterSmithClient:
 
 def _parser() -> argparse.ArgumentParser:
     common, waiting = _shared_options()
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(*_OUTPUT_FLAGS, choices=["text", "json"], default="text", help=_OUTPUT_HELP)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     _add_submit(commands, common, waiting)
     _add_task_commands(commands, common, waiting)
+    _add_operator_commands(commands, common)
     _add_dlq(commands, common)
     return parser
 
 
-def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The endpoint and auth options of every command, and the waiting options of those that wait."""
-    common = argparse.ArgumentParser(add_help=False)
+def _shared_options() -> tuple[_Parser, _Parser]:
+    """The endpoint, auth and output options of every command, and the waiting options of those that wait."""
+    common = _Parser(add_help=False)
+    # Also after the command; SUPPRESS keeps a subcommand from resetting what was given before it.
+    common.add_argument(
+        *_OUTPUT_FLAGS, choices=["text", "json"], default=argparse.SUPPRESS, help=_OUTPUT_HELP
+    )
     where = common.add_argument_group("endpoint and auth (flags win over MISTERSMITH_* variables)")
     where.add_argument("--api-url", help="API base URL, e.g. http://127.0.0.1:3000 (MISTERSMITH_API_URL)")
     where.add_argument("--stack-name", help="read ApiUrl and the queue URLs from this CloudFormation stack")
@@ -397,18 +695,20 @@ def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
     )
     where.add_argument("--retries", type=int, help="retries of unreachable / throttled / 5xx requests (3)")
 
-    waiting = argparse.ArgumentParser(add_help=False)
+    waiting = _Parser(add_help=False)
     waiting.add_argument("--timeout", type=float, default=600, help="seconds to wait before giving up (600)")
     waiting.add_argument("--interval", type=float, default=1.0, help="seconds between polls (1)")
     waiting.add_argument("--quiet", action="store_true", help="no progress display")
+
     return common, waiting
 
 
 def _add_submit(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    waiting: argparse.ArgumentParser,
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+    waiting: _Parser,
 ) -> None:
+    """submit and retry: tasks in."""
     submit = commands.add_parser(
         "submit",
         parents=[common, waiting],
@@ -438,15 +738,27 @@ def _add_submit(
     submit.add_argument(
         "--upload", action="store_true", help="send the payload through a presigned S3 upload"
     )
-    submit.add_argument("--wait", action="store_true", help="then wait for the task (exit code = outcome)")
+    _add_wait_flags(submit)
     submit.set_defaults(run=cmd_submit)
+
+    retry = commands.add_parser(
+        "retry",
+        parents=[common, waiting],
+        help="submit a task again (same type and payload, retry_of set); prints the new id",
+    )
+    retry.add_argument("task_id", metavar="ID")
+    retry.add_argument("--id", help="the new task's id (default: a new one)")
+    retry.add_argument("--owner", help=OWNER_HELP)
+    _add_wait_flags(retry)
+    retry.set_defaults(run=cmd_retry)
 
 
 def _add_task_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    waiting: argparse.ArgumentParser,
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+    waiting: _Parser,
 ) -> None:
+    """status, wait, result, cancel, list: one's tasks."""
     status = commands.add_parser("status", parents=[common], help="print a task's record as JSON")
     status.add_argument("task_id")
     status.add_argument("--owner", help=OWNER_HELP)
@@ -456,6 +768,7 @@ def _add_task_commands(
         "wait", parents=[common, waiting], help="wait for tasks; exit 0 only if all succeeded"
     )
     wait.add_argument("task_ids", nargs="+", metavar="ID")
+    wait.add_argument("--show-output", action="store_true", help="then print execute tasks' stdout / stderr")
     wait.set_defaults(run=cmd_wait)
 
     result = commands.add_parser(
@@ -468,6 +781,9 @@ def _add_task_commands(
     result.add_argument(
         "--download", type=Path, metavar="DIR", help="download the result's s3:// artifacts into DIR"
     )
+    result.add_argument(
+        "--show-output", action="store_true", help="an execute task's stdout / stderr, not the result JSON"
+    )
     result.set_defaults(run=cmd_result)
 
     cancel = commands.add_parser("cancel", parents=[common, waiting], help="cancel tasks")
@@ -478,7 +794,7 @@ def _add_task_commands(
     cancel.add_argument("--owner", help=OWNER_HELP)
     cancel.set_defaults(run=cmd_cancel)
 
-    listing = commands.add_parser("list", parents=[common], help="list tasks, newest first within a status")
+    listing = commands.add_parser("list", parents=[common], help="list tasks, newest first")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--type", choices=TASK_TYPES)
     listing.add_argument("--owner", help=OWNER_HELP)
@@ -487,15 +803,65 @@ def _add_task_commands(
     )
     listing.add_argument("--max", type=_positive, default=200, help="stop after this many tasks (200)")
     listing.add_argument("--next-token", help="continue where an earlier listing stopped")
-    listing.add_argument("--json", action="store_true", help="one JSON record per line")
+    listing.add_argument("--json", action="store_true", help="one JSON record per line (JSON lines)")
     listing.set_defaults(run=cmd_list)
 
 
-def _add_dlq(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+def _add_operator_commands(
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
 ) -> None:
+    """stats, logs, console, completion: the system and the shell."""
+    stats = commands.add_parser(
+        "stats", parents=[common], help="queue depths, workers, scaling decisions, task counts (GET /stats)"
+    )
+    stats.set_defaults(run=cmd_stats)
+
+    logs = commands.add_parser(
+        "logs",
+        parents=[common],
+        help="a task's log lines (local: .local/logs; AWS: Logs Insights over the stack's log groups)",
+    )
+    logs.add_argument("task_id", metavar="ID")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep reading until the task has finished")
+    logs.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --follow (2)")
+    logs.add_argument(
+        "--log-dir",
+        type=Path,
+        help="the local stack's log folder (default .local/logs when the API is local)",
+    )
+    logs.add_argument("--since-hours", type=float, default=24, help="AWS: how far back to search (24)")
+    logs.set_defaults(run=cmd_logs)
+
+    console_command = commands.add_parser(
+        "console",
+        parents=[common],
+        help="the task console in a browser: a server on 127.0.0.1 forwarding its API calls signed",
+    )
+    console_command.add_argument(
+        "--port", type=int, default=8765, help="port on 127.0.0.1 (8765; 0: any free)"
+    )
+    console_command.add_argument("--open", action="store_true", help="open it in the default browser")
+    console_command.set_defaults(run=cmd_console)
+
+    completion = commands.add_parser(
+        "completion",
+        parents=[common],
+        help="print a shell completion script",
+        description="bash: `source <(mistersmith completion bash)`; zsh: `source <(mistersmith completion zsh)`.",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(run=cmd_completion)
+
+
+def _add_dlq(
+    commands: argparse._SubParsersAction[_Parser],
+    common: _Parser,
+) -> None:
+    """dlq list / redrive."""
     dlq = commands.add_parser(
         "dlq",
+        parents=[common],
         help="dead-letter queues: list, redrive",
         description="Messages SQS gave up on. DeadLetterFunction normally reads them at once and ends their "
         "tasks DEAD_LETTERED, so what stays here is what it could not read or record (a table outage, a "
@@ -515,6 +881,55 @@ def _add_dlq(
     redrive.add_argument("--queue", choices=["work", "analyze", "all"], default="all")
     redrive.add_argument("--max", type=_positive, help="move at most N messages (one by one)")
     redrive.set_defaults(run=cmd_dlq_redrive)
+
+
+def _add_wait_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="then wait (progress on stderr; exit code = outcome; id alone on stdout)",
+    )
+    parser.add_argument(
+        "--show-output", action="store_true", help="with --wait: then print an execute task's stdout / stderr"
+    )
+
+
+def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
+    """A bash completion function for the commands and options of `parser` (zsh runs it through
+    bashcompinit)."""
+    words: dict[str, list[str]] = {}
+
+    def walk(current: argparse.ArgumentParser, path: list[str]) -> None:
+        choices: list[str] = []
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    choices.append(name)
+                    walk(child, [*path, name])
+            elif not action.option_strings and action.choices:
+                choices += [str(choice) for choice in action.choices]
+        words[" ".join(path)] = choices + [
+            flag for action in current._actions for flag in action.option_strings
+        ]
+
+    walk(parser, [])
+    cases = "\n".join(f'    "{path}") echo "{" ".join(found)}" ;;' for path, found in sorted(words.items()))
+    script = f"""_{PROG}_words() {{
+  case "$1" in
+{cases}
+  esac
+}}
+_{PROG}() {{
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" path="" word next
+  for word in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
+    next="${{path:+$path }}$word"
+    [[ -n "$(_{PROG}_words "$next")" ]] && path="$next"
+  done
+  COMPREPLY=($(compgen -W "$(_{PROG}_words "$path")" -- "$cur"))
+}}
+complete -F _{PROG} {PROG}"""
+    prefix = "autoload -U +X bashcompinit && bashcompinit\n" if shell == "zsh" else ""
+    return prefix + script
 
 
 def _positive(text: str) -> int:

@@ -26,7 +26,7 @@ _RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF_SECONDS = 5.0
 
 
-def _version() -> str:
+def version() -> str:
     try:
         return metadata.version("mistersmith-on-aws")
     except metadata.PackageNotFoundError:
@@ -55,7 +55,7 @@ class MisterSmithClient:
             auth=auth,
             timeout=timeout_seconds,
             transport=transport,
-            headers={"user-agent": f"mistersmith-client/{_version()}", "accept": "application/json"},
+            headers={"user-agent": f"mistersmith-client/{version()}", "accept": "application/json"},
         )
 
     @classmethod
@@ -115,6 +115,29 @@ class MisterSmithClient:
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         """`owner` (admins only) reads another caller's task; by default one's own."""
         return Task.model_validate(self._request("GET", f"/tasks/{_segment(task_id)}", params=_owner(owner)))
+
+    def payload(self, task_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """The task's payload as it was submitted."""
+        payload: dict[str, Any] = self._request(
+            "GET", f"/tasks/{_segment(task_id)}/payload", params=_owner(owner)
+        )
+        return payload
+
+    def retry(self, task_id: str, *, new_id: str | None = None, owner: str | None = None) -> Task:
+        """A new task (one's own) with the same type and payload, naming the one it retries in `retry_of`."""
+        original = self.get(task_id, owner=owner)
+        body = {
+            "id": new_id or new_task_id(),
+            "task_type": original.task_type,
+            "payload": self.payload(task_id, owner=owner),
+            "retry_of": original.id,
+        }
+        return Task.model_validate(self._request("POST", "/tasks", json=body))
+
+    def stats(self) -> dict[str, Any]:
+        """Queue depths, workers, the last hour's scaling decisions and the caller's task counts."""
+        stats: dict[str, Any] = self._request("GET", "/stats")
+        return stats
 
     def cancel(self, task_id: str, *, owner: str | None = None) -> Task:
         return Task.model_validate(
@@ -214,6 +237,17 @@ class MisterSmithClient:
 
     def ready(self) -> dict[str, Any]:
         return self._request("GET", "/ready")
+
+    def forward(
+        self, method: str, path: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """One request as it is (no retry, no error raised): the console's calls, signed."""
+        try:
+            return self._http.request(method, path, content=content, headers=headers)
+        except httpx.TransportError as error:
+            raise EndpointUnreachable(
+                f"cannot reach the MisterSmith API at {self.api_url}: {error}"
+            ) from error
 
     # ---------------------------------------------------------------- transport
 

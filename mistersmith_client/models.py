@@ -33,6 +33,8 @@ class Task(_Answer):
     error: dict[str, Any] | None = None
     trace_id: str | None = None
     cancel_requested: bool | None = None
+    worker: str | None = None
+    retry_of: str | None = None
     # The caller that submitted it (an IAM ARN or apikey:<id>); absent on tasks from before owners.
     owner: str | None = None
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from local_stack.stack import EVENTS_DIR, LocalConfig, LocalStack
+from local_stack.emf import save_keys
+from local_stack.stack import EVENTS_DIR, STATE_DIR, LocalConfig, LocalStack
 from mistersmith.callers import LOCAL_CALLER
 from mistersmith.models import task_key
 from tests.boto_record import record_boto_calls
@@ -30,6 +31,13 @@ BOTO_CALLS = record_boto_calls()
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 VISIBILITY_SECONDS = 10
+# The series the integration tests' stack emitted, for the dashboard check when it runs on its own.
+EMITTED_METRICS_FILE = STATE_DIR / "integration-metrics.json"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that read what the rest of the session emitted run last (a stable sort keeps the rest in order).
+    items.sort(key=lambda item: item.get_closest_marker("after_integration") is not None)
 
 
 def free_port() -> int:
@@ -52,18 +60,27 @@ def event_files() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     # A 10 s visibility (and lease) makes redelivery after a crash quick enough to test.
     config = LocalConfig(
         moto_port=free_port(),
         api_port=free_port(),
         max_workers=2,
         log_level="WARNING",
+        schedule_seconds=2.0,
         parameters={"QueueVisibilityTimeoutSeconds": str(VISIBILITY_SECONDS)},
         worker_environment={"MAX_RETRY_DELAY_SECONDS": "1", "CONCURRENCY": "2"},
     )
     with LocalStack(config) as running:
         yield running
+    # Saved only from a session that ran every integration module: a part emits only part of the metrics.
+    if runs_every_integration_module(request.session):
+        save_keys(running.metrics.series(), EMITTED_METRICS_FILE)
+
+
+def runs_every_integration_module(session: pytest.Session) -> bool:
+    ran = {Path(str(item.path)).name for item in session.items}
+    return {path.name for path in Path(__file__).with_name("integration").glob("test_*.py")} <= ran
 
 
 @pytest.fixture(scope="session")

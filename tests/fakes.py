@@ -72,6 +72,13 @@ class MemoryTaskStore(TaskStore):
             str(start + limit) if start + limit < len(matching) else None
         )
 
+    def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                task.status is status and task_type in (None, task.task_type) and owner in (None, task.owner)
+                for task in self.tasks.values()
+            )
+
     def transition(
         self,
         task_id: str,
@@ -261,6 +268,9 @@ class MemoryBlobStore(BlobStore):
         if bucket != self._bucket or key not in self.objects:
             raise BlobNotFound(bucket, key)
         return self.objects[key]
+
+    def presign_get(self, key: str, *, expires_seconds: int) -> str:
+        return f"memory://{self._bucket}/{key}"
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         return f"memory://{self._bucket}/{key}"

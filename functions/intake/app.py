@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
@@ -18,6 +18,7 @@ from mistersmith import wiring
 from mistersmith.callers import CALLER_HEADER, Caller, identify
 from mistersmith.intake import Intake
 from mistersmith.models import (
+    StatsReport,
     TaskPage,
     TaskRecord,
     TaskRef,
@@ -28,7 +29,8 @@ from mistersmith.models import (
     UploadTicket,
 )
 from mistersmith.observability import XRAY_HEADER, count, logger, trace_header_for, tracer
-from mistersmith.settings import IntakeSettings, load
+from mistersmith.settings import IntakeSettings, StatsSettings, load
+from mistersmith.stats import Stats
 from openapi_document import problem_openapi
 from problems import PROBLEM_MEDIA_TYPE, add_problem_handlers, problem, problem_responses
 from size_limit import MAX_REQUEST_BYTES, RequestSizeLimit
@@ -119,6 +121,34 @@ def get_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: Owne
     return intake.get(task_id, caller, owner=owner)
 
 
+@app.get(
+    "/tasks/{task_id}/payload",
+    responses=problem_responses(403, 404, 422),
+    summary="Read a task's payload as submitted (for a retry, or to see what ran)",
+)
+def get_task_payload(
+    task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: OwnerQuery = None
+) -> dict[str, Any]:
+    return intake.payload(task_id, caller, owner=owner)
+
+
+@app.get(
+    "/tasks/{task_id}/artifacts/{name}",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses=problem_responses(403, 404, 422),
+    summary="Download an artifact of a task's result (`name`: its *_uri field) through a presigned URL",
+)
+def get_task_artifact(
+    task_id: TaskRef,
+    name: Annotated[str, Path(pattern=r"^[a-z_]{1,64}_uri$")],
+    intake: IntakeDep,
+    caller: CallerDep,
+    owner: OwnerQuery = None,
+) -> RedirectResponse:
+    return RedirectResponse(intake.artifact_url(task_id, name, caller, owner=owner), status_code=307)
+
+
 @app.delete(
     "/tasks/{task_id}",
     status_code=202,
@@ -162,6 +192,24 @@ def list_tasks(
 )
 def new_upload(intake: IntakeDep, upload: Annotated[UploadRequest | None, Body()] = None) -> Any:
     return intake.new_upload(upload)
+
+
+@cache
+def get_stats() -> Stats:
+    return wiring.stats(load(StatsSettings))
+
+
+@app.get(
+    "/stats",
+    response_model=StatsReport,
+    response_model_exclude_none=True,
+    responses=problem_responses(403),
+    summary="Queue depths and dead letters, workers, the last hour's scaling decisions, the caller's "
+    "task counts (cached a few seconds)",
+)
+def stats(statistics: Annotated[Stats, Depends(get_stats)], caller: CallerDep) -> Any:
+    # Task counts are the caller's own; an admin's are everyone's.
+    return statistics.report(None if caller.admin else caller.principal)
 
 
 @app.get("/health", summary="Liveness (open to anyone)")

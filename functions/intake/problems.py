@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from mistersmith.errors import (
     CallerUnknown,
@@ -127,9 +128,21 @@ async def _invalid_request(request: Request, error: RequestValidationError) -> J
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     phrase = HTTPStatus(error.status_code).phrase
     slug = _HTTP_PROBLEMS.get(error.status_code, phrase.lower().replace(" ", "-"))
-    return problem(
-        request.url.path, error.status_code, slug, phrase, str(error.detail), headers=error.headers
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route that matched; a path has one route per method.
+        headers["Allow"] = _allowed_methods(request)
+    return problem(request.url.path, error.status_code, slug, phrase, str(error.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    methods = {
+        method
+        for route in request.app.routes
+        if isinstance(route, Route) and route.path_regex.match(request.scope["path"])
+        for method in route.methods or ()
+    }
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from local_stack.lambda_runtime import invoke
+from local_stack.template import ROOT
 from tests.conftest import load_event
 
 pytestmark = pytest.mark.integration
@@ -129,3 +130,38 @@ def test_api_problem_through_lambda_proxy_is_json_text_not_base64(stack):
     assert response["isBase64Encoded"] is False
     assert response["headers"]["content-type"] == PROBLEM
     assert json.loads(response["body"])["type"] == "urn:mistersmith:problem:task-not-found"
+
+
+def test_api_405_allows_every_method_of_that_path(api):
+    # Given a path served for GET and DELETE / When it is PUT / Then the 405 names both methods
+    answer = api.put("/tasks/some-task")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "DELETE, GET"
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_api_document_says_files_and_source_uri_exclude_each_other():
+    # Given the OpenAPI document the API publishes
+    schemas = json.loads((ROOT / "docs" / "openapi.json").read_text())["components"]["schemas"]
+    # Then compile and analyze take one of the two, execute at most one, and neither may be null
+    either = [{"required": ["files"]}, {"required": ["source_uri"]}]
+    assert schemas["CompilePayload"]["oneOf"] == either
+    assert schemas["AnalyzePayload"]["oneOf"] == either
+    assert schemas["ExecutePayload"]["not"] == {"required": ["files", "source_uri"]}
+    assert schemas["CompilePayload"]["properties"]["files"]["type"] == "object"
+    assert schemas["ExecutePayload"]["properties"]["timeout_seconds"]["anyOf"][0]["minimum"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"command": ["python3"], "timeout_seconds": 5e-324},
+        {"command": ["python3"], "timeout_seconds": True},
+        {"command": ["python3"], "files": None},
+        {"command": ["python3"], "files": {"a.py": ""}, "source_uri": "s3://bucket/uploads/a.zip"},
+    ],
+    ids=["tiny timeout", "boolean timeout", "null files", "files and source_uri"],
+)
+def test_api_refuses_what_the_document_does_not_allow(api, payload):
+    answer = api.post("/tasks", json={"task_type": "execute", "payload": payload})
+    assert answer.status_code == 422, answer.text

@@ -101,8 +101,8 @@ def test_cli_submit_wait_failing_command_exits_1_with_the_error(cli):
     )
     # When it ran / Then the CLI exits 1 and says why
     assert run.code == 1
-    task_id = run.lines[0]
-    assert run.lines[1].startswith(f"{task_id}\tFAILED\tCommandFailed")
+    (task_id,) = run.lines  # the id alone on stdout, so that ID=$(mistersmith submit ... --wait) works
+    assert f"{task_id}\tFAILED\tCommandFailed" in run.err
     result = cli("result", task_id)
     assert result.code == 1
     assert json.loads(result.out)["exit_code"] == 3
@@ -170,7 +170,7 @@ def test_cli_list_table_shows_ids_types_and_statuses(cli):
         "submit", "compile", "--wait", "--quiet", "--payload", '{"files": {"a.py": "x = 1"}}'
     ).lines[0]
     run = cli("list", "--status", "SUCCEEDED", "--max", "10000")
-    assert run.lines[0].split() == ["ID", "TYPE", "STATUS", "CREATED"]
+    assert run.lines[0].split() == ["ID", "TYPE", "STATUS", "DURATION", "CREATED", "ERROR"]
     assert any(line.split()[:3] == [task_id, "compile", "SUCCEEDED"] for line in run.lines[1:])
 
 
@@ -261,3 +261,19 @@ def test_cli_result_download_copies_the_compile_archive_into_the_folder(cli, tmp
     archive = Path(json.loads(run.out)["artifact_uri"].rsplit("/", 1)[1])
     assert (tmp_path / "out" / archive).stat().st_size > 0
     assert f"to {tmp_path / 'out' / archive}" in run.err
+
+
+def test_cli_retry_runs_the_same_payload_again_naming_the_original(cli):
+    # Given an execute task that failed
+    failed = cli("submit", "execute", "--wait", "--quiet", "--", "python3", "-c", "import sys; sys.exit(4)")
+    original = failed.out.strip()
+    # When it is retried and waited for
+    retried = cli("retry", original, "--wait", "--quiet")
+    again = retried.out.strip()
+    # Then a new task ran the same command (same exit code) and names the one it retries
+    record = json.loads(cli("status", again).out)
+    assert (failed.code, retried.code) == (1, 1)
+    assert again != original
+    assert record["retry_of"] == original
+    assert record["result"]["exit_code"] == 4
+    assert record["worker"]

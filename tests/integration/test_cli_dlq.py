@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import uuid
 
 import pytest
@@ -131,3 +132,17 @@ def test_cli_dlq_without_any_queue_configured_exits_2_saying_what_to_set(monkeyp
     code, _, err = run("dlq", "list")
     assert code == 2
     assert "--stack-name" in err and "MISTERSMITH_WORK_DLQ_URL" in err
+
+
+def test_cli_dlq_redrive_on_moto_leaves_no_traceback_in_the_console(stack, queues, caplog):
+    # Given dead letters on moto, which lacks StartMessageMoveTask
+    source, dlq = queues
+    dead_letter(stack, dlq, 1)
+    # When the whole DLQ is redriven (the move task first, then message by message)
+    with caplog.at_level(logging.ERROR):
+        code, out, _ = run("dlq", "redrive", "--queue", "work")
+    # Then the messages moved, and moto's refusal is one line, not a traceback
+    logged = [record.getMessage() for record in caplog.records]
+    assert (code, depth(stack, source)) == (0, 1), out
+    assert not any("Traceback" in record.getMessage() or record.exc_info for record in caplog.records)
+    assert "moto: The start_message_move_task action has not been implemented" in logged

@@ -65,6 +65,16 @@ def test_router_worker_task_event_queues_the_task(stack, wait_terminal):
     assert wait_terminal("orchestrated-compile-1")["status"] == "SUCCEEDED"
 
 
+def test_router_event_again_for_a_finished_task_skips_it(stack, wait_terminal):
+    # Given an orchestrator event whose task has finished
+    invoke(stack.template, "RouterFunction", load_event("router_worker_task.json"))
+    wait_terminal("orchestrated-compile-1")
+    # When the same event arrives again (EventBridge delivers at least once)
+    result = invoke(stack.template, "RouterFunction", load_event("router_worker_task.json"))
+    # Then the task is not queued a second time
+    assert result == {"task_id": "orchestrated-compile-1", "outcome": "skipped"}
+
+
 def test_router_unknown_type_event_rejects_the_task_visibly(stack, wait_terminal):
     result = invoke(stack.template, "RouterFunction", load_event("router_unknown_type.json"))
     assert result["outcome"] == "rejected"

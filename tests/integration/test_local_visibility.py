@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from local_stack.__main__ import main as local_stack_main
 from local_stack.emf import SeriesKey, json_objects
 from mistersmith.observability import logger
-from tests.conftest import stored_key
+from tests.conftest import free_port, stored_key
 
 pytestmark = pytest.mark.integration
 
@@ -88,4 +90,61 @@ def test_a_task_s_lines_carry_each_component_s_name_and_its_metrics_are_kept(sta
     assert (finished["level"], finished["error_type"]) == ("ERROR", "CommandFailed")
     assert count(stack, "TasksSubmitted") - submitted_before >= 2
     assert count(stack, "TasksFailed", WORKER) > failed_before
-    assert SeriesKey("TaskDuration", WORKER, "Milliseconds") in stack.metrics.series()
+    assert SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith") in stack.metrics.series()
+
+
+def test_local_lines_name_the_function_that_wrote_them_and_its_first_invocation_as_cold(
+    stack, api, wait_terminal
+):
+    # Given every component's lines, logged at INFO
+    lines: list[tuple[str, dict]] = []
+
+    def listener(name: str, line: str) -> None:
+        lines.extend((name, document) for document in json_objects(line) if "function_name" in document)
+
+    previous_level = logger.log_level
+    logger.setLevel("INFO")
+    stack.console.add_listener(listener)
+    try:
+        # When tasks go through intake, the router and the analyze function, with the autoscaler beside
+        task_ids = [f"named-{uuid.uuid4().hex[:6]}-{index}" for index in range(2)]
+        for task_id in task_ids:
+            body = {"id": task_id, "task_type": "analyze", "payload": {"files": {"a.py": "x = 1\n"}}}
+            api.post("/tasks", json=body).raise_for_status()
+        for task_id in task_ids:
+            wait_terminal(task_id)
+    finally:
+        stack.console.remove_listener(listener)
+        logger.setLevel(previous_level)
+    # Then each line names the function of its component, never another's
+    expected = {
+        stack.template.function(name)["CodeUri"].rstrip("/").rsplit("/", 1)[-1]: name
+        for name, _ in stack.template.of_type("AWS::Serverless::Function")
+    }
+    seen = {(component, document["function_name"]) for component, document in lines}
+    assert {"intake", "router"} <= {component for component, _ in seen}
+    assert all(expected[component] == function for component, function in seen), seen
+    # And cold_start is true on no more than one invocation per function (its first)
+    cold = {
+        (document["function_name"], document["function_request_id"])
+        for _, document in lines
+        if document["cold_start"]
+    }
+    functions = [function for function, _ in cold]
+    assert len(functions) == len(set(functions)), cold
+
+
+def test_local_stack_on_a_taken_port_is_a_one_line_error(capsys):
+    # Given a port something else is listening on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When the local stack is started on it
+        code = local_stack_main(["local", "--moto-port", str(port), "--api-port", str(free_port())])
+    # Then it stops at once with one line saying which port and which option
+    out = capsys.readouterr().out
+    assert code == 2
+    assert out.splitlines() == [
+        f"python -m local_stack: error: 127.0.0.1:{port} is taken (Address already in use); choose another --moto-port"
+    ]

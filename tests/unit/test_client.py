@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -393,3 +394,149 @@ def test_progress_off_terminal_writes_a_line_only_when_counts_change():
     # Then two lines were written
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].endswith("1 QUEUED") and lines[1].endswith("1 SUCCEEDED")
+
+
+# ---------------------------------------------------------------- scripting: --output json, ids, columns
+
+
+def test_cli_submit_wait_prints_only_the_id_on_stdout_and_the_outcome_on_stderr(monkeypatch):
+    # Given a task that has finished by the first poll
+    fake = FakeApi(
+        lambda request: httpx.Response(
+            202 if request.method == "POST" else 200,
+            json=record("t1", "SUCCEEDED" if request.method == "GET" else "QUEUED"),
+        )
+    )
+    # When it is submitted with --wait
+    code, out, err = run_cli(monkeypatch, fake, "submit", "execute", "--id", "t1", "--wait", "--", "true")
+    # Then stdout holds the id alone, and stderr the outcome
+    assert (code, out) == (0, "t1\n")
+    assert "t1\tSUCCEEDED" in err
+
+
+def test_cli_submit_wait_show_output_prints_the_commands_stdout_and_stderr(monkeypatch):
+    done = record("t2", "SUCCEEDED", result={"exit_code": 0, "stdout": "hello\n", "stderr": "warn\n"})
+    fake = FakeApi(lambda request: httpx.Response(202 if request.method == "POST" else 200, json=done))
+    code, out, err = run_cli(
+        monkeypatch, fake, "submit", "execute", "--wait", "--quiet", "--show-output", "--", "echo"
+    )
+    assert code == 0
+    assert out == "t2\nhello\n"
+    assert err.endswith("warn\n")
+
+
+def test_cli_list_is_newest_first_across_statuses_with_duration_and_error(monkeypatch):
+    # Given tasks in two statuses, the older one first in the answer
+    items = [
+        record("old", "FAILED", created_at="2026-01-01T00:00:00.000Z", duration_ms=1500,
+               error={"type": "CommandFailed", "message": "exit 3"}),
+        record("new", "SUCCEEDED", created_at="2026-01-02T00:00:00.000Z", duration_ms=250),
+    ]  # fmt: skip
+    fake = FakeApi(lambda request: httpx.Response(200, json={"items": items}))
+    # When they are listed
+    _, out, _ = run_cli(monkeypatch, fake, "list")
+    # Then the newest comes first, with its duration, and the failure shows its error
+    header, first, second = out.splitlines()
+    assert header.split() == ["ID", "TYPE", "STATUS", "DURATION", "CREATED", "ERROR"]
+    assert first.split()[:4] == ["new", "execute", "SUCCEEDED", "0.2s"]
+    assert second.split()[:4] == ["old", "execute", "FAILED", "1.5s"]
+    assert second.endswith("CommandFailed: exit 3")
+
+
+def test_cli_retry_submits_the_same_payload_naming_the_original(monkeypatch):
+    # Given a failed task and its payload
+    payload = {"command": ["python3", "-c", "print(1)"]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/payload"):
+            return httpx.Response(200, json=payload)
+        if request.method == "POST":
+            body = json.loads(request.content)
+            return httpx.Response(202, json=record(body["id"], retry_of=body["retry_of"]))
+        return httpx.Response(200, json=record("orig", "FAILED"))
+
+    fake = FakeApi(answer)
+    # When it is retried
+    code, out, _ = run_cli(monkeypatch, fake, "retry", "orig", "--id", "again")
+    # Then a new task with the same type and payload is submitted, with retry_of
+    sent = json.loads(fake.requests[-1].content)
+    assert (code, out) == (0, "again\n")
+    assert sent == {"id": "again", "task_type": "execute", "payload": payload, "retry_of": "orig"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("submit", "bogus"),
+        ("list", "--page-size", "500"),
+        ("--output", "json", "frobnicate"),
+        ("status",),
+    ],
+)
+def test_cli_usage_error_with_output_json_is_one_json_document(monkeypatch, argv):
+    # Given a command line that cannot be parsed, asking for JSON (before or after the command)
+    code, out, _ = run_cli(monkeypatch, None, *argv, "-o", "json")
+    # When it fails / Then stdout holds one JSON document with the error and its exit code
+    assert code == 2
+    assert json.loads(out)["error"]["exit_code"] == 2
+
+
+def test_cli_api_error_with_output_json_carries_the_problem_document(monkeypatch):
+    fake = FakeApi(lambda request: problem(409, "task 'x' is already SUCCEEDED"))
+    code, out, err = run_cli(monkeypatch, fake, "cancel", "x", "--output", "json")
+    error = json.loads(out)["error"]
+    assert (code, err) == (2, "")
+    assert (error["type"], error["status"], error["problem"]["detail"]) == (
+        "Rejected",
+        409,
+        "task 'x' is already SUCCEEDED",
+    )
+
+
+def test_cli_version_as_text_and_as_json(monkeypatch):
+    code, out, _ = run_cli(monkeypatch, None, "--version")
+    assert code == 0 and out.startswith("mistersmith ")
+    code, out, _ = run_cli(monkeypatch, None, "--version", "--output", "json")
+    assert json.loads(out)["version"]
+
+
+def test_cli_logs_reads_the_local_stacks_files_for_that_task_only(monkeypatch, tmp_path):
+    # Given a worker's log and the functions' log, with lines of two tasks
+    line = '{{"level": "INFO", "message": "{message}", "correlation_id": "{task}", "timestamp": "{at}"}}'
+    (tmp_path / "worker-0.log").write_text(
+        line.format(message="running", task="t", at="2026-01-01 00:00:02") + "\nnot json\n"
+        + line.format(message="other", task="u", at="2026-01-01 00:00:03") + "\n"
+    )  # fmt: skip
+    (tmp_path / "functions.log").write_text(
+        "intake | " + line.format(message="task accepted", task="t", at="2026-01-01 00:00:01") + "\n"
+    )
+    fake = FakeApi(lambda request: httpx.Response(200, json=record("t", "SUCCEEDED")))
+    # When its logs are asked for, as JSON
+    code, out, _ = run_cli(monkeypatch, fake, "logs", "t", "--log-dir", str(tmp_path), "-o", "json")
+    # Then only its lines come, oldest first, each with the component that wrote it
+    lines = json.loads(out)["lines"]
+    assert code == 0
+    assert [(item["component"], item["record"]["message"]) for item in lines] == [
+        ("intake", "task accepted"),
+        ("worker-0", "running"),
+    ]
+
+
+def test_cli_bash_completion_completes_commands_and_their_options(tmp_path):
+    # Given the generated bash completion script
+    script = tmp_path / "complete.bash"
+    script.write_text(cli.completion_script(cli._parser(), "bash"))
+
+    def complete(*words: str) -> list[str]:
+        program = (
+            f"source {script}; COMP_WORDS=(mistersmith {' '.join(words)}); "
+            f"COMP_CWORD={len(words)}; _mistersmith; echo ${{COMPREPLY[@]}}"
+        )
+        done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    # When words are completed / Then commands, subcommands and options are offered
+    assert complete("su") == ["submit"]
+    assert complete("submit", "ex") == ["execute"]
+    assert "--show-output" in complete("submit", "execute", "--sh")
+    assert complete("dlq", "re") == ["redrive"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from local_stack.console import ComponentStream, Console, LogFollower, component
+from local_stack.__main__ import main as local_stack_main
+from local_stack.console import ComponentStream, Console, LogFollower, compact_line, component
 from local_stack.emf import (
     DataPoint,
     MetricsCollector,
@@ -61,10 +62,10 @@ def test_a_powertools_line_gives_one_point_per_value():
     points = points_in_line(WORKER_EMF)
 
     assert points == [
-        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count"), 1.0),
-        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count"), 1.0),
-        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds"), 40.0),
-        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds"), 120.0),
+        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count", "MisterSmith"), 1.0),
+        DataPoint(SeriesKey("TasksSucceeded", WORKER, "Count", "MisterSmith"), 1.0),
+        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith"), 40.0),
+        DataPoint(SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith"), 120.0),
     ]
 
 
@@ -126,7 +127,7 @@ def test_the_table_sums_counts_and_gives_mean_and_maximum_of_times():
     series = aggregate(points_in_line(WORKER_EMF))
     aggregate(points_in_line(WORKER_EMF.replace("120.0", "60.5")), series)
 
-    duration = series[SeriesKey("TaskDuration", WORKER, "Milliseconds")]
+    duration = series[SeriesKey("TaskDuration", WORKER, "Milliseconds", "MisterSmith")]
     assert (duration.count, duration.total, duration.maximum) == (4, 260.5, 120.0)
     assert math.isclose(duration.mean, 65.125)
     assert summary_table(series).splitlines() == [
@@ -238,7 +239,7 @@ def test_the_api_app_s_lines_and_metrics_go_out_as_the_function_s_also_from_its_
         await asyncio.to_thread(stream.write, f"{LOG_LINE}\n")
         await asyncio.to_thread(stream.write, f"{WORKER_EMF}\n")
 
-    asyncio.run(as_function("intake", app)({}, None, None))
+    asyncio.run(as_function("intake", "IntakeFunction", app)({}, None, None))
 
     assert out.getvalue().splitlines() == [f"intake | {LOG_LINE}", f"intake | {WORKER_EMF}"]
 
@@ -345,3 +346,31 @@ def test_stopping_the_follower_is_quick_and_reads_what_was_left(tmp_path):
 
     assert time.monotonic() - started < 1
     assert out.getvalue() == "worker-1 | last\n"
+
+
+# --- compact view and the command line ------------------------------------------------------------
+
+
+def test_compact_line_shows_level_message_and_task_id():
+    line = json.dumps({"level": "INFO", "message": "task routed", "correlation_id": "t-1", "service": "x"})
+    assert compact_line(line) == "INFO    | task routed | t-1"
+
+
+def test_compact_line_leaves_out_emf_and_keeps_other_text():
+    assert compact_line(WORKER_EMF) is None
+    assert compact_line("Traceback (most recent call last):") == "Traceback (most recent call last):"
+
+
+def test_compact_console_writes_the_short_form_with_the_component():
+    out = io.StringIO()
+    Console(out, compact=True).emit("router", json.dumps({"level": "WARNING", "message": "skipped"}))
+    assert out.getvalue() == "router | WARNING | skipped\n"
+
+
+def test_local_stack_help_describes_each_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        local_stack_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "moto's port (the AWS endpoint) (default: 5000)" in text
+    assert "period of the scheduled functions (the autoscaler) (default: 60.0)" in text
+    assert "--compact" in text

@@ -87,7 +87,9 @@ class FakeState(ScalingState):
         self.stored = action
         return True
 
-    def record_decision(self, decision: Decision, *, now: float) -> None:
+    def record_decision(
+        self, decision: Decision, *, now: float, depth: QueueDepth, counts: ServiceCounts
+    ) -> None:
         self.decisions.append((decision, now))
 
 

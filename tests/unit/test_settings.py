@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mistersmith.settings import AutoscalerSettings, IntakeSettings, RouterSettings, WorkerSettings
+from mistersmith.settings import (
+    AutoscalerSettings,
+    IntakeSettings,
+    RouterSettings,
+    StatsSettings,
+    WorkerSettings,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -29,6 +35,7 @@ REQUIRED = {
         "ARTIFACTS_BUCKET_NAME": "a",
         "WORK_QUEUE_URL": "w",
     },
+    StatsSettings: {"TASK_TABLE_NAME": "t"},
 }
 CASES = [(model, name) for model, names in REQUIRED.items() for name in names]
 
@@ -111,3 +118,12 @@ def test_intake_settings_in_the_cloud_trust_no_caller_header_and_name_no_admin(e
     settings = IntakeSettings()
     assert settings.api_admin_principals == frozenset()
     assert settings.local_caller_header is False
+
+
+def test_stats_settings_cache_period_over_a_minute_is_refused(environment):
+    # Given a cache longer than a console would wait / When the settings are read / Then it is refused, named
+    for name, value in REQUIRED[StatsSettings].items():
+        environment.setenv(name, value)
+    environment.setenv("STATS_CACHE_SECONDS", "600")
+    with pytest.raises(ValidationError, match="stats_cache_seconds"):
+        StatsSettings()

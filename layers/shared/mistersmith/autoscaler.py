@@ -91,7 +91,7 @@ class Autoscaler:
             raise _LostRace
         if decision.changed:
             self.service.set_desired(decision.desired)
-        self.state.record_decision(decision, now=now)
+        self.state.record_decision(decision, now=now, depth=depth, counts=counts)
         self._report(decision, depth, counts, task_seconds)
         return decision
 

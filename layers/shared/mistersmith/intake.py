@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from mistersmith.callers import Caller, principal
 from mistersmith.clock import now_iso
@@ -28,6 +30,7 @@ from mistersmith.models import (
     UploadRequest,
     UploadTicket,
     canonical_json,
+    parse_s3_uri,
     request_fingerprint,
     task_key,
 )
@@ -38,6 +41,8 @@ from mistersmith.settings import IntakeSettings
 from mistersmith.uploads import Uploads
 
 INTAKE_SOURCE = "mistersmith.intake"
+# Long enough to start a download from the console, short enough not to be worth sharing.
+ARTIFACT_URL_SECONDS = 300
 WORKER_TASK = "Worker Task"
 
 
@@ -96,6 +101,7 @@ class Intake:
             fingerprint=fingerprint,
             trace_id=trace_root(trace_header),
             trace_header=trace_header,
+            retry_of=getattr(request, "retry_of", None),
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
             task.payload_ref = self.payloads.store_aside(key, body)
@@ -156,6 +162,25 @@ class Intake:
 
     def get(self, task_id: str, caller: Caller, *, owner: str | None = None) -> TaskRecord:
         return self._find(task_id, caller, owner).public()
+
+    def payload(self, task_id: str, caller: Caller, *, owner: str | None = None) -> dict[str, Any]:
+        """The payload as submitted (read back from the bucket when it was stored aside)."""
+        task = self._find(task_id, caller, owner)
+        if task.payload_ref is not None:
+            payload: dict[str, Any] = json.loads(self.payloads.load(task.payload_ref))
+            return payload
+        return task.payload or {}
+
+    def artifact_url(self, task_id: str, name: str, caller: Caller, *, owner: str | None = None) -> str:
+        """A short-lived download URL of the artifact the task's result names `name` (`*_uri`)."""
+        task = self._find(task_id, caller, owner)
+        uri = (task.result or {}).get(name) if name.endswith("_uri") else None
+        if not isinstance(uri, str):
+            raise TaskNotFound(f"{task_id}/artifacts/{name}")
+        bucket, key = parse_s3_uri(uri)
+        if bucket != self.payloads.bucket:
+            raise TaskNotFound(f"{task_id}/artifacts/{name}")
+        return self.payloads.blobs.presign_get(key, expires_seconds=ARTIFACT_URL_SECONDS)
 
     def list(
         self,

@@ -41,6 +41,9 @@ class Lifecycle:
             changes |= {"worker_id": None, "lease_expires_at": None, "lease_token": None}
         if target.is_terminal:
             changes["expires_at"] = int(time.time()) + self.retention_seconds
+        if target.is_terminal and holder is not None:
+            # The lease ends; which worker ran the task stays on its record.
+            changes["worker"] = holder
         task = self.store.transition(
             task_id, target, allowed_from=sources_allowed_into(target), changes=changes, holder=holder
         )

@@ -187,13 +187,39 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return match["bucket"], match["key"]
 
 
+def _sources_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The schema says what the validator does: `files` and `source_uri` exclude each other (one of
+    them is required where `_sources_required`), and neither may be null."""
+    properties = schema["properties"]
+    for name in ("files", "source_uri"):
+        options = properties[name].pop("anyOf", None)
+        if options:
+            properties[name].update(next(option for option in options if option.get("type") != "null"))
+        properties[name].pop("default", None)
+    either = [{"required": ["files"]}, {"required": ["source_uri"]}]
+    if getattr(model, "_sources_required", True):
+        schema["oneOf"] = either
+    else:
+        schema["not"] = {"required": ["files", "source_uri"]}
+
+
 class _Sources(StrictModel):
     """Files inline or an archive in the bucket (`source_uri`), never both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_sources_schema)
 
     files: SourceFiles | None = None
     source_uri: SourceUri | None = None
     # Whether a payload may have neither (execute may run a command without files).
     _sources_required: ClassVar[bool] = True
+
+    @field_validator("files", "source_uri", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Left out is how "none" is said; an explicit null would be a third way the schema cannot show.
+        if value is None:
+            raise ValueError("must not be null: leave the field out instead")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> _Sources:
@@ -214,7 +240,8 @@ class ExecutePayload(_Sources):
     stdin: str | None = None
     env: dict[str, str] | None = None
     files: RelativeFiles | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=43_200)] | None = None
+    # At least 0.1 s: a shorter limit cannot even start an interpreter.
+    timeout_seconds: Annotated[float, Field(ge=0.1, le=43_200, strict=True)] | None = None
 
 
 class CompilePayload(FilesPayload):
@@ -279,6 +306,9 @@ class PayloadRef(StrictModel):
 
 class _TaskRequest(StrictModel):
     id: TaskId | None = None
+    retry_of: Annotated[
+        TaskId | None, Field(description="The task this one runs again (mistersmith retry).")
+    ] = None
 
 
 class ExecuteRequest(_TaskRequest):
@@ -472,6 +502,9 @@ class TaskRecord(BaseModel):
     trace_id: str | None = None
     # Set by DELETE on a RUNNING task; its worker sees it at the next heartbeat and stops.
     cancel_requested: bool | None = None
+    # The worker that runs it (while RUNNING) or ran it.
+    worker: str | None = None
+    retry_of: TaskId | None = None
     # Who submitted it (see callers.py); none on tasks from the bus or from before owners were kept.
     owner: str | None = None
 
@@ -484,6 +517,7 @@ class StoredTask(TaskRecord):
     fingerprint: str | None = None
     payload: dict[str, Any] | None = None
     payload_ref: PayloadRef | None = None
+    # The lease holder: set by a claim, cleared when the task ends or is released.
     worker_id: str | None = None
     lease_expires_at: float | None = None
     # Which claim holds the lease: a holder's resent claim is recognised, a duplicate's is not.
@@ -531,7 +565,9 @@ class StoredTask(TaskRecord):
 
     def public(self) -> TaskRecord:
         fields = self.model_dump(include=set(TaskRecord.model_fields))
-        return TaskRecord.model_validate(fields | {"id": self.public_id})
+        return TaskRecord.model_validate(
+            fields | {"id": self.public_id, "worker": self.worker or self.worker_id}
+        )
 
     def message(self) -> TaskMessage:
         return TaskMessage(
@@ -548,3 +584,53 @@ class StoredTask(TaskRecord):
 class TaskPage(BaseModel):
     items: list[TaskRecord]
     next_token: str | None = None
+
+
+# ---------------------------------------------------------------- GET /stats
+
+
+class ScalingDecisionEntry(BaseModel):
+    """One autoscaler decision with the readings it was made on (kept an hour and more)."""
+
+    at: str
+    desired: int
+    previous: int
+    reason: str
+    changed: bool
+    visible: int
+    in_flight: int
+    delayed: int
+    running: int
+    pending: int
+
+
+class QueueStats(BaseModel):
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letters: int | None = Field(default=None, description="Messages waiting in the queue's DLQ.")
+
+
+class WorkerStats(BaseModel):
+    desired: int
+    running: int
+    pending: int
+
+
+class TaskCounts(BaseModel):
+    scope: Literal["all", "caller"] = Field(description="Whose tasks are counted.")
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    by_status_and_type: dict[str, dict[str, int]]
+
+
+class StatsReport(BaseModel):
+    generated_at: str
+    queues: dict[str, QueueStats] = Field(description="Depth per queue (work, analyze) and of its DLQ.")
+    dead_letter_queues: dict[str, int] = Field(description="Messages waiting per dead-letter queue.")
+    workers: WorkerStats | None = None
+    scaling_decisions: list[ScalingDecisionEntry] = Field(description="The last hour's, oldest first.")
+    tasks: TaskCounts | None = None
+    unavailable: list[str] = Field(
+        default_factory=list, description="What could not be read this time (its part is left out)."
+    )

@@ -43,6 +43,10 @@ class TaskStore(ABC):
         """Newest first; with `owner`, only that owner's tasks (the by-owner index)."""
 
     @abstractmethod
+    def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+        """How many tasks are in `status` (of `task_type`, of `owner`), counted by the store, not listed."""
+
+    @abstractmethod
     def transition(
         self,
         task_id: str,
@@ -166,6 +170,10 @@ class BlobStore(ABC):
         """The object's size in bytes, without reading it; raises BlobNotFound or BlobForbidden."""
 
     @abstractmethod
+    def presign_get(self, key: str, *, expires_seconds: int) -> str:
+        """A URL that downloads this bucket's object `key` without credentials until it expires."""
+
+    @abstractmethod
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         """A URL that lets whoever holds it PUT one object at `key` in this store's bucket, with
         exactly this Content-Type, until it expires; no other credentials are needed."""
@@ -242,9 +250,12 @@ class ScalingState(ABC):
         """Writes `action` if the stored record is still `previous` (by version); returns False when
         another invocation wrote first, in which case the caller must not act."""
 
-    def record_decision(self, decision: Decision, *, now: float) -> None:  # noqa: B027 - optional, no-op
-        """Keeps one applied decision for a history (e.g. an item of its own with a TTL); called once per
-        tick after the record is written and the count applied. By default no history is kept."""
+    def record_decision(  # noqa: B027 - optional, no-op
+        self, decision: Decision, *, now: float, depth: QueueDepth, counts: ServiceCounts
+    ) -> None:
+        """Keeps one applied decision with the readings it was made on for a history (e.g. an item of
+        its own with a TTL, which GET /stats shows); called once per tick after the record is written
+        and the count applied. By default no history is kept."""
 
 
 @dataclass(frozen=True)

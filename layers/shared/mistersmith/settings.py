@@ -76,6 +76,20 @@ class IntakeSettings(LifecycleSettings, SourceSettings):
         return frozenset(principal(item) for item in value)
 
 
+class StatsSettings(TableSettings):
+    """What GET /stats reads besides the table; a part whose names are missing is left out."""
+
+    work_queue_url: str | None = None
+    analyze_queue_url: str | None = None
+    work_dlq_url: str | None = None
+    analyze_dlq_url: str | None = None
+    router_dlq_url: str | None = None
+    cluster_name: str | None = None
+    worker_service_name: str | None = None
+    # Cheap to poll: every caller within this many seconds gets the same figures.
+    stats_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 5
+
+
 class RouterSettings(LifecycleSettings, WorkQueueSettings):
     analyze_queue_url: NonEmpty
     # Bigger analyze payloads, and archives, go to the worker instead of the Lambda's 60 s.

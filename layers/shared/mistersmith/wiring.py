@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.ecs import EcsWorkerService
+from mistersmith.adapters.ecs import EcsServiceGauge, EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes
-from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskTimes
+from mistersmith.adapters.sqs import SqsQueueGauge, SqsWorkQueue
 from mistersmith.autoscaler import Autoscaler
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
@@ -20,8 +20,10 @@ from mistersmith.settings import (
     LifecycleSettings,
     ReconcilerSettings,
     RouterSettings,
+    StatsSettings,
     TaskRunnerSettings,
 )
+from mistersmith.stats import Stats
 from mistersmith.work import WorkLimits
 
 
@@ -82,4 +84,38 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
         settings.policy,
         DynamoScalingState(settings.task_table_name, settings.worker_service_name),
         DynamoTaskTimes(settings.task_table_name),
+    )
+
+
+def stats(settings: StatsSettings) -> Stats:
+    # Each queue named in the settings (the permission scan reads these constructions).
+    queues: dict[str, SqsQueueGauge] = {}
+    dead_letter_queues: dict[str, SqsQueueGauge] = {}
+    if settings.work_queue_url:
+        queues["work"] = SqsQueueGauge(settings.work_queue_url)
+    if settings.analyze_queue_url:
+        queues["analyze"] = SqsQueueGauge(settings.analyze_queue_url)
+    if settings.work_dlq_url:
+        dead_letter_queues["work"] = SqsQueueGauge(settings.work_dlq_url)
+    if settings.analyze_dlq_url:
+        dead_letter_queues["analyze"] = SqsQueueGauge(settings.analyze_dlq_url)
+    if settings.router_dlq_url:
+        dead_letter_queues["router"] = SqsQueueGauge(settings.router_dlq_url)
+    service = (
+        EcsServiceGauge(settings.cluster_name, settings.worker_service_name)
+        if settings.cluster_name and settings.worker_service_name
+        else None
+    )
+    history = (
+        DynamoScalingHistory(settings.task_table_name, settings.worker_service_name)
+        if settings.worker_service_name
+        else None
+    )
+    return Stats(
+        DynamoTaskStore(settings.task_table_name),
+        queues,
+        dead_letter_queues,
+        service,
+        history,
+        cache_seconds=settings.stats_cache_seconds,
     )

@@ -147,6 +147,33 @@ class DynamoTaskStore(TaskStore):
         items = [_decode(item) for item in response.get("Items", [])]
         return items, _encode_token(response.get("LastEvaluatedKey"))
 
+    def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
+        # Everyone's: the status is the by-status index's key; one owner's: the by-owner index's.
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": {"S": status.value}}
+        filters = []
+        condition = "#status = :status"
+        if owner is not None:
+            condition = "#owner = :owner"
+            names["#owner"] = "owner"
+            values[":owner"] = {"S": owner}
+            filters.append("#status = :status")
+        if task_type:
+            filters.append("task_type = :task_type")
+            values[":task_type"] = {"S": task_type}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX if owner is None else OWNER_INDEX,
+            "Select": "COUNT",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        pages = self._ddb.get_paginator("query").paginate(**request)
+        return sum(page["Count"] for page in pages)
+
     def transition(
         self,
         task_id: str,

@@ -45,6 +45,12 @@ class S3BlobStore(BlobStore):
         except ClientError as error:
             raise _not_found_or(error, bucket, key) from error
 
+    def presign_get(self, key: str, *, expires_seconds: int) -> str:
+        url: str = _presigner().generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+        return url
+
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         # Signed locally with the process's credentials: no call to S3, so it cannot fail on the network.
         url: str = _presigner().generate_presigned_url(

@@ -6,20 +6,39 @@ status, so it never shows up as a task."""
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from mistersmith.adapters.aws import client
 from mistersmith.clock import epoch_from_iso, iso_from_epoch
-from mistersmith.models import TaskStatus, TaskType
-from mistersmith.ports import LastAction, Observation, ScalingState, TaskTimes, TaskTimeSource
+from mistersmith.models import ScalingDecisionEntry, TaskStatus, TaskType
+from mistersmith.observability import logger
+from mistersmith.ports import (
+    LastAction,
+    Observation,
+    QueueDepth,
+    ScalingState,
+    ServiceCounts,
+    TaskTimes,
+    TaskTimeSource,
+)
+
+if TYPE_CHECKING:
+    from mistersmith.scaling import Decision
 
 CONTROL_PREFIX = "control#autoscaler#"
+# Decisions are kept two hours (DynamoDB's TTL deletes within days; readers ask for the last hour).
+DECISION_TTL_SECONDS = 2 * 3600
 STATUS_INDEX = "by-status"
 # The task types the Fargate workers run (analyze runs in a Lambda and says nothing about them).
 WORKER_TASK_TYPES = (TaskType.COMPILE, TaskType.EXECUTE)
+
+
+_deserializer = TypeDeserializer()
 
 
 def control_id(service_name: str) -> str:
@@ -62,6 +81,70 @@ class DynamoScalingState(ScalingState):
                 return False
             raise
         return True
+
+    def record_decision(
+        self, decision: Decision, *, now: float, depth: QueueDepth, counts: ServiceCounts
+    ) -> None:
+        entry = ScalingDecisionEntry(
+            at=iso_from_epoch(now),
+            desired=decision.desired,
+            previous=decision.previous,
+            reason=decision.reason,
+            changed=decision.changed,
+            visible=depth.visible,
+            in_flight=depth.in_flight,
+            delayed=depth.delayed,
+            running=counts.running,
+            pending=counts.pending,
+        )
+        # Its own item, found through the by-status index under the history's own partition.
+        item = {
+            name: {"BOOL": value}
+            if isinstance(value, bool)
+            else {"N": str(value)}
+            if isinstance(value, int)
+            else {"S": value}
+            for name, value in entry.model_dump().items()
+        }
+        item |= {
+            "id": {"S": f"{self.record_id}#decision#{entry.at}#{secrets.token_hex(4)}"},
+            "status": {"S": history_partition(self.record_id)},
+            "created_at": {"S": entry.at},
+            "expires_at": {"N": str(int(now) + DECISION_TTL_SECONDS)},
+        }
+        try:
+            self._ddb.put_item(TableName=self._table, Item=item)
+        except ClientError as error:  # the history is for people; scaling goes on without it
+            logger.warning("scaling decision not kept", extra={"error": str(error)})
+
+
+class DynamoScalingHistory:
+    """The decisions DynamoScalingState kept for one worker service."""
+
+    def __init__(self, table_name: str, service_name: str) -> None:
+        self._table = table_name
+        self._partition = history_partition(control_id(service_name))
+        self._ddb = client("dynamodb")
+
+    def since(self, at: str) -> list[ScalingDecisionEntry]:
+        pages = self._ddb.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#status = :history AND created_at >= :since",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":history": {"S": self._partition}, ":since": {"S": at}},
+        )
+        return [
+            ScalingDecisionEntry.model_validate(
+                {name: _deserializer.deserialize(value) for name, value in item.items()}
+            )
+            for page in pages
+            for item in page.get("Items", [])
+        ]
+
+
+def history_partition(record_id: str) -> str:
+    return f"{record_id}#decisions"
 
 
 def _encode(record_id: str, action: LastAction) -> dict[str, Any]:

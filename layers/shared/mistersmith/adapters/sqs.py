@@ -3,9 +3,36 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from mistersmith.adapters.aws import client
 from mistersmith.ports import QueueDepth, QueueMessage, WorkQueue
+
+DEPTH_ATTRIBUTES = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
+def _depth(answer: dict[str, Any]) -> QueueDepth:
+    attributes = answer["Attributes"]
+    return QueueDepth(
+        visible=int(attributes["ApproximateNumberOfMessages"]),
+        in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        delayed=int(attributes["ApproximateNumberOfMessagesDelayed"]),
+    )
+
+
+class SqsQueueGauge:
+    """One queue's depth and nothing more (GET /stats): its role needs only GetQueueAttributes."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.url = queue_url
+        self._sqs = client("sqs")
+
+    def queue_depth(self) -> QueueDepth:
+        return _depth(self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=DEPTH_ATTRIBUTES))
 
 
 class SqsWorkQueue(WorkQueue):
@@ -61,16 +88,4 @@ class SqsWorkQueue(WorkQueue):
         )
 
     def depth(self) -> QueueDepth:
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=self.url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return QueueDepth(
-            visible=int(attributes["ApproximateNumberOfMessages"]),
-            in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-            delayed=int(attributes["ApproximateNumberOfMessagesDelayed"]),
-        )
+        return _depth(self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=DEPTH_ATTRIBUTES))
