@@ -17,6 +17,7 @@ import pytest
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso
+from mistersmith.settings import ReconcilerSettings
 from tests.conftest import TERMINAL, own_workers, stored_key
 
 pytestmark = pytest.mark.chaos
@@ -213,10 +214,13 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
     }
     assert wrong == {}
     assert left_in_queues == dict.fromkeys(left_in_queues, 0)
-    # The poison task crashed its worker on each of its three receives, then was dead-lettered
-    assert records[poison_id]["status"] == "DEAD_LETTERED"
-    assert records[poison_id]["attempts"] == 3
-    assert poison_kills == 3
+    # The poison task crashed its worker on each attempt, then was dead-lettered: after its three
+    # receives, plus at most one attempt that shared its worker (fair dead-lettering does not count
+    # it) and the reconciler's recoveries when a slow redelivery let its lease lapse a visibility
+    poison = records[poison_id]
+    assert poison["status"] == "DEAD_LETTERED"
+    assert 3 <= poison["attempts"] <= 3 + 1 + ReconcilerSettings.model_fields["max_recoveries"].default
+    assert 3 <= poison_kills <= poison["attempts"]
     # No task was recorded finished twice
     finished = Counter(line["task_id"] for line in finished_lines(stack.config.log_dir, fleet.indexes))
     assert [task_id for task_id, count in finished.items() if count > 1] == []
