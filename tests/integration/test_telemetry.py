@@ -132,6 +132,13 @@ def test_a_task_s_log_lines_share_its_correlation_and_trace_ids_from_api_to_work
     def components() -> set[str]:
         return {name.split("-")[0] for name, document in list(lines) if task_id in json.dumps(document)}
 
+    def outcome_seen() -> bool:
+        # The worker logs its outcome line after the terminal write, so it can follow the record.
+        return any(
+            document.get("message") == "task_duration" and task_id in json.dumps(document)
+            for _, document in list(lines)
+        )
+
     previous_level = logger.log_level
     logger.setLevel("INFO")
     stack.console.add_listener(listener)
@@ -143,7 +150,9 @@ def test_a_task_s_log_lines_share_its_correlation_and_trace_ids_from_api_to_work
         ).raise_for_status()
         record = wait_terminal(task_id)
         deadline = time.monotonic() + 10
-        while components() != {"intake", "router", "worker"} and time.monotonic() < deadline:
+        while (components() != {"intake", "router", "worker"} or not outcome_seen()) and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.05)
     finally:
         stack.console.remove_listener(listener)
