@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,15 +123,8 @@ def test_the_matrix_covers_every_call_of_the_protocol(stack):
     assert set(CLEAN_RUN_STEPS) <= {step.name for step in STEPS}
 
 
-@pytest.mark.parametrize("fault", [Fault.FAIL, Fault.TIMEOUT, Fault.APPLY_THEN_LOSE])
-@pytest.mark.parametrize("step", CLEAN_RUN_STEPS)
-def test_one_fault_at_any_step_neither_strands_nor_loses_nor_repeats_the_task(
-    stack, step, fault, record_property
-):
-    # Given a worker whose `step` fails once in the way `fault` says
-    injection = Injection(step, fault)
-    # When a task runs through it
-    outcome = run_task(stack, injection)
+def record_row(record_property: Any, step: str, fault: Fault, outcome: Any) -> None:
+    """One row of the closing note's fault table, kept in the test report."""
     record_property(
         "fault_matrix",
         json.dumps(
@@ -144,6 +138,18 @@ def test_one_fault_at_any_step_neither_strands_nor_loses_nor_repeats_the_task(
             }
         ),
     )
+
+
+@pytest.mark.parametrize("fault", [Fault.FAIL, Fault.TIMEOUT, Fault.APPLY_THEN_LOSE])
+@pytest.mark.parametrize("step", CLEAN_RUN_STEPS)
+def test_one_fault_at_any_step_neither_strands_nor_loses_nor_repeats_the_task(
+    stack, step, fault, record_property
+):
+    # Given a worker whose `step` fails once in the way `fault` says
+    injection = Injection(step, fault)
+    # When a task runs through it
+    outcome = run_task(stack, injection)
+    record_row(record_property, step, fault, outcome)
     # Then the fault fired, and the task still ended once, with nothing left behind
     assert injection.fired
     assert_ended_once(outcome)
@@ -158,19 +164,7 @@ def test_a_worker_killed_at_any_step_leaves_the_task_to_its_replacement(stack, s
     injection = Injection(step, fault)
     # When a task runs through it, and a replacement joins the queue once it is dead
     outcome = run_task(stack, injection)
-    record_property(
-        "fault_matrix",
-        json.dumps(
-            {
-                "step": step,
-                "fault": fault.value,
-                "runs": outcome.runs,
-                "seconds": round(outcome.seconds, 1),
-                "status": outcome.record.status.value if outcome.record else None,
-                "left": outcome.left_in_queue,
-            }
-        ),
-    )
+    record_row(record_property, step, fault, outcome)
     # Then the task still ended once, with nothing left behind. A kill that falls between a terminal
     # write and its event (this step's, or another thread's of the same process) loses the event:
     # README, "Events"
