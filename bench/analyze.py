@@ -10,8 +10,9 @@ worker holds it before it runs the task; then its peak resident memory is reset
 process's peak resident memory (VmHWM) over its resident memory before the run, and the CPU time
 of the process and its children (ruff and the sandboxed child included): on a shared machine the
 wall time also measures the wait for a core and for the disk, the CPU time does not. The new analyzer
-runs with the worker's default limits and an in-memory artifact sink. The children of the new
-analyzer are not the worker process: their memory is bounded by the sandbox's budgets instead.
+runs with the worker's default limits and exec helper (built as the image builds it) and an
+in-memory artifact sink. The children of the new analyzer are not the worker process: their memory
+is bounded by the sandbox's budgets instead.
 
 Rounds alternate old and new (the old one takes about ten seconds a run). Goals (issue 17): the
 new analyzer at least 10x faster by median, and the worker's peak rising by at most 20 MiB.
@@ -73,15 +74,12 @@ def measure(which: str) -> dict[str, Any]:
     """Runs one analyzer once in this process; its time and this process's peak memory rise."""
     files = corpus()
     if which == "new":
+        from bench.execute_overhead import worker_limits
         from mistersmith.models import AnalyzePayload
-        from mistersmith.settings import TaskRunnerSettings
-        from mistersmith.work import WorkLimits, run_analyze
+        from mistersmith.work import run_analyze
+        from tests.exec_helper import exec_helper
 
-        defaults = TaskRunnerSettings.model_fields
-        limits = WorkLimits(
-            output_limit_bytes=defaults["output_limit_bytes"].default,
-            inline_output_bytes=defaults["inline_output_bytes"].default,
-        )
+        limits = worker_limits(exec_helper())
         payload = AnalyzePayload(files=files)
 
         def sink(name: str, data: bytes, content_type: str) -> str:
@@ -126,7 +124,7 @@ def _child(which: str) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise SystemExit(f"the {which} analyzer's run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    return json.loads(done.stdout.splitlines()[-1])  # the figures are the last line; logs come before
 
 
 def main() -> int:
