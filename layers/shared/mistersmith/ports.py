@@ -133,9 +133,30 @@ class WorkQueue(ABC):
     def depth(self) -> QueueDepth: ...
 
 
+@dataclass(frozen=True)
+class Event:
+    source: str
+    detail_type: str
+    detail: dict[str, Any]
+
+
 class EventPublisher(ABC):
     @abstractmethod
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+    def publish_batch(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
+        """Publishes up to ten events (in one request where the bus allows); returns those it could
+        not, with why, in their order. By default: one at a time."""
+        refused = []
+        for event in events:
+            try:
+                self.publish(source=event.source, detail_type=event.detail_type, detail=event.detail)
+            except Exception as error:
+                refused.append((event, str(error)))
+        return refused
+
+    def flush(self) -> None:  # noqa: B027 - optional, no-op
+        """Publishes what a buffering publisher holds back; nothing to do for the others."""
 
 
 class BlobNotFound(MisterSmithError):

@@ -71,7 +71,19 @@ class Router:
         except (ValidationError, ValueError) as error:
             return self._reject(detail, error)
         if message.trace_header is None:  # from the orchestrator: the task starts its own trace
-            message = message.model_copy(update={"trace_header": trace_header_for(None)})
+            return self._route_new(
+                task_type, message.model_copy(update={"trace_header": trace_header_for(None)})
+            )
+        # Intake's and the reconciler's events: the record exists, so the note's answer is the check.
+        # Sent before the note: a router dying between the two leaves an unnoted task, which the
+        # reconciler routes again (a copy the claim drops); noted first, it would strand it.
+        queue = self.send(task_type, message)
+        self._mark_routed(message)
+        return self._routed(message.id, task_type, queue)
+
+    def _route_new(self, task_type: TaskType, message: TaskMessage) -> tuple[str, RouteOutcome]:
+        """An orchestrator's event: its record is created (or found) first, so that a redelivered
+        event of a task that has moved on sends nothing, and keeps the trace its record started."""
         task = self._record_for(message)
         if task.status is not TaskStatus.QUEUED:
             logger.info(
@@ -79,13 +91,15 @@ class Router:
             )
             count("TasksSkipped", task_type=task_type.value)
             return task.id, RouteOutcome.SKIPPED
-        # A redelivered orchestrator event keeps the trace its record started.
         message = message.model_copy(update={"trace_header": task.trace_header or message.trace_header})
         queue = self.send(task_type, message)
-        self._mark_routed(task.id)
-        logger.info("task routed", extra={"task_id": task.id, "task_type": task_type.value, "queue": queue})
+        self._mark_routed(message)
+        return self._routed(task.id, task_type, queue)
+
+    def _routed(self, task_id: str, task_type: TaskType, queue: str) -> tuple[str, RouteOutcome]:
+        logger.info("task routed", extra={"task_id": task_id, "task_type": task_type.value, "queue": queue})
         count("TasksRouted", task_type=task_type.value, queue=queue)
-        return task.id, RouteOutcome.QUEUED
+        return task_id, RouteOutcome.QUEUED
 
     def send(self, task_type: TaskType, message: TaskMessage) -> str:
         """Sends the task's message to the queue for its type; returns which ("work" or "analyze")."""
@@ -94,16 +108,25 @@ class Router:
         destination.send(body, trace_header=message.trace_header)
         return "analyze" if destination is self.analyze_queue else "work"
 
-    def _mark_routed(self, task_id: str) -> None:
-        """Notes that the task is on a queue; without the note the reconciler routes it again."""
+    def _mark_routed(self, message: TaskMessage) -> None:
+        """Notes that the task is on a queue: without the note the reconciler routes it again. One
+        conditional write, whose refusal tells a task that moved on from one with no record."""
+        routed_at = now_iso()
         try:
             self.store.transition(
-                task_id, TaskStatus.QUEUED, allowed_from={TaskStatus.QUEUED}, changes={"routed_at": now_iso()}
+                message.id,
+                TaskStatus.QUEUED,
+                allowed_from={TaskStatus.QUEUED},
+                changes={"routed_at": routed_at},
             )
-        except TransitionRejected:
-            pass  # a worker has it already
+        except TransitionRejected as rejected:
+            if rejected.current is None:  # a traced event with no record: recorded now, as sent
+                self.store.create(
+                    StoredTask.queued(message, routed_at).model_copy(update={"routed_at": routed_at})
+                )
+            # else a worker has it already, or it ended (a redelivered event's copy, which the claim drops)
         except Exception:  # the message is sent; at worst the reconciler sends a duplicate, which claims drop
-            logger.exception("routing not recorded", extra={"task_id": task_id})
+            logger.exception("routing not recorded", extra={"task_id": message.id})
 
     def _destination(self, task_type: TaskType, message: TaskMessage) -> WorkQueue:
         if task_type is not TaskType.ANALYZE or message.payload is None or "source_uri" in message.payload:

@@ -298,7 +298,7 @@ class DynamoTaskStore(TaskStore):
         refused: Callable[[StoredTask | None], StoredTask] | None = None,
     ) -> StoredTask:
         """The conditional update; when the condition fails, `refused` decides on the current record
-        (by default: TransitionRejected)."""
+        (None: there is none; by default: TransitionRejected)."""
         try:
             response = self._ddb.update_item(
                 TableName=self._table,
@@ -308,11 +308,13 @@ class DynamoTaskStore(TaskStore):
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
+                # The refusal carries the record as it stood: no second read to say why.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            current = self.get(task_id)
+            current = _decode(error.response["Item"]) if "Item" in error.response else None
             if refused is not None:
                 return refused(current)
             raise TransitionRejected(task_id, current.status if current else None, target) from error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
@@ -11,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from mistersmith.errors import PublishFailed, PublishUncertain
 from mistersmith.models import canonical_json
-from mistersmith.ports import EventPublisher
+from mistersmith.ports import Event, EventPublisher
 
 # Retried here rather than by botocore: whether any attempt may have reached the bus must be known.
 _ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=10)
@@ -31,13 +32,16 @@ class EventBridgePublisher(EventPublisher):
         self.bus_name = bus_name
         self._events = boto3.session.Session().client("events", config=_ONE_ATTEMPT)
 
-    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
-        entry = {
+    def _entry(self, event: Event) -> dict[str, str]:
+        return {
             "EventBusName": self.bus_name,
-            "Source": source,
-            "DetailType": detail_type,
-            "Detail": canonical_json(detail),
+            "Source": event.source,
+            "DetailType": event.detail_type,
+            "Detail": canonical_json(event.detail),
         }
+
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+        entry = self._entry(Event(source, detail_type, detail))
         uncertain: Exception | None = None
         refusal = "no attempt made"
         for attempt in range(ATTEMPTS):
@@ -69,3 +73,38 @@ class EventBridgePublisher(EventPublisher):
         if uncertain is not None:
             raise PublishUncertain(f"the {detail_type!r} event may or may not be on the bus: {uncertain}")
         raise PublishFailed(f"the bus refused the {detail_type!r} event: {refusal}")
+
+    def publish_batch(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
+        """One PutEvents for up to ten events; the entries it refuses for a passing reason (and all
+        of them when the call fails) go again, only those, in order. A retry may duplicate an event
+        whose answer was lost: status events carry the whole record, so a repeat is harmless."""
+        pending = list(events)
+        refused: list[tuple[Event, str]] = []
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(0.1 * 2**attempt)
+            try:
+                response = self._events.put_events(Entries=[self._entry(event) for event in pending])
+            except (BotoCoreError, ClientError) as error:
+                reason = str(error)
+                if isinstance(error, ClientError):
+                    code = error.response.get("Error", {}).get("Code", "")
+                    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+                    if code not in _RETRYABLE_CODES and status < 500:
+                        return _in_order(events, refused + [(event, reason) for event in pending])
+                retry = [(event, reason) for event in pending]
+            else:
+                retry = []
+                for event, answer in zip(pending, response.get("Entries", []), strict=True):
+                    if code := answer.get("ErrorCode"):
+                        reason = f"{code} {answer.get('ErrorMessage')}"
+                        (retry if code in _RETRYABLE_CODES else refused).append((event, reason))
+            if not retry:
+                return _in_order(events, refused)
+            pending = [event for event, _ in retry]
+        return _in_order(events, refused + retry)
+
+
+def _in_order(events: Sequence[Event], refused: list[tuple[Event, str]]) -> list[tuple[Event, str]]:
+    position = {id(event): i for i, event in enumerate(events)}
+    return sorted(refused, key=lambda pair: position[id(pair[0])])
