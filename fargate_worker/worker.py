@@ -110,6 +110,7 @@ class Worker:
         # The poll in flight ends within the long-poll wait; what it brought is handed back at once.
         self._poller.join()
         self.deletes.flush(wait=True)
+        self.processor.lifecycle.events.flush()
 
     def _poll(self) -> None:
         try:

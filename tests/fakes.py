@@ -15,9 +15,11 @@ from mistersmith.models import StoredTask, TaskStatus
 from mistersmith.ports import (
     BlobNotFound,
     BlobStore,
+    Event,
     EventPublisher,
     QueueDepth,
     QueueMessage,
+    Refusal,
     TaskStore,
     WorkQueue,
     claim_refused,
@@ -241,6 +243,29 @@ class BrokenBus(EventPublisher):
 
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
         raise ConnectionError("bus unreachable")
+
+
+class BatchBus(EventPublisher):
+    """A bus that keeps each request it gets (the events in it) and what it took, in order.
+    `refusals` scripts the next requests' answers: per request, the positions it refuses, each
+    with whether for a passing reason."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[Event]] = []
+        self.taken: list[Event] = []
+        self.refusals: deque[dict[int, bool]] = deque()
+        self.got_one = threading.Event()
+
+    def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+        if refused := self.publish_batch([Event(source, detail_type, detail)]):
+            raise ConnectionError(refused[0].reason)
+
+    def publish_batch(self, events: Sequence[Event]) -> list[Refusal]:
+        refusing = self.refusals.popleft() if self.refusals else {}
+        self.requests.append(list(events))
+        self.taken += [event for i, event in enumerate(events) if i not in refusing]
+        self.got_one.set()
+        return [Refusal(events[i], "refused", retryable) for i, retryable in sorted(refusing.items())]
 
 
 class MemoryBlobStore(BlobStore):

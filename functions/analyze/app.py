@@ -40,6 +40,9 @@ def process_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=process_record, processor=_batch, context=context
-    )
+    try:
+        return process_partial_response(
+            event=event, record_handler=process_record, processor=_batch, context=context
+        )
+    finally:  # the status events held back for a shared request go out before the Lambda freezes
+        get_processor().lifecycle.events.flush()

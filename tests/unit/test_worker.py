@@ -12,12 +12,13 @@ import pytest
 
 from fargate_worker.worker import Worker, seal_in_ecs
 from mistersmith.clock import now_iso
+from mistersmith.event_batching import BatchingPublisher
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
 from mistersmith.processing import Disposition, Outcome, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
-from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
+from tests.fakes import BatchBus, MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -52,6 +53,7 @@ class Answering(TaskProcessor):
         self.disposition = disposition
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.seen: list[str] = []
+        self.lifecycle = Lifecycle(MemoryTaskStore(), NullPublisher())
 
     def healthy(self) -> bool:
         return True
@@ -112,6 +114,25 @@ def test_the_worker_runs_what_it_receives_and_deletes_each_message_once_recorded
     running(Worker(queue, processor, SETTINGS))
     wait_until(lambda: queue.depth().visible == queue.depth().in_flight == 0)
     assert {task.status for task in store.tasks.values()} == {TaskStatus.SUCCEEDED}
+
+
+def test_status_events_held_back_for_a_shared_request_are_out_when_the_worker_stops():
+    # Given a worker whose status events wait (a long time) for others to share their request
+    store, queue, bus = MemoryTaskStore(), MemoryQueue(visibility_seconds=300), BatchBus()
+    store.create(StoredTask.queued(message(1), now_iso()))
+    send(queue, message(1))
+    events = BatchingPublisher(bus, window_seconds=3600)
+    processor = TaskProcessor(
+        Lifecycle(store, events), MemoryBlobStore(), worker_id="w", lease_seconds=60, limits=WorkLimits()
+    )
+    worker = Worker(queue, processor, SETTINGS)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    wait_until(lambda: store.get("t-1").status is TaskStatus.SUCCEEDED)
+    # When it is told to stop / Then both of the task's events went out before it returned
+    worker.request_stop()
+    thread.join(timeout=30)
+    assert [e.detail["status"] for e in bus.taken] == ["RUNNING", "SUCCEEDED"]
 
 
 def test_an_unreadable_message_is_left_for_the_dead_letter_queue(running):

@@ -140,19 +140,28 @@ class Event:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An event a bus did not take, why, and whether sending it again may do better."""
+
+    event: Event
+    reason: str
+    retryable: bool
+
+
 class EventPublisher(ABC):
     @abstractmethod
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None: ...
 
-    def publish_batch(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
-        """Publishes up to ten events (in one request where the bus allows); returns those it could
-        not, with why, in their order. By default: one at a time."""
+    def publish_batch(self, events: Sequence[Event]) -> list[Refusal]:
+        """Publishes up to ten events, in one request where the bus allows, once; returns those it
+        refused, in order. By default one `publish` each (which retries on its own)."""
         refused = []
         for event in events:
             try:
                 self.publish(source=event.source, detail_type=event.detail_type, detail=event.detail)
             except Exception as error:
-                refused.append((event, str(error)))
+                refused.append(Refusal(event, str(error), retryable=False))
         return refused
 
     def flush(self) -> None:  # noqa: B027 - optional, no-op

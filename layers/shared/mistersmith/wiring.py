@@ -9,6 +9,7 @@ from mistersmith.adapters.s3 import S3BlobStore
 from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskTimes
 from mistersmith.adapters.sqs import SqsQueueGauge, SqsWorkQueue
 from mistersmith.autoscaler import Autoscaler
+from mistersmith.event_batching import BatchingPublisher
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.processing import TaskProcessor
@@ -27,10 +28,12 @@ from mistersmith.stats import Stats
 from mistersmith.work import WorkLimits
 
 
-def lifecycle(settings: LifecycleSettings) -> Lifecycle:
+def lifecycle(settings: LifecycleSettings, *, batched: bool = False) -> Lifecycle:
+    """`batched`: status events share requests (whoever runs tasks flushes them before it stops)."""
+    events = EventBridgePublisher(settings.event_bus_name)
     return Lifecycle(
         DynamoTaskStore(settings.task_table_name),
-        EventBridgePublisher(settings.event_bus_name),
+        BatchingPublisher(events) if batched else events,
         retention_days=settings.task_retention_days,
     )
 
@@ -61,7 +64,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
 
 def processor(settings: TaskRunnerSettings) -> TaskProcessor:
     return TaskProcessor(
-        lifecycle(settings),
+        lifecycle(settings, batched=True),
         S3BlobStore(settings.artifacts_bucket_name),
         worker_id=settings.worker_id,
         lease_seconds=settings.lease_seconds,

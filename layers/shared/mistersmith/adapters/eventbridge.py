@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from mistersmith.errors import PublishFailed, PublishUncertain
 from mistersmith.models import canonical_json
-from mistersmith.ports import Event, EventPublisher
+from mistersmith.ports import Event, EventPublisher, Refusal
 
 # Retried here rather than by botocore: whether any attempt may have reached the bus must be known.
 _ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=10)
@@ -74,37 +74,21 @@ class EventBridgePublisher(EventPublisher):
             raise PublishUncertain(f"the {detail_type!r} event may or may not be on the bus: {uncertain}")
         raise PublishFailed(f"the bus refused the {detail_type!r} event: {refusal}")
 
-    def publish_batch(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
-        """One PutEvents for up to ten events; the entries it refuses for a passing reason (and all
-        of them when the call fails) go again, only those, in order. A retry may duplicate an event
-        whose answer was lost: status events carry the whole record, so a repeat is harmless."""
-        pending = list(events)
-        refused: list[tuple[Event, str]] = []
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                time.sleep(0.1 * 2**attempt)
-            try:
-                response = self._events.put_events(Entries=[self._entry(event) for event in pending])
-            except (BotoCoreError, ClientError) as error:
-                reason = str(error)
-                if isinstance(error, ClientError):
-                    code = error.response.get("Error", {}).get("Code", "")
-                    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-                    if code not in _RETRYABLE_CODES and status < 500:
-                        return _in_order(events, refused + [(event, reason) for event in pending])
-                retry = [(event, reason) for event in pending]
-            else:
-                retry = []
-                for event, answer in zip(pending, response.get("Entries", []), strict=True):
-                    if code := answer.get("ErrorCode"):
-                        reason = f"{code} {answer.get('ErrorMessage')}"
-                        (retry if code in _RETRYABLE_CODES else refused).append((event, reason))
-            if not retry:
-                return _in_order(events, refused)
-            pending = [event for event, _ in retry]
-        return _in_order(events, refused + retry)
-
-
-def _in_order(events: Sequence[Event], refused: list[tuple[Event, str]]) -> list[tuple[Event, str]]:
-    position = {id(event): i for i, event in enumerate(events)}
-    return sorted(refused, key=lambda pair: position[id(pair[0])])
+    def publish_batch(self, events: Sequence[Event]) -> list[Refusal]:
+        """One PutEvents of up to ten events; each entry it refuses comes back with its own error
+        code (partial failure), all of them when the call itself fails. Never retried here: the
+        caller decides which go again, and in what order."""
+        try:
+            response = self._events.put_events(Entries=[self._entry(event) for event in events])
+        except (BotoCoreError, ClientError) as error:
+            retryable = True
+            if isinstance(error, ClientError):
+                code = error.response.get("Error", {}).get("Code", "")
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+                retryable = code in _RETRYABLE_CODES or status >= 500
+            return [Refusal(event, str(error), retryable) for event in events]
+        return [
+            Refusal(event, f"{code} {answer.get('ErrorMessage')}", code in _RETRYABLE_CODES)
+            for event, answer in zip(events, response.get("Entries", []), strict=True)
+            if (code := answer.get("ErrorCode"))
+        ]
