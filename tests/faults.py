@@ -60,7 +60,7 @@ STEPS: tuple[Step, ...] = (
     Step("claim", "store", "claim"),
     Step("create", "store", "create"),
     Step("read", "store", "get"),
-    Step("announce", "events", "publish"),
+    Step("announce", "events", "publish_batch"),
     Step("extend", "queue", "change_visibility"),
     Step("renew", "store", "renew"),
     Step("watch", "store", "get_many"),

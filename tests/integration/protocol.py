@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,10 @@ from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
 from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.event_batching import BatchingPublisher
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import canonical_json
+from mistersmith.ports import Event, Refusal
 from mistersmith.processing import TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
@@ -38,6 +40,12 @@ class RecordingPublisher:
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
         self.inner.publish(source=source, detail_type=detail_type, detail=detail)
         self.statuses.append(detail.get("status", ""))
+
+    def publish_batch(self, events: Sequence[Event]) -> list[Refusal]:
+        refusals = self.inner.publish_batch(events)
+        refused = {id(refusal.event) for refusal in refusals}
+        self.statuses += [event.detail.get("status", "") for event in events if id(event) not in refused]
+        return refusals
 
 
 @contextlib.contextmanager
@@ -77,7 +85,8 @@ def worker_for(
     publisher = RecordingPublisher(EventBridgePublisher(refs["EventBus"]))
     store = Faulty("store", DynamoTaskStore(refs["TaskTable"]), recorder)
     processor = TaskProcessor(
-        Lifecycle(store, Faulty("events", publisher, recorder)),
+        # Batched as the worker's wiring does: the announce step is a batch's request.
+        Lifecycle(store, BatchingPublisher(Faulty("events", publisher, recorder))),
         S3BlobStore(refs["ArtifactsBucket"]),
         worker_id=f"faults-{uuid.uuid4().hex[:8]}",
         lease_seconds=lease_seconds,
