@@ -21,6 +21,7 @@ from fargate_worker.health import HealthServer
 from mistersmith import wiring
 from mistersmith.adapters.ecs_agent import EcsAgentTaskProtection, NoTaskProtection
 from mistersmith.adapters.sqs import SqsWorkQueue
+from mistersmith.event_batching import WINDOW_SECONDS
 from mistersmith.models import TaskMessage
 from mistersmith.observability import logger, start_tracing
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
@@ -64,7 +65,7 @@ class Worker:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(settings.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="task")
-        self.deletes = DeferredDeletes(queue)
+        self.deletes = DeferredDeletes(queue, window_seconds=WINDOW_SECONDS)
         self._in_flight = 0
         self._poller: threading.Thread | None = None
         self._poll_tick = time.monotonic()

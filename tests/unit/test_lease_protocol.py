@@ -184,3 +184,41 @@ def test_a_failed_delete_batch_is_kept_and_retried_and_never_raises():
     deletes.flush(wait=True)
     assert len(deletes) == 0
     assert queue.depth().in_flight == 0
+
+
+class CountingQueue(MemoryQueue):
+    def __init__(self) -> None:
+        super().__init__()
+        self.delete_calls: list[int] = []
+        self.deleted = threading.Event()
+
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        self.delete_calls.append(len(receipt_handles))
+        self.deleted.set()
+        return super().delete_batch(receipt_handles)
+
+
+def test_deletes_within_the_window_share_one_call_whatever_the_worker_flushes_meanwhile():
+    # Given deletes that wait (a long time) for others to share their call
+    queue = CountingQueue()
+    for n in range(3):
+        queue.send(f"m{n}")
+    deletes = DeferredDeletes(queue, window_seconds=3600)
+    # When tasks finish one by one, the worker flushing after each as it does when it goes idle
+    for message in queue.receive(max_messages=10, wait_seconds=0):
+        deletes.add(message.receipt_handle)
+        deletes.flush()
+    # Then nothing went out before the window, and the stop's flush sends them in one call
+    assert queue.delete_calls == []
+    deletes.flush(wait=True)
+    assert (queue.delete_calls, queue.depth().in_flight) == ([3], 0)
+
+
+def test_deletes_go_out_by_themselves_once_the_window_has_passed():
+    queue = CountingQueue()
+    queue.send("m")
+    deletes = DeferredDeletes(queue, window_seconds=0.01)
+    (message,) = queue.receive(max_messages=1, wait_seconds=0)
+    deletes.add(message.receipt_handle)
+    assert queue.deleted.wait(30)
+    assert queue.delete_calls == [1]
