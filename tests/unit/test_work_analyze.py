@@ -339,6 +339,34 @@ def test_run_analyze_files_from_an_archive_with_undecodable_bytes_are_analyzed()
     assert result.lines == 2
 
 
+def test_run_analyze_files_of_every_kind_of_text_reach_the_child_whole():
+    # Given ASCII, non-ASCII (two and four bytes a character) and undecodable texts side by side,
+    # each with an unused import on its own line
+    texts = {
+        "a.py": "import os\n",
+        "b.py": "# café 😀 naïve\n\nimport os\n",
+        "c.py": "# caf\udce9\nimport os\n",
+        "d.py": "# 漢字\n\n\nimport os\n",
+        "e.py": "\n\n\n\nimport os\n",
+    }
+    payload = AnalyzePayload(files={name: "" for name in texts}).model_copy(update={"files": texts})
+
+    # When they are analyzed together
+    result = run_analyze(payload)
+
+    # Then each file arrives as it was: every import is found where it is (the undecodable one
+    # is E902), and the line counts add up
+    found = [(f.file, f.code, f.line) for f in result.findings]
+    assert found == [
+        ("a.py", "F401", 1),
+        ("b.py", "F401", 3),
+        ("c.py", "E902", 1),
+        ("d.py", "F401", 4),
+        ("e.py", "F401", 5),
+    ]
+    assert result.lines == 1 + 3 + 2 + 4 + 5
+
+
 def test_run_analyze_python_without_ruff_fails_with_analyzer_unavailable(monkeypatch):
     # Given a process where ruff cannot be found
     monkeypatch.setattr(analyze_module, "_ruff", lambda: (None, None))

@@ -2,8 +2,8 @@
 Python files and cppcheck on the C files, and counts lines, `def`s and `class`es meanwhile.
 
 It runs as `python -I -S analyze_child.py` by path, so it imports the standard library only.
-stdin: the request with the files (JSON, built by `mistersmith.work.analyze`), so that the
-worker's interpreter neither writes nor reads them. stdout: one JSON object, the
+stdin: the request with the files (a line of JSON, then the files' texts; built by
+`mistersmith.work.analyze`), so that the worker's interpreter neither writes nor reads them. stdout: one JSON object, the
 result's figures and the first findings that fit in `inline_bytes`; when there are more, every
 finding (up to `report_bytes` of them) is also in `findings.json` in the work directory. A
 failure is `{"error": {"type", "message"}}` with exit code 3.
@@ -62,7 +62,7 @@ class Failure(Exception):
 
 
 def main() -> int:
-    request = json.load(sys.stdin)
+    request = read_request(sys.stdin.buffer.read())
     try:
         summary = analyze(request)
     except Failure as failure:
@@ -75,6 +75,24 @@ def main() -> int:
         return FAILED
     json.dump(summary, sys.stdout)
     return 0
+
+
+def read_request(data: bytes) -> dict[str, Any]:
+    """The request from stdin: a line of JSON whose `files` are [path, length] (the text is the
+    next `length` characters after it) or [path, text]."""
+    end = data.index(b"\n")
+    request: dict[str, Any] = json.loads(data[:end])
+    texts = str(memoryview(data)[end + 1 :], "utf-8")
+    files: dict[str, str] = {}
+    offset = 0
+    for path, text in request["files"]:
+        if isinstance(text, int):
+            files[path] = texts[offset : offset + text]
+            offset += text
+        else:
+            files[path] = text
+    request["files"] = files
+    return request
 
 
 def analyze(request: dict[str, Any]) -> dict[str, Any]:
