@@ -89,27 +89,19 @@ def run_analyze(
 def _child_input(request: dict[str, Any], files: dict[str, str]) -> str:
     """The child's stdin: the request as one line of JSON, its `files` a list of [path, length],
     then the texts of those files one after another, so that megabytes of source are neither
-    escaped here nor parsed there. A text that stdin cannot carry (an archive's undecodable bytes,
-    as lone surrogates) is [path, text] instead, escaped in the JSON."""
+    escaped here nor parsed there. Only ASCII texts go raw: one other character would make the
+    whole string 2 or 4 bytes a character in this process. The others (and an archive's
+    undecodable bytes, lone surrogates that stdin cannot carry) are [path, text], escaped in the JSON."""
     listed: list[list[Any]] = []
     texts: list[str] = []
     for path, text in files.items():
-        if _encodable(text):
+        if text.isascii():  # a flag of the string: no scan
             listed.append([path, len(text)])
             texts.append(text)
         else:
             listed.append([path, text])
-    return json.dumps(request | {"files": listed}) + "\n" + "".join(texts)
-
-
-def _encodable(text: str) -> bool:
-    if text.isascii():  # a flag of the string: no scan
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    # One join: the only copy of the texts this process makes (the sandbox encodes it once more).
+    return "".join([json.dumps(request | {"files": listed}), "\n", *texts])
 
 
 def _run_child(stdin: str, limits: WorkLimits, stop: threading.Event | None) -> SandboxResult:

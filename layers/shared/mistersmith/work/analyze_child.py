@@ -79,10 +79,10 @@ def main() -> int:
 
 def read_request(data: bytes) -> dict[str, Any]:
     """The request from stdin: a line of JSON whose `files` are [path, length] (the text is the
-    next `length` characters after it) or [path, text]."""
+    next `length` characters after it, ASCII) or [path, text]."""
     end = data.index(b"\n")
     request: dict[str, Any] = json.loads(data[:end])
-    texts = str(memoryview(data)[end + 1 :], "utf-8")
+    texts = str(memoryview(data)[end + 1 :], "ascii")
     files: dict[str, str] = {}
     offset = 0
     for path, text in request["files"]:
