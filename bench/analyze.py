@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 SOURCE_BYTES = 5_000_000
-NEW_RUNS = 5
-OLD_RUNS = 2
+NEW_RUNS = 6
+OLD_RUNS = 3
 SPEEDUP_GOAL = 10
 MEMORY_GOAL_MIB = 20
 TIMEOUT_SECONDS = 300
@@ -127,15 +129,38 @@ def _child(which: str) -> dict[str, Any]:
     return json.loads(done.stdout.splitlines()[-1])  # the figures are the last line; logs come before
 
 
+def file_creation_seconds(count: int) -> float:
+    """CPU time to create (and remove) one empty file in the sandbox's scratch root, as the new
+    analyzer's child does for every file: on a filesystem that reuses freed inodes slowly it is a
+    large part of the child's system time."""
+    from bench.execute_overhead import worker_limits
+
+    root = worker_limits(None).confinement.scratch_root or tempfile.gettempdir()
+    os.makedirs(root, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as directory:
+        before = _cpu_seconds()
+        for index in range(count):
+            Path(directory, str(index)).touch()
+        return (_cpu_seconds() - before) / count
+
+
 def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
-    for round_ in range(max(NEW_RUNS, OLD_RUNS)):
-        order = ("new", "old") if round_ % 2 else ("old", "new")
-        for which in order:
-            if len(runs[which]) < (NEW_RUNS if which == "new" else OLD_RUNS):
-                runs[which].append(_child(which))
+    load = os.getloadavg()[0]
+    # An old run before every NEW_RUNS / OLD_RUNS new ones: both meet the same changes of load.
+    for index in range(NEW_RUNS):
+        if index % (NEW_RUNS // OLD_RUNS) == 0:
+            runs["old"].append(_child("old"))
+        runs["new"].append(_child("new"))
     sample = runs["new"][0]
     print(f"analyze: {sample['files']} files, {sample['lines']} lines, {SOURCE_BYTES / 1e6:g} MB of Python")
+    cores = os.cpu_count()
+    print(f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {cores} cores")
+    creation = file_creation_seconds(sample["files"])
+    print(
+        f"creating a file in the scratch root: {creation * 1e6:.0f} us of CPU "
+        f"({creation * sample['files']:.3f} s for the {sample['files']} files; SANDBOX_SCRATCH_ROOT moves it)"
+    )
     print(f"{'analyzer':<28}{'runs':>6}{'median s':>10}{'max s':>8}{'median CPU s':>14}{'peak rise MiB':>15}")
     medians, cpu = {}, {}
     for which, label in (("old", "old (in-process ast walk)"), ("new", "new (ruff, sandboxed child)")):
@@ -146,7 +171,7 @@ def main() -> int:
         print(
             f"{label:<28}{len(seconds):>6}{medians[which]:>10.3f}{max(seconds):>8.3f}{cpu[which]:>14.3f}{rise:>15.1f}"
         )
-    # CPU time (the child and its tools included) does not depend on how busy the machine is.
+    # CPU time (the child and its tools included) depends less than wall time on how busy the machine is.
     print(f"CPU time: the new analyzer uses {cpu['old'] / cpu['new']:.1f}x less")
     speedup = medians["old"] / medians["new"]
     rise = max(run["rise_mib"] for run in runs["new"])
