@@ -49,9 +49,11 @@ _TOKENS = re.compile(
     """,
     re.VERBOSE,
 )
-# A line (each one follows a "\n") that is blank, as str.strip() sees it, or starts with "#".
-_BLANK_LINE = re.compile(r"\n[^\S\n]*(?=\n)")
-_BLANK_OR_COMMENT_LINE = re.compile(r"\n[^\S\n]*(?:\#|(?=\n))")
+# The start of a line (each one follows a "\n") that is not blank, as str.strip() sees it, and,
+# for code, does not start with "#". Only the "\n" is matched (a string CPython keeps one of)
+# and the lookahead fails or succeeds without backtracking on most lines.
+_TEXT_LINE = re.compile(r"\n(?=[^\S\n]*\S)")
+_CODE_LINE = re.compile(r"\n(?=[^\S\n]*[^\s#])")
 _COMMENT_LINE = re.compile(r"\n[^\S\n]*\#")
 
 
@@ -188,17 +190,16 @@ def count(path: str, text: str) -> dict[str, int]:
     if not text:
         return {"lines": 0}
     lines = text.count("\n") + (not text.endswith("\n"))
-    # Each line between two newlines, the first and the last included.
-    framed = "\n" + text if text.endswith("\n") else "\n" + text + "\n"
+    framed = "\n" + text  # so that the first line follows a newline too
     if not path.endswith((".py", ".pyi")):
-        return {"lines": lines, "code_lines": lines - len(_BLANK_LINE.findall(framed))}
+        return {"lines": lines, "code_lines": len(_TEXT_LINE.findall(framed))}
     tokens = _TOKENS.findall(text)
     # Lines that start with "#" inside a string are code: only strings hold a newline among the
     # tokens, and the NUL between them keeps a comment token from looking like a line's start.
     in_strings = len(_COMMENT_LINE.findall("\0".join(tokens)))
     return {
         "lines": lines,
-        "code_lines": lines - len(_BLANK_OR_COMMENT_LINE.findall(framed)) + in_strings,
+        "code_lines": len(_CODE_LINE.findall(framed)) + in_strings,
         "functions": tokens.count("def"),
         "classes": tokens.count("class"),
     }
