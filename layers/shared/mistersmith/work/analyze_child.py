@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 SOURCE_DIR = "src"
 REPORT = "findings.json"
@@ -64,9 +64,9 @@ class Failure(Exception):
 
 
 def main() -> int:
-    request = read_request(sys.stdin.buffer.read())
+    request, raw = read_request(sys.stdin.buffer)
     try:
-        summary = analyze(request)
+        summary = analyze(request, raw)
     except Failure as failure:
         json.dump({"error": {"type": failure.error_type, "message": str(failure)}}, sys.stdout)
         return FAILED
@@ -79,29 +79,31 @@ def main() -> int:
     return 0
 
 
-def read_request(data: bytes) -> dict[str, Any]:
+def read_request(stdin: BinaryIO) -> tuple[dict[str, Any], dict[str, memoryview]]:
     """The request from stdin: a line of JSON whose `files` are [path, length] (the text is the
-    next `length` characters after it, ASCII) or [path, text]."""
-    end = data.index(b"\n")
-    request: dict[str, Any] = json.loads(data[:end])
-    texts = str(memoryview(data)[end + 1 :], "ascii")
+    next `length` characters after it, ASCII) or [path, text]; and the bytes of each of the
+    former, as they came (read once, into one buffer: they are written as they are)."""
+    request: dict[str, Any] = json.loads(stdin.readline())
+    body = memoryview(stdin.read(sum(text for _, text in request["files"] if isinstance(text, int))))
     files: dict[str, str] = {}
+    raw: dict[str, memoryview] = {}
     offset = 0
     for path, text in request["files"]:
         if isinstance(text, int):
-            files[path] = texts[offset : offset + text]
+            raw[path] = body[offset : offset + text]
+            files[path] = str(raw[path], "ascii")
             offset += text
         else:
             files[path] = text
     request["files"] = files
-    return request
+    return request, raw
 
 
-def analyze(request: dict[str, Any]) -> dict[str, Any]:
+def analyze(request: dict[str, Any], raw: dict[str, memoryview]) -> dict[str, Any]:
     root = os.path.join(os.getcwd(), SOURCE_DIR)
     files: dict[str, str] = request["files"]
     paths = sorted(files)
-    write_files(root, files, paths)
+    write_files(root, files, paths, raw)
     python = [path for path in paths if path.endswith((".py", ".pyi"))]
     c_sources = [path for path in paths if path.endswith(".c")]
     threshold = request["max_complexity"]
@@ -158,19 +160,23 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def write_files(root: str, files: dict[str, str], paths: list[str]) -> None:
+def write_files(root: str, files: dict[str, str], paths: list[str], raw: dict[str, memoryview]) -> None:
     """Writes each file under `root` as the payload's text, line endings normalised to \\n
-    (the counts are taken on that text too); undecodable bytes of an archive come back as they were."""
+    (the counts are taken on that text too); undecodable bytes of an archive come back as they were.
+    A text that came `raw` and needs no change is written from those bytes."""
     made: set[str] = set()
     for path in paths:
         target = os.path.normpath(os.path.join(root, path))
         if not target.startswith(root + os.sep) or "\0" in path:
             raise Failure("InvalidPayload", f"file path {path!r} leaves the work directory")
         text = files[path]
+        data: bytes | memoryview | None = raw.get(path)
         if "\r" in text:  # a search for one character: far cheaper than two replaces finding nothing
             text = files[path] = text.replace("\r\n", "\n").replace("\r", "\n")
+            data = None
         try:
-            data = text.encode("utf-8", "surrogateescape")
+            if data is None:
+                data = text.encode("utf-8", "surrogateescape")
             directory = os.path.dirname(target)
             if directory not in made:
                 os.makedirs(directory, exist_ok=True)
