@@ -13,7 +13,7 @@ import gc
 gc.disable()
 
 from functools import cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from body_decoding import JsonBodies
 from mistersmith.callers import CALLER_HEADER, Caller, identify
-from mistersmith.intake import Intake
 from mistersmith.models import (
     StatsReport,
     TaskPage,
@@ -36,10 +35,14 @@ from mistersmith.models import (
     UploadTicket,
 )
 from mistersmith.observability import XRAY_HEADER, count, logger, trace_header_for, tracer
-from mistersmith.stats import Stats
 from openapi_document import problem_openapi
 from problems import PROBLEM_MEDIA_TYPE, add_problem_handlers, problem, problem_responses
 from size_limit import MAX_REQUEST_BYTES, RequestSizeLimit
+
+if TYPE_CHECKING:
+    # Types only (FastAPI does not read a dependency's type): the logic loads with its first request.
+    from mistersmith.intake import Intake
+    from mistersmith.stats import Stats
 
 API_VERSION = "1.2.0"
 
@@ -90,7 +93,7 @@ def get_intake() -> Intake:
     return wiring.intake(load(IntakeSettings))
 
 
-IntakeDep = Annotated[Intake, Depends(get_intake)]
+IntakeDep = Annotated["Intake", Depends(get_intake)]
 
 
 def get_caller(request: Request, intake: IntakeDep) -> Caller:
@@ -225,6 +228,9 @@ def get_stats() -> Stats:
     return wiring.stats(load(StatsSettings))
 
 
+StatsDep = Annotated["Stats", Depends(get_stats)]
+
+
 @app.get(
     "/stats",
     response_model=StatsReport,
@@ -233,7 +239,7 @@ def get_stats() -> Stats:
     summary="Queue depths and dead letters, workers, the last hour's scaling decisions, the caller's "
     "task counts (cached a few seconds)",
 )
-def stats(statistics: Annotated[Stats, Depends(get_stats)], caller: CallerDep) -> Any:
+def stats(statistics: StatsDep, caller: CallerDep) -> Any:
     # Task counts are the caller's own; an admin's are everyone's.
     return statistics.report(None if caller.admin else caller.principal)
 

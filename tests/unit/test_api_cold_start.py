@@ -32,6 +32,8 @@ DEFERRED = (
     "s3transfer",
     "pydantic_settings",
     "mistersmith.wiring",
+    "mistersmith.intake",
+    "mistersmith.stats",
     "mistersmith.settings",
     "mistersmith.adapters.dynamodb",
     "mistersmith.adapters.s3",
