@@ -13,8 +13,11 @@ taken inside the process, so interpreter start-up is not counted on either side.
   sides write the task to the table and put one event on the bus, on moto on loopback (the
   template's table and bus); the baseline does it with two bare boto3 calls, no validation.
 
-Samples alternate between the two sides; median of REPEATS. CPU time (the process's own) is printed
-beside wall time: on a shared machine it moves less.
+Both sides run with bytecode for every module (a cache of the bench's own, filled by one untimed
+sample each), as a Lambda whose build compiled its packages would. A third line shows GET /health
+with no bytecode at all, every module compiled from source at each cold start: how a Lambda runs
+whose packages were unpacked without .pyc files. Samples alternate between the two sides; median of
+REPEATS. CPU time (the process's own) is printed beside wall time: on a shared machine it moves less.
 
 Run: make bench   (or: .venv/bin/python -m bench.cold_start)
 """
@@ -28,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import boto3
@@ -130,7 +134,8 @@ def local_aws() -> tuple[MotoServer, dict[str, str]]:
 def sample(code: str, environment: dict[str, str], *arguments: str) -> tuple[float, float]:
     done = subprocess.run(
         [sys.executable, "-c", code, *arguments],
-        env=os.environ | environment,
+        env={name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+        | environment,
         capture_output=True,
         text=True,
         check=True,
@@ -144,23 +149,38 @@ def sample(code: str, environment: dict[str, str], *arguments: str) -> tuple[flo
 
 
 def main() -> int:
-    moto, environment = local_aws()
-    runs = {(side, route): [] for side in ("intake", "powertools") for route in ("health", "submit")}
+    moto, aws = local_aws()
+    routes = ("health", "submit", "health_from_source")
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {
+        (side, route): [] for side in ("intake", "powertools") for route in routes
+    }
     codes = {"intake": INTAKE, "powertools": BASELINE}
     try:
-        for n in range(REPEATS):
-            for side, code in codes.items():
-                runs[side, "health"].append(sample(code, environment, str(HEALTH)))
-                runs[side, "submit"].append(sample(code, environment, str(SUBMIT), f"bench-cold-{side}-{n}"))
+        with tempfile.TemporaryDirectory() as cached, tempfile.TemporaryDirectory() as empty:
+            bytecode = aws | {"PYTHONPYCACHEPREFIX": cached}
+            source = aws | {"PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+            for code in codes.values():
+                sample(code, bytecode, str(HEALTH))
+                sample(code, bytecode, str(SUBMIT), f"bench-cold-warm-{code == INTAKE}")
+            for n in range(REPEATS):
+                for side, code in codes.items():
+                    runs[side, "health"].append(sample(code, bytecode, str(HEALTH)))
+                    runs[side, "submit"].append(sample(code, bytecode, str(SUBMIT), f"bench-cold-{side}-{n}"))
+                    runs[side, "health_from_source"].append(sample(code, source, str(HEALTH)))
     finally:
         moto.stop()
     wall = {key: statistics.median(w for w, _ in values) * 1000 for key, values in runs.items()}
     cpu = {key: statistics.median(c for _, c in values) * 1000 for key, values in runs.items()}
     print(f"cold start: import + first answer in a fresh interpreter (median of {REPEATS}, ms; wall / CPU)")
-    for route, label in (("health", "GET /health"), ("submit", "POST /tasks (moto)")):
+    labels = {
+        "health": "GET /health",
+        "submit": "POST /tasks (moto)",
+        "health_from_source": "GET /health, no .pyc",
+    }
+    for route, label in labels.items():
         ours, theirs = ("intake", route), ("powertools", route)
         print(
-            f"  {label:<19} intake (FastAPI + Mangum) {wall[ours]:7.1f} / {cpu[ours]:6.1f}"
+            f"  {label:<21} intake (FastAPI + Mangum) {wall[ours]:7.1f} / {cpu[ours]:6.1f}"
             f"   Powertools resolver {wall[theirs]:7.1f} / {cpu[theirs]:6.1f}"
             f"   ratio {wall[ours] / wall[theirs]:.2f}x / {cpu[ours] / cpu[theirs]:.2f}x"
         )
