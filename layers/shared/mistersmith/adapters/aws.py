@@ -13,19 +13,21 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 # A long poll holds the connection for up to 20 s, so SQS gets a longer read timeout.
 _SQS_CONFIG = _CONFIG.merge(Config(read_timeout=40))
-# A boto3 session is not thread-safe (its clients are).
-_session_lock = threading.Lock()
+
+
+# A session is not safe to make clients from in two threads at once (the local stack's functions).
+_lock = threading.Lock()
 
 
 @cache
 def _session() -> boto3.session.Session:
-    # One for every client: each session loads botocore's endpoint data anew, tens of ms of a cold start.
+    """One session for every client: each session loads its own copy of botocore's endpoint and
+    service data (tens of ms of the intake's first request per extra session)."""
     return boto3.session.Session()
 
 
 @cache
 def client(service: str, config: Config | None = None) -> Any:
-    """The process's client of `service`, with the default configuration unless `config` (a
-    module-level constant: clients are kept per configuration object) is given."""
-    with _session_lock:
+    """`config` replaces the default one; pass a module-level constant (clients are kept per config)."""
+    with _lock:
         return _session().client(service, config=config or (_SQS_CONFIG if service == "sqs" else _CONFIG))
