@@ -41,7 +41,8 @@ from local_stack.provision import Provisioner
 from local_stack.template import Template
 
 ROOT = Path(__file__).resolve().parents[1]
-# The goal: the intake's cold start (GET /health, wall) against the Powertools resolver's.
+# The goal: the intake's cold start (GET /health) against the Powertools resolver's, in CPU
+# time: on a shared machine wall time also counts the waits for a core, which flatter the ratio.
 RATIO_GOAL = 1.1
 REPEATS = int(os.environ.get("BENCH_REPEATS", "9"))
 HEALTH = ROOT / "events" / "intake_health.json"
@@ -188,10 +189,10 @@ def main() -> int:
         f"{side}_{route}": {"wall": wall[side, route], "cpu": cpu[side, route]} for side, route in runs
     }
     print(json.dumps({"cold_start_ms": figures}))
-    ratio = wall["intake", "health"] / wall["powertools", "health"]
+    ratio = cpu["intake", "health"] / cpu["powertools", "health"]
     met = ratio <= RATIO_GOAL
     print(
-        f"intake cold start {ratio:.2f}x the Powertools resolver's (goal <= {RATIO_GOAL}x): {'met' if met else 'MISSED'}"
+        f"intake cold start (CPU) {ratio:.2f}x the Powertools resolver's (goal <= {RATIO_GOAL}x): {'met' if met else 'MISSED'}"
     )
     return 0 if met else 1
 
