@@ -1,20 +1,17 @@
-"""Builds the logic objects on their AWS adapters from a process's settings."""
+"""Builds the logic objects on their AWS adapters from a process's settings.
+
+What every process builds is imported here; the rest inside the function that builds it, so that a
+process loads only its own (the intake's first request does not load the worker's sandbox)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.ecs import EcsServiceGauge, EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskTimes
-from mistersmith.adapters.sqs import SqsQueueGauge, SqsWorkQueue
-from mistersmith.autoscaler import Autoscaler
-from mistersmith.event_batching import BatchingPublisher
-from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.processing import TaskProcessor
-from mistersmith.reconciling import Reconciler
-from mistersmith.routing import Router
+from mistersmith.ports import EventPublisher
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,
@@ -24,25 +21,40 @@ from mistersmith.settings import (
     StatsSettings,
     TaskRunnerSettings,
 )
-from mistersmith.stats import Stats
-from mistersmith.work import WorkLimits
+
+if TYPE_CHECKING:
+    from mistersmith.autoscaler import Autoscaler
+    from mistersmith.intake import Intake
+    from mistersmith.processing import TaskProcessor
+    from mistersmith.reconciling import Reconciler
+    from mistersmith.routing import Router
+    from mistersmith.stats import Stats
 
 
 def lifecycle(settings: LifecycleSettings, *, batched: bool = False) -> Lifecycle:
     """`batched`: status events share requests (whoever runs tasks flushes them before it stops)."""
-    events = EventBridgePublisher(settings.event_bus_name)
+    events: EventPublisher = EventBridgePublisher(settings.event_bus_name)
+    if batched:
+        from mistersmith.event_batching import BatchingPublisher
+
+        events = BatchingPublisher(events)
     return Lifecycle(
         DynamoTaskStore(settings.task_table_name),
-        BatchingPublisher(events) if batched else events,
+        events,
         retention_days=settings.task_retention_days,
     )
 
 
 def intake(settings: IntakeSettings) -> Intake:
+    from mistersmith.intake import Intake
+
     return Intake(lifecycle(settings), S3BlobStore(settings.artifacts_bucket_name), settings)
 
 
 def router(settings: RouterSettings) -> Router:
+    from mistersmith.adapters.sqs import SqsWorkQueue
+    from mistersmith.routing import Router
+
     return Router(
         lifecycle(settings),
         SqsWorkQueue(settings.work_queue_url),
@@ -52,6 +64,8 @@ def router(settings: RouterSettings) -> Router:
 
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from mistersmith.reconciling import Reconciler
+
     routes = router(settings)
     return Reconciler(
         routes.lifecycle,
@@ -63,6 +77,9 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
 
 
 def processor(settings: TaskRunnerSettings) -> TaskProcessor:
+    from mistersmith.processing import TaskProcessor
+    from mistersmith.work import WorkLimits
+
     return TaskProcessor(
         lifecycle(settings, batched=True),
         S3BlobStore(settings.artifacts_bucket_name),
@@ -81,6 +98,11 @@ def processor(settings: TaskRunnerSettings) -> TaskProcessor:
 
 
 def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
+    from mistersmith.adapters.ecs import EcsWorkerService
+    from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes
+    from mistersmith.adapters.sqs import SqsWorkQueue
+    from mistersmith.autoscaler import Autoscaler
+
     return Autoscaler(
         SqsWorkQueue(settings.work_queue_url),
         EcsWorkerService(settings.cluster_name, settings.worker_service_name),
@@ -91,6 +113,11 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
 
 
 def stats(settings: StatsSettings) -> Stats:
+    from mistersmith.adapters.ecs import EcsServiceGauge
+    from mistersmith.adapters.scaling_state import DynamoScalingHistory
+    from mistersmith.adapters.sqs import SqsQueueGauge
+    from mistersmith.stats import Stats
+
     # Each queue named in the settings (the permission scan reads these constructions).
     queues: dict[str, SqsQueueGauge] = {}
     dead_letter_queues: dict[str, SqsQueueGauge] = {}
