@@ -132,6 +132,9 @@ def main() -> int:
             _, mark = counted(calls, mark)
             time.sleep(BUSY_SECONDS)
             busy, mark = counted(calls, mark)
+            record = store.get(task_key(LOCAL_CALLER, "busy"))
+            if record.status != "RUNNING":  # then its own calls are in the window
+                raise RuntimeError(f"the busy task ended within its window: {record.status} {record.error}")
             wait_for(store, ["busy"], TERMINAL)
             scheduled_span = time.monotonic() - started
             whole, _ = counted(calls, first)

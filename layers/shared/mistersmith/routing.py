@@ -75,8 +75,7 @@ class Router:
                 task_type, message.model_copy(update={"trace_header": trace_header_for(None)})
             )
         # Intake's and the reconciler's events: the record exists, so the note's answer is the check.
-        # Sent before the note: a router dying between the two leaves an unnoted task, which the
-        # reconciler routes again (a copy the claim drops); noted first, it would strand it.
+        # Send, then note: dying between them leaves it unnoted (re-sent by the reconciler), never noted unsent.
         queue = self.send(task_type, message)
         self._mark_routed(message)
         return self._routed(message.id, task_type, queue)
