@@ -115,7 +115,9 @@ def main() -> int:
     with LocalStack(config) as stack, httpx.Client(base_url=stack.api_url, timeout=30) as api:
         store = DynamoTaskStore(stack.template.refs["TaskTable"])
         wait = WorkerSettings.model_fields["receive_wait_seconds"].default
-        worker = stack.start_worker(0, {"RECEIVE_WAIT_SECONDS": str(wait)})
+        # The busy task outlasts the template's execute timeout (45 s): this worker allows it.
+        overrides = {"RECEIVE_WAIT_SECONDS": str(wait), "EXECUTE_TIMEOUT_SECONDS": str(BUSY_SECONDS + 60)}
+        worker = stack.start_worker(0, overrides)
         try:
             submit_and_wait(api, store, ["warm-up"], ["python3", "-c", "pass"])
             _, mark = counted(calls, 0)
