@@ -35,8 +35,9 @@ import httpx
 from bench.worker_throughput import free_port, noop_message, quiet_stdout
 from local_stack.stack import ROOT, LocalConfig, LocalStack
 from mistersmith.adapters.dynamodb import DynamoTaskStore
+from mistersmith.callers import LOCAL_CALLER
 from mistersmith.clock import epoch_from_iso, now_iso
-from mistersmith.models import StoredTask, canonical_json
+from mistersmith.models import StoredTask, canonical_json, task_key
 
 TASKS = 200
 CONCURRENCY = 4
@@ -164,7 +165,8 @@ def latency_ours(stack: LocalStack) -> list[tuple[float, float, float]]:
                 sent = time.time()
                 api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": NOOP_PAYLOAD})
                 deadline = time.monotonic() + 60
-                while (task := store.get(task_id)).status != "SUCCEEDED":
+                # Stored under the caller's scope (the local stack's caller, with no caller header).
+                while (task := store.get(task_key(LOCAL_CALLER, task_id))).status != "SUCCEEDED":
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{task_id} ended {task.status}, not SUCCEEDED")
                     time.sleep(0.005)
@@ -203,14 +205,16 @@ def main() -> int:
     config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=0, log_level="WARNING")
     report(f"{TASKS} no-op compile tasks each, concurrency {CONCURRENCY}, one moto server")
     with LocalStack(config) as stack:
-        rows = [
-            ("ours (full state tracking)", *ours(stack)),
-            ("Celery + DynamoDB results", *celery(stack, with_results=True)),
-            ("Celery, no result backend", *celery(stack, with_results=False)),
-        ]
+        rows = []
+        for name, run in (
+            ("ours (full state tracking)", lambda: ours(stack)),
+            ("Celery + DynamoDB results", lambda: celery(stack, with_results=True)),
+            ("Celery, no result backend", lambda: celery(stack, with_results=False)),
+        ):
+            seconds, memory = run()
+            rows.append((name, seconds, memory))
+            report(f"  {name:<30} {TASKS / seconds:>8.1f} tasks/s   worker RSS {memory:>6.1f} MiB")
         latency = {"ours": latency_ours(stack), "Celery": latency_celery(stack)}
-    for name, seconds, memory in rows:
-        report(f"  {name:<30} {TASKS / seconds:>8.1f} tasks/s   worker RSS {memory:>6.1f} MiB")
     ours_rate = TASKS / rows[0][1]
     report(f"  ours / Celery with results:      {ours_rate / (TASKS / rows[1][1]):.2f}x throughput")
     report(f"  ours / Celery without results:   {ours_rate / (TASKS / rows[2][1]):.2f}x throughput")
