@@ -1,4 +1,5 @@
-"""Deletes of finished messages, batched: SQS deletes up to ten in one call."""
+"""Deletes of finished messages, batched: SQS deletes up to ten in one call, and a finished
+message's handle waits up to a second for others to share the call."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from mistersmith.ports import WorkQueue
 DELETE_BATCH = 10
 # A failed batch is tried again after 0.5 s, 1 s, 2 s ... at most this long.
 MAX_BACKOFF_SECONDS = 5.0
+# The longest a handle waits for others to share its call: far below any visibility timeout, so a
+# late delete never lets a finished message come back; long enough to batch a busy worker's deletes.
+MAX_WAIT_SECONDS = 1.0
 
 
 class DeferredDeletes:
@@ -19,9 +23,12 @@ class DeferredDeletes:
     handles for the next flush, after a back-off, and never raises into the caller's thread: a
     message left undeleted comes back and is skipped, since its task is already terminal."""
 
-    def __init__(self, queue: WorkQueue) -> None:
+    def __init__(self, queue: WorkQueue, max_wait_seconds: float = MAX_WAIT_SECONDS) -> None:
         self.queue = queue
+        self.max_wait_seconds = max_wait_seconds
         self._pending: list[str] = []
+        # When the oldest pending handle was added (monotonic).
+        self._since = 0.0
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._failures = 0
@@ -33,10 +40,27 @@ class DeferredDeletes:
 
     def add(self, receipt_handle: str) -> None:
         with self._lock:
+            if not self._pending:
+                self._since = time.monotonic()
             self._pending.append(receipt_handle)
 
     def full(self) -> bool:
         return len(self) >= DELETE_BATCH
+
+    def due_in(self) -> float | None:
+        """Seconds until the pending handles are due (0: now, a full batch or one that has waited
+        long enough, once any back-off has run out); None when nothing is pending."""
+        with self._lock:
+            if not self._pending:
+                return None
+            due = self._since + (0 if len(self._pending) >= DELETE_BATCH else self.max_wait_seconds)
+        # A back-off after a failed call holds them back too.
+        return max(0.0, due - time.monotonic(), self._not_before - time.monotonic())
+
+    def flush_due(self) -> None:
+        """Deletes what is pending if a batch is full or its oldest handle has waited long enough."""
+        if self.due_in() == 0.0:
+            self.flush()
 
     def flush(self, *, wait: bool = False) -> None:
         """Deletes what is pending, unless a back-off is running (`wait`: sleep it out, once)."""
@@ -71,4 +95,6 @@ class DeferredDeletes:
 
     def _put_back(self, batch: list[str]) -> None:
         with self._lock:
+            if not self._pending:
+                self._since = time.monotonic()
             self._pending[:0] = batch
