@@ -226,3 +226,18 @@ def test_a_finished_task_is_deleted_within_the_wait_while_the_next_one_still_run
     wait_until(lambda: queue.delete_calls != [])
     assert processor.seen == ["t-0"] and queue.depth().in_flight == 1
     processor.release.set()
+
+
+@pytest.mark.parametrize("vcpus", [1, 2, 16])
+def test_concurrency_defaults_to_four_tasks_at_once_whatever_the_vcpu_count(monkeypatch, vcpus):
+    # Given a worker host of any size and no CONCURRENCY set
+    monkeypatch.setattr("os.cpu_count", lambda: vcpus)
+    monkeypatch.delenv("CONCURRENCY", raising=False)
+    settings = WorkerSettings(
+        task_table_name="-", event_bus_name="-", artifacts_bucket_name="-", work_queue_url="-"
+    )
+    # Then it runs four at once: its tasks mostly wait on a child or an AWS call, not on a vCPU
+    assert settings.concurrency == 4
+    # and the setting still decides
+    monkeypatch.setenv("CONCURRENCY", "7")
+    assert WorkerSettings(**settings.model_dump(exclude={"concurrency"})).concurrency == 7
