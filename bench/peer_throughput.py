@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.worker_throughput import free_port, noop_message, quiet_stdout
+from bench.worker_throughput import free_port, noop_message, quiet_stdout, worker_environment
 from local_stack.stack import ROOT, LocalConfig, LocalStack
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.callers import LOCAL_CALLER
@@ -67,7 +67,9 @@ def ours(stack: LocalStack) -> tuple[float, float]:
     for message in messages:
         store.create(StoredTask.queued(message, now_iso()))
     send_all(sqs, url, [canonical_json(m.model_dump(mode="json", exclude_none=True)) for m in messages])
-    worker = stack.start_worker(0, {"RECEIVE_WAIT_SECONDS": "1", "CONCURRENCY": str(CONCURRENCY)})
+    worker = stack.start_worker(
+        0, worker_environment({"RECEIVE_WAIT_SECONDS": "1", "CONCURRENCY": str(CONCURRENCY)})
+    )
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
         tasks = [store.get(m.id) for m in messages]
@@ -156,7 +158,7 @@ def celery_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def latency_ours(stack: LocalStack) -> list[tuple[float, float, float]]:
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
-    worker = stack.start_worker(1, {"RECEIVE_WAIT_SECONDS": "20"})
+    worker = stack.start_worker(1, worker_environment({"RECEIVE_WAIT_SECONDS": "20"}))
     rows = []
     try:
         with httpx.Client(base_url=stack.api_url, timeout=30) as api:
@@ -203,7 +205,10 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 def main() -> int:
     report = quiet_stdout()
     config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=0, log_level="WARNING")
-    report(f"{TASKS} no-op compile tasks each, concurrency {CONCURRENCY}, one moto server")
+    report(
+        f"{TASKS} no-op compile tasks each, concurrency {CONCURRENCY}, one moto server;"
+        f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     with LocalStack(config) as stack:
         rows = []
         for name, run in (
