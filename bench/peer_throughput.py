@@ -52,6 +52,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system time of a process and of the children it has waited for (the sandbox's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def send_all(sqs: object, url: str, bodies: list[str]) -> None:
     for n in range(0, len(bodies), 10):
         sqs.send_message_batch(  # type: ignore[attr-defined]
@@ -59,7 +65,7 @@ def send_all(sqs: object, url: str, bodies: list[str]) -> None:
         )
 
 
-def ours(stack: LocalStack) -> tuple[float, float]:
+def ours(stack: LocalStack) -> tuple[float, float, float]:
     sqs = stack.session().client("sqs")
     url = stack.template.refs["WorkQueue"]
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
@@ -78,15 +84,15 @@ def ours(stack: LocalStack) -> tuple[float, float]:
         time.sleep(0.5)
     else:
         raise RuntimeError("our worker did not finish the bench tasks")
-    memory = rss_mib(worker.pid)
+    memory, cpu = rss_mib(worker.pid), cpu_seconds(worker.pid)
     worker.terminate()
     worker.wait()
     first = min(epoch_from_iso(task.started_at) for task in tasks)
     last = max(epoch_from_iso(task.finished_at) for task in tasks)
-    return last - first, memory
+    return last - first, memory, cpu
 
 
-def celery(stack: LocalStack, with_results: bool) -> tuple[float, float]:
+def celery(stack: LocalStack, with_results: bool) -> tuple[float, float, float]:
     session = stack.session()
     sqs = session.client("sqs")
     url = sqs.create_queue(QueueName=f"celery-bench-{time.monotonic_ns()}")["QueueUrl"]
@@ -119,11 +125,11 @@ def celery(stack: LocalStack, with_results: bool) -> tuple[float, float]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("Celery's results did not all reach DynamoDB")
                 time.sleep(0.2)
-        memory = rss_mib(worker.pid)
+        memory, cpu = rss_mib(worker.pid), cpu_seconds(worker.pid)
         worker.terminate()
         worker.wait(timeout=30)
     spans = [tuple(map(float, line.split())) for line in lines]
-    return max(end for _, end in spans) - min(start for start, _ in spans), memory
+    return max(end for _, end in spans) - min(start for start, _ in spans), memory, cpu
 
 
 NOOP_PAYLOAD = noop_message(0).payload
@@ -216,9 +222,12 @@ def main() -> int:
             ("Celery + DynamoDB results", lambda: celery(stack, with_results=True)),
             ("Celery, no result backend", lambda: celery(stack, with_results=False)),
         ):
-            seconds, memory = run()
+            seconds, memory, cpu = run()
             rows.append((name, seconds, memory))
-            report(f"  {name:<30} {TASKS / seconds:>8.1f} tasks/s   worker RSS {memory:>6.1f} MiB")
+            report(
+                f"  {name:<30} {TASKS / seconds:>8.1f} tasks/s   worker RSS {memory:>6.1f} MiB"
+                f"   worker CPU {cpu / TASKS * 1000:>5.1f} ms/task (its start and children included)"
+            )
         latency = {"ours": latency_ours(stack), "Celery": latency_celery(stack)}
     ours_rate = TASKS / rows[0][1]
     report(f"  ours / Celery with results:      {ours_rate / (TASKS / rows[1][1]):.2f}x throughput")
