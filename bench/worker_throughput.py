@@ -3,10 +3,11 @@
 (a) in memory: the real Worker, TaskProcessor and Lifecycle on in-memory queue and store, with
     the worker's default limits and exec helper (as the image builds it). Every task's work runs in
     a sandboxed child, so a task cannot cost microseconds end to end: the worker's overhead is its
-    time per task minus the work's own time per task, `mistersmith.work.perform` called directly
-    on the same payload, limits and artifact sink in a loop. Both are measured in alternating
-    rounds; the figures are medians, in wall time and in this process's own CPU time (its threads,
-    not the children: on a shared machine the wall time also measures the wait for a core). The
+    time per task minus the work's own time, both in the same run. The work's time is that of each
+    `perform` call the processor makes (timed around the call, in wall time and in this process's
+    own CPU time: its threads, not the children); beside it, `perform` called directly in a loop
+    on the same payload shows what the work costs alone. Rounds alternate; figures are medians.
+    On a shared machine the wall time also measures the wait for a core, the CPU time does not. The
     no-op task is `execute` of `python -c pass`, whose child starts through the exec helper; also
     shown, a no-op `compile`, whose child is forked from the worker (it writes the files first):
     after each fork every page the worker writes faults once more, a cost of forking that shows
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from bench.execute_overhead import choose_command, worker_limits
 from fargate_worker.worker import Worker
 from local_stack.stack import LocalConfig, LocalStack
+from mistersmith import processing
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso, now_iso
 from mistersmith.lifecycle import Lifecycle
@@ -78,6 +80,29 @@ def work_alone(make: Make, count: int, limits: WorkLimits) -> tuple[float, float
         payload = dict(message.payload or {})
         perform(message.task_type, payload, limits, threading.Event(), payloads.artifact_sink(f"w-{n}"))
     return time.perf_counter() - started, own_cpu() - cpu
+
+
+class TimedWork:
+    """The processor's `perform`, timed: wall and CPU seconds spent inside it (concurrency 1, so
+    this process's CPU meanwhile is the work's)."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> TimedWork:
+        def timed(*args: object, **options: object) -> dict[str, object]:
+            cpu, started = own_cpu(), time.perf_counter()
+            try:
+                return perform(*args, **options)  # type: ignore[arg-type]
+            finally:
+                self.wall += time.perf_counter() - started
+                self.cpu += own_cpu() - cpu
+
+        processing.perform = timed
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        processing.perform = perform
 
 
 class CountingQueue(MemoryQueue):
@@ -231,27 +256,26 @@ def main() -> int:
         work_alone(make, 10, limits)  # warm: the first children pay for imports and page faults
     for _ in range(ROUNDS):
         for kind, make in kinds.items():
-            runs.setdefault(f"{kind} work", []).append(work_alone(make, TASKS_MEMORY, limits))
-            runs.setdefault(f"{kind} worker 1", []).append(worker_in_memory(make, TASKS_MEMORY, 1, limits))
-        runs.setdefault("execute worker 2", []).append(
-            worker_in_memory(kinds["execute"], TASKS_MEMORY, 2, limits)
-        )
+            runs.setdefault(f"{kind} work alone", []).append(work_alone(make, TASKS_MEMORY, limits))
+            with TimedWork() as work:
+                wall, cpu = worker_in_memory(make, TASKS_MEMORY, 1, limits)
+            runs.setdefault(f"{kind} worker", []).append((wall, cpu))
+            runs.setdefault(f"{kind} work in it", []).append((work.wall, work.cpu))
+            runs.setdefault(f"{kind} overhead", []).append((wall - work.wall, cpu - work.cpu))
+        wall, _ = worker_in_memory(kinds["execute"], TASKS_MEMORY, 2, limits)
+        runs.setdefault("execute worker, concurrency 2", []).append((wall, 0.0))
     us = {
         name: tuple(statistics.median(run[i] for run in results) / TASKS_MEMORY * 1e6 for i in (0, 1))
         for name, results in runs.items()
     }
-    overhead = {}
     for name, (wall, cpu) in us.items():
-        kind = name.split()[0]
-        line = f"  {name:<18} {wall:>9,.0f} us/task wall {cpu:>8,.0f} us/task CPU"
-        if "worker" in name:
-            work_wall, work_cpu = us[f"{kind} work"]
-            overhead[name] = (wall - work_wall, cpu - work_cpu)
-            line += f"   overhead {wall - work_wall:>7,.0f} us wall {cpu - work_cpu:>7,.0f} us CPU"
-        print(line)
-    wall_overhead, cpu_overhead = overhead["execute worker 1"]
+        if name.endswith("concurrency 2"):
+            print(f"  {name:<30} {wall:>9,.0f} us/task wall ({1e6 / wall:,.1f} tasks/s)")
+        else:
+            print(f"  {name:<30} {wall:>9,.0f} us/task wall {cpu:>8,.0f} us/task CPU")
+    wall_overhead, cpu_overhead = us["execute overhead"]
     print(
-        f"  worker overhead (worker - work), execute, concurrency 1: {wall_overhead:,.0f} us/task wall,"
+        f"  worker overhead (worker - its work), execute, concurrency 1: {wall_overhead:,.0f} us/task wall,"
         f" {cpu_overhead:,.0f} us/task CPU (goal <= {OVERHEAD_GOAL_US} us)"
     )
     peak = peak_memory(worker_in_memory, kinds["execute"], TASKS_TRACED, 2, limits)
@@ -265,7 +289,7 @@ def main() -> int:
     print(
         json.dumps(
             {
-                "memory_work_us": us["execute work"][0],
+                "memory_work_us": us["execute work in it"][0],
                 "memory_overhead_us": wall_overhead,
                 "memory_overhead_cpu_us": cpu_overhead,
                 "moto_bare_s": bare_moto,
