@@ -10,7 +10,9 @@ is not counted), at the same concurrency:
   `task_track_started=True` and its DynamoDB result backend: the same bookkeeping as ours;
 - the same Celery without a result backend (the figure the issue quoted first).
 
-Also printed: each worker's resident memory after the run (VmRSS), and the end-to-end latency of
+Also printed: each worker's resident memory after the run (VmRSS) and its CPU time per task (its
+children's included: our sandboxed children, which Celery's in-process task does not have; on a
+shared machine the throughput also measures the wait for a core), and the end-to-end latency of
 one no-op task at a time with an idle warm worker: ours from `POST /tasks` to RUNNING and to
 SUCCEEDED (the record's timestamps against the client's clock), Celery's from `apply_async` to its
 start and to its stored result, p50 and p95 of LATENCY_TASKS. Celery is a bench-only dependency
