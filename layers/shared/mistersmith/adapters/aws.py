@@ -27,6 +27,7 @@ def _session() -> boto3.session.Session:
 
 
 @cache
-def client(service: str) -> Any:
+def client(service: str, config: Config | None = None) -> Any:
+    """`config` replaces the default one; pass a module-level constant (clients are kept per config)."""
     with _lock:
-        return _session().client(service, config=_SQS_CONFIG if service == "sqs" else _CONFIG)
+        return _session().client(service, config=config or (_SQS_CONFIG if service == "sqs" else _CONFIG))
