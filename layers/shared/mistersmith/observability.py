@@ -50,7 +50,8 @@ def traced(method: F) -> F:
     the call itself: no Tracer, no X-Ray SDK and no dummy segment per call (the worker's case)."""
     if Tracer._is_tracer_disabled():  # the Tracer's own rule, read from the environment alone
         return method
-    return _tracer().capture_method(method, capture_response=False)
+    decorate: Callable[[F], F] = _tracer().capture_method(capture_response=False)
+    return decorate(method)
 
 
 _write_lock = threading.Lock()
