@@ -104,6 +104,41 @@ def test_attack_fork_churn_does_not_outlive_its_run():
     assert survivors(uid, marker) == set()
 
 
+def test_attack_a_run_that_kills_its_exec_helper_after_forging_its_verdict_is_still_swept():
+    # Given a run that leaves a process behind (in a session of its own, for 10 s), writes the exec
+    # helper's "swept" verdict to every descriptor it has and every one of the helper's it can
+    # open, then kills the helper, which would otherwise have swept the uid when the run ended
+    marker = f"forger-{uuid.uuid4().hex}"
+    forged = b'\n{"swept": true}\n'
+    code = (
+        f"# {marker}\n"
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(10)\n"
+        "    os._exit(0)\n"
+        "print(os.getuid(), flush=True)\n"
+        "helper = os.getppid()\n"
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        f"        os.write(fd, {forged!r})\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "for fd in range(64):\n"
+        "    try:\n"
+        "        with open(f'/proc/{helper}/fd/{fd}', 'wb', buffering=0) as channel:\n"
+        f"            channel.write({forged!r})\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os.kill(helper, signal.SIGKILL)\n"
+        "time.sleep(0.5)\n"
+    )
+    result = run(code)
+    uid = int(result.stdout.split()[0])
+    # When the run has ended, then nothing it started is left running
+    assert survivors(uid, marker) == set()
+
+
 PR_SET_CHILD_SUBREAPER = 36
 CHURN_C = r"""
 #include <stdlib.h>

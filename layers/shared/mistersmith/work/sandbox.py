@@ -89,6 +89,8 @@ _quarantine_locks: list[int] = []
 # none left (then the lease end needs no scan of /proc): their lease end does not kill again.
 _killed: dict[int, bool] = {}
 _NO_VALUE: Any = object()
+# The supervising exec helper's last line: whether its sweep of the uid left nothing (sandbox_exec.c).
+_VERDICTS = {b'{"swept": true}': True, b'{"swept": false}': False}
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class SandboxResult:
     value: Any = _NO_VALUE
     # The child's own channel, until it is read (internal).
     report: bytes | None = field(default=None, repr=False)
+    # Whether the exec helper swept the run's uid when the program ended, leaving nothing (internal;
+    # None: it did not, and the worker must).
+    swept: bool | None = field(default=None, repr=False)
 
 
 def child_environment(workdir: Path, requested: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -313,7 +318,7 @@ def _spawn(
         )
         shared_bytes = 0
         if account is not None:
-            verified = _kill_as(account[0], confinement)
+            verified = result.swept if result.swept is not None else _kill_as(account[0], confinement)
             # One scan of the shared directories serves the disk budget and the purge.
             leftovers = [path for path in _shared_temp_entries_of(account[0]) if path != str(workdir)]
             shared_bytes = sum(_tree_bytes(path) for path in leftovers)
@@ -372,10 +377,11 @@ def _run(
     _seccomp_filter(jail.confinement.allow_network)  # built here, so the child only installs it
     report_read, report_write = os.pipe()
     jail = replace(jail, report_fd=report_write)
+    helper = None if jail.inline or jail.files or jail.archive else _exec_helper(jail.confinement)
     try:
         # The argv list goes to execve without a shell: running untrusted commands is the point.
         process = subprocess.Popen(
-            **_start_options(jail, argv),
+            **_start_options(jail, argv, helper),
             cwd=workdir,
             env=child_env,
             stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
@@ -428,6 +434,9 @@ def _run(
     exceeded = ending if ending in BUDGET_ERRORS else None
     if exceeded is None and process.returncode == -signal.SIGXCPU:
         exceeded = "cpu"
+    report, swept = bytes(outputs[2].kept), None
+    if helper is not None and account is not None:
+        report, swept = _split_verdict(report)
     return SandboxResult(
         exit_code=process.returncode,
         stdout=outputs[0].text(),
@@ -437,16 +446,26 @@ def _run(
         timed_out=ending == "deadline",
         stopped=ending == "stopped",
         exceeded=exceeded,
-        report=bytes(outputs[2].kept) or None,
+        report=report or None,
+        swept=swept,
     )
 
 
-def _start_options(jail: _Jail, argv: list[str]) -> dict[str, Any]:
-    """How Popen starts the child: through the exec helper when there is one and the child only
-    execs (CPython then vforks: nothing of the worker is copied), else by a fork that runs
+def _split_verdict(report: bytes) -> tuple[bytes, bool | None]:
+    """The report without the supervising exec helper's verdict line, and the verdict (None when
+    there is none: the helper did not live to sweep)."""
+    head, newline, last = report.rstrip(b"\n").rpartition(b"\n")
+    if not newline or last not in _VERDICTS:
+        return report, None
+    return head, _VERDICTS[last]
+
+
+def _start_options(jail: _Jail, argv: list[str], helper: str | None) -> dict[str, Any]:
+    """How Popen starts the child: through the exec `helper` when there is one (the child only
+    execs, and CPython then vforks: nothing of the worker is copied; with a uid of its own the
+    helper stays as the program's parent, see sandbox_exec.c), else by a fork that runs
     `_Jail.enter` (it writes the payload's files or runs an inline function as the child's uid)."""
     account = jail.account
-    helper = None if jail.inline or jail.files or jail.archive else _exec_helper(jail.confinement)
     if helper is None:
         return {
             "args": argv,
@@ -458,7 +477,8 @@ def _start_options(jail: _Jail, argv: list[str]) -> dict[str, Any]:
             "preexec_fn": jail.enter,
         }
     seccomp = _seccomp_filter(jail.confinement.allow_network)
-    limits = _rlimits(jail.confinement, jail.timeout_seconds, account is not None)
+    # The supervising helper is one of the uid's processes: the program keeps its whole allowance.
+    limits = _rlimits(jail.confinement, jail.timeout_seconds, account is not None, helpers=1)
     return {
         "args": [
             helper,
@@ -727,7 +747,7 @@ def _set_limits(limits: tuple[tuple[int, int, int], ...], headroom: int) -> None
 
 
 def _rlimits(
-    confinement: Confinement, timeout_seconds: float, own_user: bool
+    confinement: Confinement, timeout_seconds: float, own_user: bool, helpers: int = 0
 ) -> tuple[tuple[int, int, int], ...]:
     cpu = confinement.cpu_seconds or math.ceil(timeout_seconds) + 1
     limits = [
@@ -741,7 +761,8 @@ def _rlimits(
     ]
     if own_user:
         # RLIMIT_NPROC counts every process of the user: meaningful only for a user of our own.
-        limits.append((resource.RLIMIT_NPROC, confinement.max_processes, confinement.max_processes))
+        processes = confinement.max_processes + helpers
+        limits.append((resource.RLIMIT_NPROC, processes, processes))
     return tuple(limits)
 
 
