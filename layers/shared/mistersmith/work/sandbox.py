@@ -68,6 +68,12 @@ _BUDGET_POLL_SECONDS = 0.25
 # Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
 _MIN_ENTRY_BYTES = 4096
 _UNMEASURABLE = 1 << 62
+# Listings of the shared temporary directories kept for reuse (_listing), by path; how much older
+# than its listing a directory's mtime must be for the listing to be kept (file system clocks are
+# coarse: a second on some); how far back the wall clock may be read to have gone (two readings).
+_listings: dict[str, _Listing] = {}
+_SETTLED_NS = 2_000_000_000
+_CLOCK_SLACK_NS = 1_000_000
 # kill(-1) passes at most: one already reaches every process and fork of the uid (a fork cannot
 # complete with a kill pending); more only while it still finds some, zombies included, which
 # are not the uid's to reap. The scan after it says whether anything lives.
@@ -1018,23 +1024,93 @@ def _remove_ipc_objects(uid: int) -> None:
 
 def _shared_temp_entries_of(uid: int) -> Iterator[str]:
     """The uid's entries in the shared temporary directories: those it owns, at the top or inside
-    any directory there that everyone may write to (only there could it have made them)."""
-    pending = [path for path in SHARED_TEMP_DIRS if os.path.isdir(path)]
+    any directory there that everyone may write to (only there could it have made them). A
+    directory unchanged since its last listing is not listed again (see _listing)."""
+    pending: list[tuple[str, os.stat_result]] = []
+    for path in SHARED_TEMP_DIRS:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if stat.S_ISDIR(info.st_mode):
+                pending.append((path, info))
+    visited = set()
+    started = time.time_ns()  # before every listing of this walk
+    clock_offset = started - time.monotonic_ns()
     while pending:
-        path = pending.pop()
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            continue
-        for entry in entries:
+        path, info = pending.pop()
+        visited.add(path)
+        listing, fresh = _listing(path, info, started, clock_offset)
+        for name, owner in listing.owners.items():
+            if owner == uid:
+                yield os.path.join(path, name)
+        # Each directory's stat is new (from this listing, or taken now): its mode may have changed.
+        for name in listing.directories:
+            inner = os.path.join(path, name)
             try:
-                info = entry.stat(follow_symlinks=False)
+                inner_info = fresh[name] if name in fresh else os.lstat(inner)
             except OSError:
                 continue
-            if info.st_uid == uid:
-                yield entry.path
-            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH:
-                pending.append(entry.path)
+            if (
+                inner_info.st_uid != uid
+                and stat.S_ISDIR(inner_info.st_mode)
+                and inner_info.st_mode & stat.S_IWOTH
+            ):
+                pending.append((inner, inner_info))
+    for path in list(_listings):
+        if path not in visited:
+            _listings.pop(path, None)
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What a directory held when it was listed: each entry's owner, and which were directories."""
+
+    # The directory's (st_dev, st_ino, st_mtime_ns) before the listing: any entry made, removed or
+    # renamed since moves the mtime (only a directory's owner can set it back).
+    identity: tuple[int, int, int]
+    # The wall clock less the monotonic one at the listing: it falls only when the wall clock is set back.
+    clock_offset_ns: int
+    owners: Mapping[str, int]
+    directories: tuple[str, ...]
+
+
+def _listing(
+    path: str, info: os.stat_result, started: int, clock_offset: int
+) -> tuple[_Listing, dict[str, os.stat_result]]:
+    """The entries of the directory `path` (`info`: its stat, taken before this call; `started`:
+    the wall clock before it, in ns, and `clock_offset` the monotonic clock's distance to it), and
+    the stat of each directory among them when they were listed now (empty for a reused listing).
+
+    A listing is reused while the directory's identity holds, if its mtime was older than the
+    listing by _SETTLED_NS: a change after it then moves the mtime however coarse the file
+    system's clock (the local kernel's), unless the wall clock was set back meanwhile."""
+    identity = (info.st_dev, info.st_ino, info.st_mtime_ns)
+    known = _listings.get(path)
+    if (
+        known is not None
+        and known.identity == identity
+        and clock_offset >= known.clock_offset_ns - _CLOCK_SLACK_NS
+    ):
+        return known, {}
+    owners: dict[str, int] = {}
+    fresh: dict[str, os.stat_result] = {}
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return _Listing(identity, clock_offset, {}, ()), {}
+    for entry in entries:
+        try:
+            entry_info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # gone since the listing, which moved the mtime
+        owners[entry.name] = entry_info.st_uid
+        if stat.S_ISDIR(entry_info.st_mode):
+            fresh[entry.name] = entry_info
+    listing = _Listing(identity, clock_offset, owners, tuple(fresh))
+    if info.st_mtime_ns < started - _SETTLED_NS:
+        _listings[path] = listing
+    else:
+        _listings.pop(path, None)
+    return listing, fresh
 
 
 def _purge_shared_temp(uid: int) -> None:
