@@ -15,8 +15,9 @@
  *   mistersmith-exec kill UID
  *       becomes UID and repeats kill(-1, SIGKILL) until none is left (a fork cannot complete with
  *       a kill pending), then removes UID's System V IPC objects (only their owner may). Exit 0
- *       when no process of UID is left (the kernel's count of the user's processes says so), 3
- *       when some still counts (a zombie not yet reaped, or a kill that did not take).
+ *       when no process of UID is left (the first kill found none to signal, or else the kernel's
+ *       count of the user's processes says so), 3 when some still counts (a zombie not yet
+ *       reaped, or a kill that did not take).
  *
  * Built static at image build (fargate_worker/Dockerfile) and by the tests with cc.
  */
@@ -132,11 +133,14 @@ static void remove_ipc(const char *kind, uid_t uid) {
 /* Kills every other process of UID (the caller has become UID) and removes its IPC objects: 0
  * when nothing of UID is left but the caller, 3 when some still counts. */
 static int sweep(uid_t uid) {
-    for (int pass = 0; pass < KILL_PASSES; pass++)
+    int found = 0;
+    for (int pass = 0; pass < KILL_PASSES; pass++, found = 1)
         if (kill(-1, SIGKILL) != 0 && errno == ESRCH) break;
     remove_ipc("shm", uid);
     remove_ipc("msg", uid);
     remove_ipc("sem", uid);
+    /* The first kill found no process it may signal, zombies included: none of UID was left. */
+    if (!found) return 0;
     /* Whether anything of UID is left, zombies included: the kernel counts the user's processes,
      * and with a limit of 2 a fork succeeds only if this helper is the user's only one. */
     struct rlimit alone = {2, 2};
