@@ -19,10 +19,13 @@ root hands children to an unprivileged uid, which cannot reach an interpreter un
 - where the time goes, measured in the same run: subprocess.run with a no-op preexec_fn (CPython
   then forks the child instead of vforking it); subprocess.run with the sandbox's spawn options
   (a fresh directory, the environment from scratch, its own session, through the exec helper that
-  sets the rlimits, the child's user when root and the filter; the fallback's preexec_fn without
-  a helper), waited on as subprocess.run waits; and `run_sandboxed` alone (which waits on a
-  pidfd, so it wakes at the exit). The note prints differences of medians; they do not add up
-  exactly. The helper is built with cc as the image builds it (tests/exec_helper.py).
+  sets the rlimits, the child's user when root and the filter, and with a user of its own stays
+  as the program's parent to sweep that user when it ends; the fallback's preexec_fn without a
+  helper), waited on as subprocess.run waits; `run_sandboxed` alone (which waits on a pidfd, so
+  it wakes at the exit); and, when root, the scan of the shared temporary directories that each
+  run's end makes (for its purge and disk budget), whose cost grows with what those directories
+  hold. The note prints differences of medians; they do not add up exactly. The helper is built
+  with cc as the image builds it (tests/exec_helper.py).
 
 Every variant runs REPEATS times after WARMUPS, interleaved (one of each per round, the order
 rotating) so that drift on the machine hits them all alike: about ten seconds in all. Median and
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import json
 import math
 import os
@@ -57,7 +61,13 @@ from mistersmith.processing import Disposition, TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
 from mistersmith.work.limits import Confinement
-from mistersmith.work.sandbox import SAFE_PATH, child_environment, leased_account
+from mistersmith.work.sandbox import (
+    SAFE_PATH,
+    SHARED_TEMP_DIRS,
+    _shared_temp_entries_of,
+    child_environment,
+    leased_account,
+)
 from mistersmith.work.seccomp import build_filter
 from tests.exec_helper import exec_helper
 from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
@@ -237,6 +247,15 @@ def noop() -> None:
     pass
 
 
+def shared_scan(uid: int) -> None:
+    list(_shared_temp_entries_of(uid))
+
+
+def shared_entries() -> int:
+    """How many entries the shared temporary directories hold at their top."""
+    return sum(len(os.listdir(path)) for path in SHARED_TEMP_DIRS if os.path.isdir(path))
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -283,12 +302,16 @@ def main() -> int:
                 "sandbox": sandbox_alone,
                 "processor": processor.run,
                 "processor_forked": processor_forked.run,
+                # Only a root worker, with a user per run, scans the shared temporary directories.
+                **({"scan": functools.partial(shared_scan, account[0])} if account else {}),
             }
         )
     samples["recorded"] = processor.recorded_ms
     base = median(samples["baseline"])
 
     def row(label: str, name: str) -> None:
+        if name not in samples:
+            return
         values = samples[name]
         print(f"  {label:<58} {median(values):>7.2f} {p90(values):>7.2f}   x{median(values) / base:.2f}")
 
@@ -310,6 +333,7 @@ def main() -> int:
     row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
     row("subprocess.run with the sandbox's spawn options", "spawn")
     row("run_sandboxed alone", "sandbox")
+    row(f"its scan of the shared temp dirs ({shared_entries()} entries at their top)", "scan")
     ratio = median(samples["processor"]) / base
     print(f" ratio, processor process() median / subprocess.run median: x{ratio:.2f}")
     print(f" without the exec helper: x{median(samples['processor_forked']) / base:.2f}")
@@ -323,7 +347,7 @@ def main() -> int:
         f" spawn options {delta('spawn', 'baseline')} (a no-op preexec_fn alone {delta('forked', 'baseline')});"
     )
     print(
-        f"   rest of run_sandboxed (reader threads, allowlist lookup, group kill) {delta('sandbox', 'spawn')};"
+        f"   rest of run_sandboxed (reader thread, allowlist, shared temp scan, run directory) {delta('sandbox', 'spawn')};"
         f" claim, records, events, logs {delta('processor', 'sandbox')} (differences of medians, not additive)"
     )
     print(json.dumps({f"{name}_median_ms": round(value, 3) for name, value in medians.items()}))
