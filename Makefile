@@ -75,14 +75,8 @@ $(BIN)/.bench-installed: requirements-bench.txt $(BIN)/.installed
 	$(BIN)/pip install $(PIP_QUIET) -r requirements-bench.txt
 	touch $@
 
-bench: $(BIN)/.bench-installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; beside Celery on SQS (throughput, memory, latency); intake cold start beside a Powertools resolver; an execute task's RUNNING -> SUCCEEDED beside subprocess.run; analyze on 5 MB beside the old analyzer; p95 DELETE -> CANCELLED of a running task
-	$(BIN)/python -m bench.worker_throughput
-	$(BIN)/python -m bench.peer_throughput
-	$(BIN)/python -m bench.aws_calls
-	$(BIN)/python -m bench.cold_start
-	$(BIN)/python -m bench.execute_overhead
-	$(BIN)/python -m bench.cancel_latency
-	$(BIN)/python -m bench.analyze
+bench: $(BIN)/.bench-installed  ## the worker's cost per task beside a bare receive/delete loop, in memory and on moto; beside Celery on SQS (throughput, memory, latency); intake cold start beside a Powertools resolver; an execute task's RUNNING -> SUCCEEDED beside subprocess.run; analyze on 5 MB beside the old analyzer; p95 DELETE -> CANCELLED of a running task; writes each output and the goals into README.md
+	$(BIN)/python -m bench --write-readme
 
 simulate: $(BIN)/.installed  ## the scaling goal per profile and seed (PASS/FAIL), the plot; writes the goal table into README.md and docs/scaling.md
 	$(BIN)/python -m simulator --write-tables

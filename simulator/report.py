@@ -158,10 +158,10 @@ BEGIN_MARKER = "<!-- make simulate: goal table -->"
 END_MARKER = "<!-- end of the goal table -->"
 
 
-def write_between_markers(path: Path, block: str) -> None:
+def write_between_markers(path: Path, block: str, begin: str = BEGIN_MARKER, end: str = END_MARKER) -> None:
     """Replaces what lies between the two markers in `path` with `block`."""
     text = path.read_text()
-    start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-    if start < 0 or end < start:
-        raise ValueError(f"{path}: no {BEGIN_MARKER} ... {END_MARKER} block to write the table into")
-    path.write_text(f"{text[:start]}{BEGIN_MARKER}\n{block}\n{text[end:]}")
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"{path}: no {begin} ... {end} block to write into")
+    path.write_text(f"{text[:start]}{begin}\n{block}\n{text[stop:]}")
