@@ -440,9 +440,9 @@ def _run(
     exceeded = ending if ending in BUDGET_ERRORS else None
     if exceeded is None and process.returncode == -signal.SIGXCPU:
         exceeded = "cpu"
-    report, swept = bytes(outputs[2].kept), None
+    said, swept = bytes(outputs[2].kept), None
     if helper is not None and account is not None:
-        report, swept = _split_verdict(report)
+        said, swept = _split_verdict(said)
     return SandboxResult(
         exit_code=process.returncode,
         stdout=outputs[0].text(),
@@ -452,7 +452,7 @@ def _run(
         timed_out=ending == "deadline",
         stopped=ending == "stopped",
         exceeded=exceeded,
-        report=report or None,
+        report=said or None,
         swept=swept,
     )
 
