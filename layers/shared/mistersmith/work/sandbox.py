@@ -74,9 +74,9 @@ _UNMEASURABLE = 1 << 62
 _listings: dict[str, _Listing] = {}
 _SETTLED_NS = 2_000_000_000
 _CLOCK_SLACK_NS = 1_000_000
-# kill(-1) passes at most: one already reaches every process and fork of the uid (a fork cannot
-# complete with a kill pending); more only while it still finds some, zombies included, which
-# are not the uid's to reap. The scan after it says whether anything lives.
+# kill(-1) passes at most (the fallback without the exec helper): one already reaches every
+# process and fork of the uid (a fork cannot complete with a kill pending); it stops early only
+# when no other process at all is left to try. The scan after it says whether anything lives.
 _KILL_PASSES = 20
 _CLEANUP_ATTEMPTS = 2
 # The exit code of a child that failed before it could exec or return (its report says why).

@@ -13,9 +13,9 @@
  *       ended (its exit status, or its signal). No verdict (the program killed the helper): the
  *       worker sweeps with `kill`.
  *   mistersmith-exec kill UID
- *       becomes UID and repeats kill(-1, SIGKILL) until none is left (a fork cannot complete with
- *       a kill pending), then removes UID's System V IPC objects (only their owner may). Exit 0
- *       when no process of UID is left (the first kill found none to signal, or else the kernel's
+ *       becomes UID and kills every other process of UID with kill(-1, SIGKILL), again while any
+ *       still counts (a fork cannot complete with a kill pending), then removes UID's System V
+ *       IPC objects (only their owner may). Exit 0 when no process of UID is left (the kernel's
  *       count of the user's processes says so), 3 when some still counts (a zombie not yet
  *       reaped, or a kill that did not take).
  *
@@ -130,26 +130,33 @@ static void remove_ipc(const char *kind, uid_t uid) {
     fclose(table);
 }
 
+/* Whether the caller is the only process of its user, zombies included: the kernel counts the
+ * user's processes, and with a limit of 2 a fork succeeds only if the caller is the only one. */
+static int alone(void) {
+    struct rlimit two = {2, 2};
+    if (setrlimit(RLIMIT_NPROC, &two) != 0) return 0;
+    pid_t probe = vfork();
+    if (probe == 0) _exit(0);
+    if (probe < 0) return 0;
+    waitpid(probe, NULL, 0);
+    return 1;
+}
+
 /* Kills every other process of UID (the caller has become UID) and removes its IPC objects: 0
- * when nothing of UID is left but the caller, 3 when some still counts. */
+ * when nothing of UID is left but the caller, 3 when some still counts. One kill(-1) reaches
+ * every process and fork of UID (a fork cannot complete with a kill pending); what it returns
+ * tells nothing (it fails with EPERM from no process, and its error is the last one seen). More
+ * passes only while something of UID still counts (zombies not yet reaped, kills not taken). */
 static int sweep(uid_t uid) {
-    int found = 0;
-    for (int pass = 0; pass < KILL_PASSES; pass++, found = 1)
-        if (kill(-1, SIGKILL) != 0 && errno == ESRCH) break;
+    kill(-1, SIGKILL);
+    int left = !alone();
+    for (int pass = 1; left && pass < KILL_PASSES; pass++) kill(-1, SIGKILL);
+    if (left) left = !alone();
+    /* Once none of UID is left (when it says so), none can make another IPC object. */
     remove_ipc("shm", uid);
     remove_ipc("msg", uid);
     remove_ipc("sem", uid);
-    /* The first kill found no process it may signal, zombies included: none of UID was left. */
-    if (!found) return 0;
-    /* Whether anything of UID is left, zombies included: the kernel counts the user's processes,
-     * and with a limit of 2 a fork succeeds only if this helper is the user's only one. */
-    struct rlimit alone = {2, 2};
-    if (setrlimit(RLIMIT_NPROC, &alone) != 0) return 3;
-    pid_t probe = fork();
-    if (probe == 0) _exit(0);
-    if (probe < 0) return 3;
-    waitpid(probe, NULL, 0);
-    return 0;
+    return left ? 3 : 0;
 }
 
 static int run_kill(int argc, char **argv) {
