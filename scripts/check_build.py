@@ -1,12 +1,14 @@
-"""After `sam build`: every function's handler imports from its build folder with only its layers
-and the Lambda runtime's boto3 beside it, on the functions' Python (python3.12); and the layer's
-ruff binary, found as the analyze task finds it, is executable and runs."""
+"""After `sam build`: the layers carry bytecode for the functions' Python (Lambda cannot write it);
+every function's handler imports from its build folder with only its layers and the Lambda
+runtime's boto3 beside it, on the functions' Python (python3.12); and the layer's ruff binary,
+found as the analyze task finds it, is executable and runs."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from local_stack.template import ROOT, Template
 
@@ -29,7 +31,8 @@ def main() -> int:
             check=True,
         )
     layers = [str(path / "python") for path in BUILD.iterdir() if (path / "python").is_dir()]
-    failures = 0
+    # Before the imports below, which would write what is missing.
+    failures = sum(not _compiled(Path(layer), runtime) for layer in layers)
     for name, _ in template.of_type("AWS::Serverless::Function"):
         module, _, attribute = template.function(name)["Handler"].rpartition(".")
         paths = [str(BUILD / name), *layers, str(RUNTIME_BOTO3)]
@@ -43,6 +46,20 @@ def main() -> int:
             print(result.stderr[-2000:], file=sys.stderr)
     failures += not _ruff_runs(interpreter, layers)
     return 1 if failures else 0
+
+
+def _compiled(layer: Path, runtime: str) -> bool:
+    """Every module of the layer has bytecode for `runtime` (python3.12: cpython-312) beside it."""
+    tag = "cpython-" + runtime.removeprefix("python").replace(".", "")
+    sources = list(layer.rglob("*.py"))
+    missing = [
+        path for path in sources if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").exists()
+    ]
+    status = "ok" if sources and not missing else f"FAILED: {len(missing)} of {len(sources)} without it"
+    print(f"{'bytecode in ' + layer.parent.name:<22} {tag}: {status}")
+    for path in missing[:5]:
+        print(f"  no bytecode: {path.relative_to(layer)}", file=sys.stderr)
+    return bool(sources) and not missing
 
 
 def _ruff_runs(interpreter: str, layers: list[str]) -> bool:

@@ -243,9 +243,13 @@ def _adapter_calls(module: _Module) -> dict[str, dict[str, set[Call]]]:
 
 
 def _client_attributes(methods: list[ast.FunctionDef], providers: dict[str, str]) -> dict[str, str]:
-    """self.<attribute> -> the service of the client assigned to it."""
+    """self.<attribute> -> the service of the client assigned to it, or built by a property of
+    that name (a cached_property made on first use)."""
     clients: dict[str, str] = {}
     for method in methods:
+        decorators = {getattr(item, "id", getattr(item, "attr", "")) for item in method.decorator_list}
+        if decorators & {"property", "cached_property"} and (service := _client_service(method, providers)):
+            clients[method.name] = service
         for child in ast.walk(method):
             if isinstance(child, ast.Assign) and (service := _client_service(child.value, providers)):
                 clients |= {

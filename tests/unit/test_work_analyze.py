@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import os
 import re
@@ -9,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +163,8 @@ def test_run_analyze_counts_lines_code_lines_functions_and_classes():
 
 def test_count_matches_the_tokenizer_on_tricky_strings():
     # Given strings the scan must end where Python ends them: escapes, raw and f-strings,
-    # an unterminated one that ends at its line, a triple-quoted one never closed
+    # an unterminated one that ends at its line, a triple-quoted one never closed; names that
+    # end in a keyword
     source = (
         "a = 'it\\'s # not a comment'\n"
         "b = r'\\' # still the string'\n"
@@ -168,6 +172,7 @@ def test_count_matches_the_tokenizer_on_tricky_strings():
         "d = 'open\n"
         "# a comment again\n"
         "def f(): pass\n"
+        "undef = subclass = 1\n"
         "e = '''never closed\n"
         "def g(): pass\n"
     )
@@ -176,7 +181,41 @@ def test_count_matches_the_tokenizer_on_tricky_strings():
     figures = count("t.py", source)
 
     # Then one line is comment-only and only f is a function
-    assert figures == {"lines": 8, "code_lines": 7, "functions": 1, "classes": 0}
+    assert figures == {"lines": 9, "code_lines": 8, "functions": 1, "classes": 0}
+
+
+def _tokenizer_figures(text: str) -> dict[str, int]:
+    """The figures as Python's own tokenizer and parser give them: a code line is non-blank and
+    holds part of a token that is not a comment."""
+    significant: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type not in (
+            tokenize.COMMENT,
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+        ):
+            significant.update(range(token.start[0], token.end[0] + 1))
+    lines = text.split("\n")[: text.count("\n") + (not text.endswith("\n"))]
+    nodes = list(ast.walk(ast.parse(text)))
+    return {
+        "lines": len(lines),
+        "code_lines": sum(
+            1 for number, line in enumerate(lines, 1) if line.strip() and number in significant
+        ),
+        "functions": sum(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) for node in nodes),
+        "classes": sum(isinstance(node, ast.ClassDef) for node in nodes),
+    }
+
+
+@pytest.mark.parametrize("module", ["argparse", "dataclasses", "inspect", "tokenize", "textwrap", "typing"])
+def test_count_matches_the_tokenizer_on_standard_library_modules(module):
+    # Given a standard-library module: docstrings, comments, strings holding "#", "def" and quotes
+    text = Path(sysconfig.get_paths()["stdlib"], f"{module}.py").read_text(encoding="utf-8")
+
+    # When it is counted / Then every figure is the tokenizer's and the parser's
+    assert count(f"{module}.py", text) == _tokenizer_figures(text)
 
 
 def test_run_analyze_non_python_file_counts_lines_only():
@@ -337,6 +376,34 @@ def test_run_analyze_files_from_an_archive_with_undecodable_bytes_are_analyzed()
     # Then the file keeps its bytes: ruff reports that it is not UTF-8 (E902), the task succeeds
     assert [(f.code, f.line) for f in result.findings] == [("E902", 1)]
     assert result.lines == 2
+
+
+def test_run_analyze_files_of_every_kind_of_text_reach_the_child_whole():
+    # Given ASCII, non-ASCII (two and four bytes a character) and undecodable texts side by side,
+    # each with an unused import on its own line
+    texts = {
+        "a.py": "import os\n",
+        "b.py": "# café 😀 naïve\n\nimport os\n",
+        "c.py": "# caf\udce9\nimport os\n",
+        "d.py": "# 漢字\n\n\nimport os\n",
+        "e.py": "\n\n\n\nimport os\n",
+    }
+    payload = AnalyzePayload(files={name: "" for name in texts}).model_copy(update={"files": texts})
+
+    # When they are analyzed together
+    result = run_analyze(payload)
+
+    # Then each file arrives as it was: every import is found where it is (the undecodable one
+    # is E902), and the line counts add up
+    found = [(f.file, f.code, f.line) for f in result.findings]
+    assert found == [
+        ("a.py", "F401", 1),
+        ("b.py", "F401", 3),
+        ("c.py", "E902", 1),
+        ("d.py", "F401", 4),
+        ("e.py", "F401", 5),
+    ]
+    assert result.lines == 1 + 3 + 2 + 4 + 5
 
 
 def test_run_analyze_python_without_ruff_fails_with_analyzer_unavailable(monkeypatch):

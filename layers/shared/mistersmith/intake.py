@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mistersmith.callers import Caller, principal
 from mistersmith.clock import now_iso
@@ -37,8 +37,11 @@ from mistersmith.models import (
 from mistersmith.observability import logger, task_context, trace_root, traced
 from mistersmith.payloads import PayloadStore
 from mistersmith.ports import BlobStore
-from mistersmith.settings import IntakeSettings
 from mistersmith.uploads import Uploads
+
+if TYPE_CHECKING:
+    # A type only: the API imports this module at cold start, settings (pydantic-settings) on first use.
+    from mistersmith.settings import IntakeSettings
 
 INTAKE_SOURCE = "mistersmith.intake"
 # Long enough to start a download from the console, short enough not to be worth sharing.

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from mistersmith.errors import MisterSmithError
 from mistersmith.models import PayloadRef, parse_s3_uri
 from mistersmith.ports import BlobForbidden, BlobNotFound, BlobStore
-from mistersmith.work.artifacts import ArtifactSink
+
+if TYPE_CHECKING:
+    # A type only: importing mistersmith.work loads the sandbox, which the API never runs.
+    from mistersmith.work.artifacts import ArtifactSink
 
 PAYLOAD_PREFIX = "payloads/"
 ARTIFACT_PREFIX = "artifacts/"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -21,7 +22,10 @@ from mistersmith.models import (
 )
 from mistersmith.payloads import PayloadProblem, PayloadStore, PayloadUnavailable
 from mistersmith.ports import BlobStore
-from mistersmith.settings import IntakeSettings
+
+if TYPE_CHECKING:
+    # A type only: the API imports this module at cold start, settings (pydantic-settings) on first use.
+    from mistersmith.settings import IntakeSettings
 
 UPLOAD_PREFIX = "uploads/"
 # Long enough to start a big upload on a slow line; short enough that a leaked URL soon stops working.

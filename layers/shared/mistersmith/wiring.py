@@ -1,19 +1,16 @@
-"""Builds the logic objects on their AWS adapters from a process's settings."""
+"""Builds the logic objects on their AWS adapters from a process's settings.
+
+What every process builds is imported here; the rest inside the function that builds it, so that a
+process loads only its own (the intake's first request does not load the worker's sandbox)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.adapters.ecs import EcsServiceGauge, EcsWorkerService
 from mistersmith.adapters.eventbridge import EventBridgePublisher
 from mistersmith.adapters.s3 import S3BlobStore
-from mistersmith.adapters.scaling_state import DynamoScalingHistory, DynamoScalingState, DynamoTaskTimes
-from mistersmith.adapters.sqs import SqsQueueGauge, SqsWorkQueue
-from mistersmith.autoscaler import Autoscaler
-from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.processing import TaskProcessor
-from mistersmith.reconciling import Reconciler
-from mistersmith.routing import Router
 from mistersmith.settings import (
     AutoscalerSettings,
     IntakeSettings,
@@ -23,8 +20,14 @@ from mistersmith.settings import (
     StatsSettings,
     TaskRunnerSettings,
 )
-from mistersmith.stats import Stats
-from mistersmith.work import WorkLimits
+
+if TYPE_CHECKING:
+    from mistersmith.autoscaler import Autoscaler
+    from mistersmith.intake import Intake
+    from mistersmith.processing import TaskProcessor
+    from mistersmith.reconciling import Reconciler
+    from mistersmith.routing import Router
+    from mistersmith.stats import Stats
 
 
 def lifecycle(settings: LifecycleSettings) -> Lifecycle:
@@ -36,10 +39,15 @@ def lifecycle(settings: LifecycleSettings) -> Lifecycle:
 
 
 def intake(settings: IntakeSettings) -> Intake:
+    from mistersmith.intake import Intake
+
     return Intake(lifecycle(settings), S3BlobStore(settings.artifacts_bucket_name), settings)
 
 
 def router(settings: RouterSettings) -> Router:
+    from mistersmith.adapters.sqs import SqsWorkQueue
+    from mistersmith.routing import Router
+
     return Router(
         lifecycle(settings),
         SqsWorkQueue(settings.work_queue_url),
@@ -49,6 +57,8 @@ def router(settings: RouterSettings) -> Router:
 
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from mistersmith.reconciling import Reconciler
+
     routes = router(settings)
     return Reconciler(
         routes.lifecycle,
@@ -60,6 +70,9 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
 
 
 def processor(settings: TaskRunnerSettings) -> TaskProcessor:
+    from mistersmith.processing import TaskProcessor
+    from mistersmith.work import WorkLimits
+
     return TaskProcessor(
         lifecycle(settings),
         S3BlobStore(settings.artifacts_bucket_name),
@@ -78,6 +91,11 @@ def processor(settings: TaskRunnerSettings) -> TaskProcessor:
 
 
 def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
+    from mistersmith.adapters.ecs import EcsWorkerService
+    from mistersmith.adapters.scaling_state import DynamoScalingState, DynamoTaskTimes
+    from mistersmith.adapters.sqs import SqsWorkQueue
+    from mistersmith.autoscaler import Autoscaler
+
     return Autoscaler(
         SqsWorkQueue(settings.work_queue_url),
         EcsWorkerService(settings.cluster_name, settings.worker_service_name),
@@ -88,6 +106,11 @@ def autoscaler(settings: AutoscalerSettings) -> Autoscaler:
 
 
 def stats(settings: StatsSettings) -> Stats:
+    from mistersmith.adapters.ecs import EcsServiceGauge
+    from mistersmith.adapters.scaling_state import DynamoScalingHistory
+    from mistersmith.adapters.sqs import SqsQueueGauge
+    from mistersmith.stats import Stats
+
     # Each queue named in the settings (the permission scan reads these constructions).
     queues: dict[str, SqsQueueGauge] = {}
     dead_letter_queues: dict[str, SqsQueueGauge] = {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
+from mistersmith.adapters.aws import client
 from mistersmith.errors import PublishFailed, PublishUncertain
 from mistersmith.models import canonical_json
 from mistersmith.ports import EventPublisher
@@ -29,7 +29,7 @@ class EventBridgePublisher(EventPublisher):
 
     def __init__(self, bus_name: str) -> None:
         self.bus_name = bus_name
-        self._events = boto3.session.Session().client("events", config=_ONE_ATTEMPT)
+        self._events = client("events", _ONE_ATTEMPT)
 
     def publish(self, *, source: str, detail_type: str, detail: dict[str, Any]) -> None:
         entry = {

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cached_property
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -15,6 +14,8 @@ from mistersmith.ports import BlobForbidden, BlobNotFound, BlobStore
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 # With s3:ListBucket granted a missing key is a 404; a 403 is a refusal (a bucket policy, a KMS key).
 _FORBIDDEN = frozenset({"AccessDenied", "403", "Forbidden"})
+# SigV4 query signing: boto3 may still presign S3 URLs with SigV2, which newer regions refuse.
+_PRESIGNING = Config(signature_version="s3v4")
 
 
 class S3BlobStore(BlobStore):
@@ -22,7 +23,11 @@ class S3BlobStore(BlobStore):
 
     def __init__(self, bucket_name: str) -> None:
         self._bucket = bucket_name
-        self._s3 = client("s3")
+
+    @cached_property
+    def _s3(self) -> Any:
+        # Made on first use: S3's is the biggest client to build, and most intake requests never need it.
+        return client("s3")
 
     @property
     def bucket(self) -> str:
@@ -46,26 +51,20 @@ class S3BlobStore(BlobStore):
             raise _not_found_or(error, bucket, key) from error
 
     def presign_get(self, key: str, *, expires_seconds: int) -> str:
-        url: str = _presigner().generate_presigned_url(
+        url: str = client("s3", _PRESIGNING).generate_presigned_url(
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_seconds
         )
         return url
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         # Signed locally with the process's credentials: no call to S3, so it cannot fail on the network.
-        url: str = _presigner().generate_presigned_url(
+        url: str = client("s3", _PRESIGNING).generate_presigned_url(
             "put_object",
             Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires_seconds,
             HttpMethod="PUT",
         )
         return url
-
-
-@cache
-def _presigner() -> Any:
-    # SigV4 query signing: boto3 may still presign S3 URLs with SigV2, which newer regions refuse.
-    return boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
 
 
 def _not_found_or(error: ClientError, bucket: str, key: str) -> Exception:

@@ -68,7 +68,6 @@ def run_analyze(
     limits = limits or WorkLimits()
     files = payload.files or {}
     request = {
-        "files": files,
         "ruff": _tool(_ruff()[0], "ruff", any(p.endswith((".py", ".pyi")) for p in files)),
         "ruff_version": _ruff()[1],
         "cppcheck": _tool(_cppcheck(), "cppcheck", any(p.endswith(".c") for p in files)),
@@ -79,7 +78,7 @@ def run_analyze(
         "inline_bytes": min(limits.inline_output_bytes, limits.output_limit_bytes),
         "report_bytes": min(_REPORT_BYTES, limits.confinement.max_file_bytes),
     }
-    run = _run_child(request, limits, stop)
+    run = _run_child(_child_input(request, files), limits, stop)
     summary = _summary(run, limits)
     report = run.files.get(analyze_child.REPORT)
     if report is not None and artifacts is not None:
@@ -87,7 +86,25 @@ def run_analyze(
     return AnalyzeResult.model_validate(summary)
 
 
-def _run_child(request: dict[str, Any], limits: WorkLimits, stop: threading.Event | None) -> SandboxResult:
+def _child_input(request: dict[str, Any], files: dict[str, str]) -> str:
+    """The child's stdin: the request as one line of JSON, its `files` a list of [path, length],
+    then the texts of those files one after another, so that megabytes of source are neither
+    escaped here nor parsed there. Only ASCII texts go raw: one other character would make the
+    whole string 2 or 4 bytes a character in this process. The others (and an archive's
+    undecodable bytes, lone surrogates that stdin cannot carry) are [path, text], escaped in the JSON."""
+    listed: list[list[Any]] = []
+    texts: list[str] = []
+    for path, text in files.items():
+        if text.isascii():  # a flag of the string: no scan
+            listed.append([path, len(text)])
+            texts.append(text)
+        else:
+            listed.append([path, text])
+    # One join: the only copy of the texts this process makes (the sandbox encodes it once more).
+    return "".join([json.dumps(request | {"files": listed}), "\n", *texts])
+
+
+def _run_child(stdin: str, limits: WorkLimits, stop: threading.Event | None) -> SandboxResult:
     """The one place the analysis starts its sandboxed child."""
     base = limits.confinement
     interpreter = _interpreter()
@@ -103,8 +120,7 @@ def _run_child(request: dict[str, Any], limits: WorkLimits, stop: threading.Even
         [interpreter, "-I", "-S", "-c", _CHILD_SOURCE],
         timeout_seconds=limits.execute_timeout_seconds,
         output_limit_bytes=limits.output_limit_bytes,
-        # ASCII JSON: an archive's undecodable bytes (lone surrogates) travel as escapes.
-        stdin=json.dumps(request),
+        stdin=stdin,
         stop=stop,
         confinement=confinement,
         collect=[analyze_child.REPORT],

@@ -2,8 +2,8 @@
 Python files and cppcheck on the C files, and counts lines, `def`s and `class`es meanwhile.
 
 It runs as `python -I -S analyze_child.py` by path, so it imports the standard library only.
-stdin: the request with the files (JSON, built by `mistersmith.work.analyze`), so that the
-worker's interpreter neither writes nor reads them. stdout: one JSON object, the
+stdin: the request with the files (a line of JSON, then the files' texts; built by
+`mistersmith.work.analyze`), so that the worker's interpreter neither writes nor reads them. stdout: one JSON object, the
 result's figures and the first findings that fit in `inline_bytes`; when there are more, every
 finding (up to `report_bytes` of them) is also in `findings.json` in the work directory. A
 failure is `{"error": {"type", "message"}}` with exit code 3.
@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 SOURCE_DIR = "src"
 REPORT = "findings.json"
@@ -30,24 +30,31 @@ _COMPLEXITY = re.compile(r"\((\d+) > \d+\)$")
 # Rust's allocator and Python say this when the address-space budget is reached.
 _OUT_OF_MEMORY = ("memory allocation of", "MemoryError", "Cannot allocate memory", "std::bad_alloc")
 
-# Comments and strings (the prefix letters of a string do not change where it ends; an
-# unterminated one ends at its line's end or, triple-quoted, at the end of the file). Each loop
-# is unrolled (a run of plain characters, then one escape or lone quote) and stops only where
-# what follows it matches, so the scan never backtracks and stays linear. No possessive
-# quantifiers: Python 3.11.2's re mismatches them around a lookahead.
-_COMMENTS_AND_STRINGS = re.compile(
+# Strings, comments and the keywords `def` and `class`, in one pass (the prefix letters of a
+# string do not change where it ends; an unterminated one ends at its line's end or,
+# triple-quoted, at the end of the file). Each loop is unrolled (a run of plain characters, then
+# one escape or lone quote) and stops only where what follows it matches, so the scan never
+# backtracks and stays linear. Every alternative starts with a literal character, so that the
+# search jumps from one such character to the next; a keyword is one not preceded by a word
+# character. No possessive quantifiers: Python 3.11.2's re mismatches them around a lookahead.
+_TOKENS = re.compile(
     r"""
-    (?P<comment>\#)[^\n]*
+    \#[^\n]*
   | '''[^'\\]*(?:(?:\\[\s\S]?|'(?!''))[^'\\]*)*(?:'''|\Z)
   | \"\"\"[^"\\]*(?:(?:\\[\s\S]?|"(?!""))[^"\\]*)*(?:\"\"\"|\Z)
   | '[^'\\\n]*(?:\\[\s\S]?[^'\\\n]*)*'?
   | "[^"\\\n]*(?:\\[\s\S]?[^"\\\n]*)*"?
+  | d(?<!\w.)ef\b
+  | c(?<!\w.)lass\b
     """,
     re.VERBOSE,
 )
-_KEYWORDS = re.compile(r"\b(def|class)\b")
-# A line whose first token is a comment, once strings are gone (whitespace as str.strip() sees it).
-_COMMENT_LINE = re.compile(r"^[^\S\n]*#", re.MULTILINE)
+# The start of a line (each one follows a "\n") that is not blank, as str.strip() sees it, and,
+# for code, does not start with "#". Only the "\n" is matched (a string CPython keeps one of)
+# and the lookahead fails or succeeds without backtracking on most lines.
+_TEXT_LINE = re.compile(r"\n(?=[^\S\n]*\S)")
+_CODE_LINE = re.compile(r"\n(?=[^\S\n]*[^\s#])")
+_COMMENT_LINE = re.compile(r"\n[^\S\n]*\#")
 
 
 class Failure(Exception):
@@ -57,9 +64,9 @@ class Failure(Exception):
 
 
 def main() -> int:
-    request = json.load(sys.stdin)
+    request, raw = read_request(sys.stdin.buffer)
     try:
-        summary = analyze(request)
+        summary = analyze(request, raw)
     except Failure as failure:
         json.dump({"error": {"type": failure.error_type, "message": str(failure)}}, sys.stdout)
         return FAILED
@@ -72,11 +79,31 @@ def main() -> int:
     return 0
 
 
-def analyze(request: dict[str, Any]) -> dict[str, Any]:
+def read_request(stdin: BinaryIO) -> tuple[dict[str, Any], dict[str, memoryview]]:
+    """The request from stdin: a line of JSON whose `files` are [path, length] (the text is the
+    next `length` characters after it, ASCII) or [path, text]; and the bytes of each of the
+    former, as they came (read once, into one buffer: they are written as they are)."""
+    request: dict[str, Any] = json.loads(stdin.readline())
+    body = memoryview(stdin.read(sum(text for _, text in request["files"] if isinstance(text, int))))
+    files: dict[str, str] = {}
+    raw: dict[str, memoryview] = {}
+    offset = 0
+    for path, text in request["files"]:
+        if isinstance(text, int):
+            raw[path] = body[offset : offset + text]
+            files[path] = str(raw[path], "ascii")
+            offset += text
+        else:
+            files[path] = text
+    request["files"] = files
+    return request, raw
+
+
+def analyze(request: dict[str, Any], raw: dict[str, memoryview]) -> dict[str, Any]:
     root = os.path.join(os.getcwd(), SOURCE_DIR)
     files: dict[str, str] = request["files"]
     paths = sorted(files)
-    write_files(root, files, paths)
+    write_files(root, files, paths, raw)
     python = [path for path in paths if path.endswith((".py", ".pyi"))]
     c_sources = [path for path in paths if path.endswith(".c")]
     threshold = request["max_complexity"]
@@ -117,7 +144,8 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
         analyzers["cppcheck"] = outputs["cppcheck"].strip().removeprefix("Cppcheck ")
         findings += cppcheck_findings(outputs["cppcheck findings"])
     findings.sort(key=lambda f: (f["file"], f["line"], f["column"] or 0, f["code"]))
-    inline = fitting(findings, request["inline_bytes"])
+    encoded = [json.dumps(finding) for finding in findings]
+    inline = fitting(encoded, request["inline_bytes"])
     summary = figures | {
         "max_complexity": max_complexity,
         "findings": findings[:inline],
@@ -126,24 +154,33 @@ def analyze(request: dict[str, Any]) -> dict[str, Any]:
     }
     if inline < len(findings):
         # Each finding on its own line: the report can be cut at a line without breaking JSON.
-        kept = fitting(findings, request["report_bytes"])
+        kept = fitting(encoded, request["report_bytes"])
         with open(REPORT, "w", encoding="utf-8") as report:
-            report.write("[\n" + ",\n".join(json.dumps(finding) for finding in findings[:kept]) + "\n]\n")
+            report.write("[\n" + ",\n".join(encoded[:kept]) + "\n]\n")
     return summary
 
 
-def write_files(root: str, files: dict[str, str], paths: list[str]) -> None:
+def write_files(root: str, files: dict[str, str], paths: list[str], raw: dict[str, memoryview]) -> None:
     """Writes each file under `root` as the payload's text, line endings normalised to \\n
-    (the counts are taken on that text too); undecodable bytes of an archive come back as they were."""
+    (the counts are taken on that text too); undecodable bytes of an archive come back as they were.
+    A text that came `raw` and needs no change is written from those bytes."""
+    made: set[str] = set()
     for path in paths:
         target = os.path.normpath(os.path.join(root, path))
         if not target.startswith(root + os.sep) or "\0" in path:
             raise Failure("InvalidPayload", f"file path {path!r} leaves the work directory")
-        text = files[path].replace("\r\n", "\n").replace("\r", "\n")
-        files[path] = text
+        text = files[path]
+        data: bytes | memoryview | None = raw.get(path)
+        if "\r" in text:  # a search for one character: far cheaper than two replaces finding nothing
+            text = files[path] = text.replace("\r\n", "\n").replace("\r", "\n")
+            data = None
         try:
-            data = text.encode("utf-8", "surrogateescape")
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if data is None:
+                data = text.encode("utf-8", "surrogateescape")
+            directory = os.path.dirname(target)
+            if directory not in made:
+                os.makedirs(directory, exist_ok=True)
+                made.add(directory)
             with open(target, "xb") as file:
                 file.write(data)
         except UnicodeEncodeError as error:
@@ -159,19 +196,19 @@ def count(path: str, text: str) -> dict[str, int]:
     if not text:
         return {"lines": 0}
     lines = text.count("\n") + (not text.endswith("\n"))
-    blank = sum(1 for line in text.split("\n", lines - 1)[:lines] if not line.strip())
-    figures = {"lines": lines, "code_lines": lines - blank}
-    if path.endswith((".py", ".pyi")):
-        # Each comment becomes "#" and each string NUL, so that neither a `#` nor a keyword inside
-        # a string counts, and no keyword is glued together across a removed string.
-        code = _COMMENTS_AND_STRINGS.sub("\\g<comment>\0", text)
-        keywords = _KEYWORDS.findall(code)
-        figures |= {
-            "code_lines": lines - blank - len(_COMMENT_LINE.findall(code)),
-            "functions": keywords.count("def"),
-            "classes": keywords.count("class"),
-        }
-    return figures
+    framed = "\n" + text  # so that the first line follows a newline too
+    if not path.endswith((".py", ".pyi")):
+        return {"lines": lines, "code_lines": len(_TEXT_LINE.findall(framed))}
+    tokens = _TOKENS.findall(text)
+    # Lines that start with "#" inside a string are code: only strings hold a newline among the
+    # tokens, and the NUL between them keeps a comment token from looking like a line's start.
+    in_strings = len(_COMMENT_LINE.findall("\0".join(tokens)))
+    return {
+        "lines": lines,
+        "code_lines": len(_CODE_LINE.findall(framed)) + in_strings,
+        "functions": tokens.count("def"),
+        "classes": tokens.count("class"),
+    }
 
 
 class Tool:
@@ -242,7 +279,7 @@ def ruff_finding(item: dict[str, Any], root: str) -> dict[str, Any]:
     return {
         "tool": "ruff",
         "code": code,
-        "file": os.path.relpath(item["filename"], root),
+        "file": relative(item["filename"], root),
         "line": item["location"]["row"],
         "column": item["location"]["column"],
         "end_line": item["end_location"]["row"],
@@ -251,6 +288,13 @@ def ruff_finding(item: dict[str, Any], root: str) -> dict[str, Any]:
         "severity": "error" if code == _RUFF_SYNTAX_ERROR else "warning",
         "fix_available": item["fix"] is not None,
     }
+
+
+def relative(path: str, root: str) -> str:
+    """`path` relative to `root`; ruff names the files as absolute paths under it."""
+    if path.startswith(root + os.sep):
+        return path[len(root) + 1 :]
+    return os.path.relpath(path, root)
 
 
 def cppcheck_command(cppcheck: str, files: list[str]) -> list[str]:
@@ -291,14 +335,14 @@ def cppcheck_findings(report: str) -> list[dict[str, Any]]:
     return findings
 
 
-def fitting(findings: list[dict[str, Any]], budget: int) -> int:
-    """How many of the first findings fit in `budget` bytes of JSON."""
+def fitting(encoded: list[str], budget: int) -> int:
+    """How many of the first findings (each as JSON) fit in `budget` bytes of JSON."""
     used = _SUMMARY_BYTES
-    for index, finding in enumerate(findings):
-        used += len(json.dumps(finding)) + 2
+    for index, finding in enumerate(encoded):
+        used += len(finding) + 2
         if used > budget:
             return index
-    return len(findings)
+    return len(encoded)
 
 
 if __name__ == "__main__":
