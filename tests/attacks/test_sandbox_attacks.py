@@ -397,6 +397,27 @@ def test_attack_a_change_that_leaves_a_directory_s_mtime_as_it_was_is_not_missed
     assert list(sandbox._shared_temp_entries_of(STRANGER)) == [str(shared / "left")]
 
 
+def test_attack_a_directory_swapped_in_after_its_stat_is_not_listed_as_the_one_stat_ed(tmp_path):
+    # Given a shared directory stat'ed by the purge, then moved away by the owner of the directory it
+    # is in and another (empty, settled) put at its path before it is listed
+    stated, swapped_in = tmp_path / "stated", tmp_path / "swapped-in"
+    stated.mkdir()
+    swapped_in.mkdir()
+    (stated / "left").write_text("x")
+    os.chown(stated / "left", STRANGER, STRANGER)
+    (swapped_in / "decoy").write_text("x")
+    an_hour_ago = time.time() - 3600
+    for path in (stated, swapped_in):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    info = os.lstat(stated)
+    # When the purge lists what is at the path now
+    started = time.time_ns()
+    listing, _ = sandbox._listing(str(swapped_in), info, started, started - time.monotonic_ns())
+    # Then that listing is not taken for the stat'ed directory's, now or at the next purge
+    assert listing.owners == {}
+    assert str(swapped_in) not in sandbox._listings
+
+
 def test_attack_a_very_deep_directory_tree_is_removed_without_a_worker_fault():
     # Given a run that builds a tree 3000 directories deep
     code = (

@@ -1031,7 +1031,7 @@ def _shared_temp_entries_of(uid: int) -> Iterator[str]:
         with contextlib.suppress(OSError):
             info = os.stat(path)
             if stat.S_ISDIR(info.st_mode):
-                pending.append((path, info))
+                pending.append((path.rstrip("/"), info))
     visited = set()
     started = time.time_ns()  # before every listing of this walk
     clock_offset = started - time.monotonic_ns()
@@ -1041,20 +1041,21 @@ def _shared_temp_entries_of(uid: int) -> Iterator[str]:
         listing, fresh = _listing(path, info, started, clock_offset)
         for name, owner in listing.owners.items():
             if owner == uid:
-                yield os.path.join(path, name)
+                yield f"{path}/{name}"
         # Each directory's stat is new (from this listing, or taken now): its mode may have changed.
         for name in listing.directories:
-            inner = os.path.join(path, name)
-            try:
-                inner_info = fresh[name] if name in fresh else os.lstat(inner)
-            except OSError:
-                continue
+            inner_info = fresh.get(name)
+            if inner_info is None:
+                try:
+                    inner_info = os.lstat(f"{path}/{name}")
+                except OSError:
+                    continue
             if (
-                inner_info.st_uid != uid
+                inner_info.st_mode & stat.S_IWOTH
+                and inner_info.st_uid != uid
                 and stat.S_ISDIR(inner_info.st_mode)
-                and inner_info.st_mode & stat.S_IWOTH
             ):
-                pending.append((inner, inner_info))
+                pending.append((f"{path}/{name}", inner_info))
     for path in list(_listings):
         if path not in visited:
             _listings.pop(path, None)
@@ -1094,19 +1095,30 @@ def _listing(
     owners: dict[str, int] = {}
     fresh: dict[str, os.stat_result] = {}
     try:
-        entries = list(os.scandir(path))
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return _Listing(identity, clock_offset, {}, ()), {}
-    for entry in entries:
-        try:
-            entry_info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue  # gone since the listing, which moved the mtime
-        owners[entry.name] = entry_info.st_uid
-        if stat.S_ISDIR(entry_info.st_mode):
-            fresh[entry.name] = entry_info
-    listing = _Listing(identity, clock_offset, owners, tuple(fresh))
-    if info.st_mtime_ns < started - _SETTLED_NS:
+    try:
+        opened = os.fstat(descriptor)
+        # Another directory put at this path since its stat (the owner of the one it is in may move
+        # it): its entries are not this one's, and a listing kept under this one's identity would hide them.
+        if (opened.st_dev, opened.st_ino) != identity[:2]:
+            return _Listing(identity, clock_offset, {}, ()), {}
+        # Entries stat'ed by name in the open directory: no path to resolve again, nor to swap.
+        for entry in list(os.scandir(descriptor)):
+            try:
+                entry_info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since the listing, which moved the mtime
+            owners[entry.name] = entry_info.st_uid
+            if stat.S_ISDIR(entry_info.st_mode):
+                fresh[entry.name] = entry_info
+    except OSError:
+        return _Listing(identity, clock_offset, {}, ()), {}
+    finally:
+        os.close(descriptor)
+    listing = _Listing((opened.st_dev, opened.st_ino, opened.st_mtime_ns), clock_offset, owners, tuple(fresh))
+    if opened.st_mtime_ns < started - _SETTLED_NS:
         _listings[path] = listing
     else:
         _listings.pop(path, None)
