@@ -1,4 +1,5 @@
-"""Deletes of finished messages, batched: SQS deletes up to ten in one call."""
+"""Deletes of finished messages, batched: SQS deletes up to ten in one call, and a finished
+message's handle waits up to a second for others to share the call."""
 
 from __future__ import annotations
 
@@ -12,20 +13,22 @@ from mistersmith.ports import WorkQueue
 DELETE_BATCH = 10
 # A failed batch is tried again after 0.5 s, 1 s, 2 s ... at most this long.
 MAX_BACKOFF_SECONDS = 5.0
+# The longest a handle waits for others to share its call: far below any visibility timeout, so a
+# late delete never lets a finished message come back; long enough to batch a busy worker's deletes.
+MAX_WAIT_SECONDS = 1.0
 
 
 class DeferredDeletes:
-    """Collects receipt handles and deletes them ten at a time. With a window, a handle waits up to
-    `window_seconds` for others to share its call (tasks that finish one by one would each pay a
-    call); a timer sends them then, and a flush before that sends only a full batch. A call that
-    fails keeps its handles for the next flush, after a back-off, and never raises into the
-    caller's thread: a message left undeleted comes back and is skipped, its task being terminal."""
+    """Collects receipt handles and deletes them ten at a time. A call that fails keeps its
+    handles for the next flush, after a back-off, and never raises into the caller's thread: a
+    message left undeleted comes back and is skipped, since its task is already terminal."""
 
-    def __init__(self, queue: WorkQueue, *, window_seconds: float = 0.0) -> None:
+    def __init__(self, queue: WorkQueue, max_wait_seconds: float = MAX_WAIT_SECONDS) -> None:
         self.queue = queue
-        self.window_seconds = window_seconds
+        self.max_wait_seconds = max_wait_seconds
         self._pending: list[str] = []
-        self._oldest = 0.0  # when the oldest pending handle was added (monotonic)
+        # When the oldest pending handle was added (monotonic).
+        self._since = 0.0
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._failures = 0
@@ -38,31 +41,29 @@ class DeferredDeletes:
     def add(self, receipt_handle: str) -> None:
         with self._lock:
             if not self._pending:
-                self._oldest = time.monotonic()
-                if self.window_seconds:
-                    timer = threading.Timer(
-                        self.window_seconds, self._flush, kwargs={"wait": False, "due_only": False}
-                    )
-                    timer.daemon = True
-                    timer.start()
+                self._since = time.monotonic()
             self._pending.append(receipt_handle)
 
     def full(self) -> bool:
         return len(self) >= DELETE_BATCH
 
-    def flush(self, *, wait: bool = False) -> None:
-        """Deletes what is pending, unless a back-off is running (`wait`: sleep it out, once, and
-        send everything); without `wait`, only a full batch or one whose window has passed."""
-        self._flush(wait=wait, due_only=not wait)
-
-    def _due(self) -> bool:
+    def due_in(self) -> float | None:
+        """Seconds until the pending handles are due (0: now, a full batch or one that has waited
+        long enough, once any back-off has run out); None when nothing is pending."""
         with self._lock:
-            waited = time.monotonic() - self._oldest
-            return len(self._pending) >= DELETE_BATCH or waited >= self.window_seconds
+            if not self._pending:
+                return None
+            due = self._since + (0 if len(self._pending) >= DELETE_BATCH else self.max_wait_seconds)
+        # A back-off after a failed call holds them back too.
+        return max(0.0, due - time.monotonic(), self._not_before - time.monotonic())
 
-    def _flush(self, *, wait: bool, due_only: bool) -> None:
-        if due_only and not self._due():  # the window's timer sends them
-            return
+    def flush_due(self) -> None:
+        """Deletes what is pending if a batch is full or its oldest handle has waited long enough."""
+        if self.due_in() == 0.0:
+            self.flush()
+
+    def flush(self, *, wait: bool = False) -> None:
+        """Deletes what is pending, unless a back-off is running (`wait`: sleep it out, once)."""
         with self._flushing:
             delay = self._not_before - time.monotonic()
             if delay > 0:
@@ -94,4 +95,6 @@ class DeferredDeletes:
 
     def _put_back(self, batch: list[str]) -> None:
         with self._lock:
+            if not self._pending:
+                self._since = time.monotonic()
             self._pending[:0] = batch

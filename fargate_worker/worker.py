@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import math
 import signal
 import sys
 import threading
@@ -21,7 +22,6 @@ from fargate_worker.health import HealthServer
 from mistersmith import wiring
 from mistersmith.adapters.ecs_agent import EcsAgentTaskProtection, NoTaskProtection
 from mistersmith.adapters.sqs import SqsWorkQueue
-from mistersmith.event_batching import WINDOW_SECONDS
 from mistersmith.models import TaskMessage
 from mistersmith.observability import logger, start_tracing
 from mistersmith.ports import QueueMessage, TaskProtection, WorkQueue
@@ -65,10 +65,14 @@ class Worker:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(settings.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="task")
-        self.deletes = DeferredDeletes(queue, window_seconds=WINDOW_SECONDS)
+        self.deletes = DeferredDeletes(queue)
         self._in_flight = 0
         self._poller: threading.Thread | None = None
         self._poll_tick = time.monotonic()
+        # Scale-in protection is kept from a task's start until the worker finds nothing to do,
+        # renewed by a task that starts once half of it has passed (monotonic; 0: not protected).
+        self._protected_until = 0.0
+        self._protection_lock = threading.Lock()
         # Held by the one task that is gathering every slot to run alone; set while it does.
         self._alone_lock = threading.Lock()
         self._gathering = threading.Event()
@@ -112,6 +116,7 @@ class Worker:
         self._poller.join()
         self.deletes.flush(wait=True)
         self.processor.lifecycle.events.flush()
+        self._unprotect_if_idle()
 
     def _poll(self) -> None:
         try:
@@ -119,16 +124,19 @@ class Worker:
             while not self.stopping.is_set():
                 self._poll_tick = time.monotonic()
                 # Deletes kept back by a failed call are made again here, even while nothing finishes.
-                self.deletes.flush()
+                self.deletes.flush_due()
                 free = self._acquire_slots()
                 if not free:  # stopping: no slot was taken, so none is given back
                     break
                 try:
                     messages = self.queue.receive(
                         max_messages=min(free, self.settings.receive_batch_size),
-                        wait_seconds=self.settings.receive_wait_seconds,
+                        wait_seconds=self._receive_wait(),
                     )
                     failures = 0
+                    if not messages:  # nothing to do: what waits to be deleted goes now
+                        self.deletes.flush()
+                        self._unprotect_if_idle()
                 except Exception:  # the queue is unreachable for now: back off, never die
                     logger.exception("receive failed; retrying")
                     messages = []
@@ -140,6 +148,12 @@ class Worker:
         except BaseException:
             logger.exception("poll thread died")
             raise
+
+    def _receive_wait(self) -> int:
+        """The long poll's wait, cut short while deletes wait: they are made when it returns empty."""
+        due = self.deletes.due_in()
+        wait = self.settings.receive_wait_seconds
+        return wait if due is None else min(wait, math.ceil(due))
 
     def _start(self, messages: list[QueueMessage], free: int) -> int:
         """Starts each message (or hands it back when stopping); returns the slots left unused."""
@@ -160,8 +174,7 @@ class Worker:
             if self._gathering.is_set():
                 self.stopping.wait(0.5)
             self._poll_tick = time.monotonic()
-            # Finished tasks' deletes wait at most this long for others to share their batch.
-            self.deletes.flush()
+            self.deletes.flush_due()
             if self.stopping.is_set():
                 return 0
         taken = 1
@@ -276,33 +289,41 @@ class Worker:
             self._set_visibility(message, int(outcome.delay + 0.999))
 
     def _delete(self, receipt_handle: str) -> None:
-        """Deletes in batches: a finished task's handle waits for the others finishing with it."""
+        """Deletes in batches: a finished task's handle waits (a second at most) for the others
+        finishing after it; the poll thread makes the call when it is due or the queue is empty."""
         self.deletes.add(receipt_handle)
-        with self._lock:
-            idle = not self.running
-        if idle or self.deletes.full():
+        if self.deletes.full():
             self.deletes.flush()
 
     def _track(self, task_id: str, stop: StopSignal) -> None:
         with self._lock:
             self.running[task_id] = stop
-            first = len(self.running) == 1
-        if first:
-            self._protect(True)
+        with self._protection_lock:
+            now = time.monotonic()
+            if now > self._protected_until - PROTECTION_MINUTES * 30 and self._protect(True):
+                self._protected_until = now + PROTECTION_MINUTES * 60
 
     def _untrack(self, task_id: str) -> None:
         with self._lock:
             self.running.pop(task_id, None)
-            idle = not self.running
-        if idle:
-            self._protect(False)
-            self.deletes.flush()
 
-    def _protect(self, protected: bool) -> None:
+    def _unprotect_if_idle(self) -> None:
+        """Drops scale-in protection once nothing runs and a receive found nothing to start: a
+        worker running tasks back to back asks the ECS agent once, not twice per task."""
+        with self._protection_lock:
+            with self._lock:
+                idle = not self.running
+            if idle and self._protected_until and self._protect(False):
+                self._protected_until = 0.0
+
+    def _protect(self, protected: bool) -> bool:
+        """Asks for protection on or off; whether the agent took it."""
         try:
             self.protection.set(protected, minutes=PROTECTION_MINUTES)
         except Exception:  # protection is a safeguard; the work goes on without it
             logger.exception("task protection not updated", extra={"protected": protected})
+            return False
+        return True
 
     def _drain(self) -> None:
         """Lets running tasks finish until the deadline, then stops them (they are handed back)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ def record_boto_calls(*, every: bool = False) -> Path:
     sitecustomize on PYTHONPATH) make is written to the returned file: each distinct call once, or
     every call when `every`."""
     path = Path(tempfile.mkdtemp(prefix="mistersmith-boto-calls-")) / "calls.jsonl"
+    atexit.register(_remove_if_ours, path.parent, os.getpid())
     os.environ["MISTERSMITH_BOTO_CALLS"] = str(path)
     if every:
         os.environ["MISTERSMITH_BOTO_CALLS_EVERY"] = "1"
@@ -25,3 +28,9 @@ def record_boto_calls(*, every: bool = False) -> Path:
     assert spec is not None and spec.loader is not None
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     return path
+
+
+def _remove_if_ours(directory: Path, creator: int) -> None:
+    """At exit of the process that made it (not of a fork that inherited the hook)."""
+    if os.getpid() == creator:
+        shutil.rmtree(directory, ignore_errors=True)

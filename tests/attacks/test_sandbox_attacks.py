@@ -30,7 +30,7 @@ import pytest
 
 from mistersmith.errors import TaskFailure
 from mistersmith.models import CompilePayload, ExecutePayload
-from mistersmith.work import WorkLimits, perform, run_compile, run_execute
+from mistersmith.work import WorkLimits, perform, run_compile, run_execute, sandbox
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import SAFE_PATH, SandboxResult, _live_processes_of, run_sandboxed
 from tests.exec_helper import exec_helper
@@ -96,6 +96,41 @@ def test_attack_fork_churn_does_not_outlive_its_run():
         "            os._exit(0)\n"
         "    os._exit(0)\n"
         "print(os.getuid(), flush=True)\n"
+        "time.sleep(0.5)\n"
+    )
+    result = run(code)
+    uid = int(result.stdout.split()[0])
+    # When the run has ended, then nothing it started is left running
+    assert survivors(uid, marker) == set()
+
+
+def test_attack_a_run_that_kills_its_exec_helper_after_forging_its_verdict_is_still_swept():
+    # Given a run that leaves a process behind (in a session of its own, for 10 s), writes the exec
+    # helper's "swept" verdict to every descriptor it has and every one of the helper's it can
+    # open, then kills the helper, which would otherwise have swept the uid when the run ended
+    marker = f"forger-{uuid.uuid4().hex}"
+    forged = b'\n{"swept": true}\n'
+    code = (
+        f"# {marker}\n"
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(10)\n"
+        "    os._exit(0)\n"
+        "print(os.getuid(), flush=True)\n"
+        "helper = os.getppid()\n"
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        f"        os.write(fd, {forged!r})\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "for fd in range(64):\n"
+        "    try:\n"
+        "        with open(f'/proc/{helper}/fd/{fd}', 'wb', buffering=0) as channel:\n"
+        f"            channel.write({forged!r})\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os.kill(helper, signal.SIGKILL)\n"
         "time.sleep(0.5)\n"
     )
     result = run(code)
@@ -296,6 +331,91 @@ def test_attack_files_in_shared_temp_dirs_and_ipc_do_not_survive_the_run():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         subprocess.run(["ipcrm", "-m", str(shmid)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def settled_shared_dirs() -> Iterator[Path]:
+    """A world-writable directory in /tmp holding another and a closed one, all unchanged for an
+    hour (so that the purge's listings of them are kept and reused)."""
+    outer = Path(tempfile.mkdtemp(prefix="ms-attack-settled-", dir="/tmp"))
+    try:
+        (outer / "inner").mkdir()
+        (outer / "closed").mkdir()
+        for path, mode in ((outer / "inner", 0o777), (outer / "closed", 0o755), (outer, 0o777)):
+            path.chmod(mode)
+            an_hour_ago = time.time() - 3600
+            os.utime(path, (an_hour_ago, an_hour_ago))
+        yield outer
+    finally:
+        shutil.rmtree(outer, ignore_errors=True)
+
+
+def test_attack_files_in_shared_directories_listed_before_are_purged(settled_shared_dirs):
+    # Given shared directories the purge has listed after a run (and keeps listings of), the
+    # closed one then opened to everyone (its parent's listing stays as it was)
+    outer = settled_shared_dirs
+    assert run("pass").exit_code == 0
+    (outer / "closed").chmod(0o777)
+    # When a run leaves a file in each of the inner ones (the outer one stays as it was listed)
+    places = [outer / "inner", outer / "closed"]
+    code = "import os\nuid = os.getuid()\nprint(uid)\n"
+    code += "".join(f"open(f'{place}/left-{{uid}}', 'w').write('x')\n" for place in places)
+    result = run(code)
+    assert result.exit_code == 0, result.stderr
+    uid = int(result.stdout)
+    # Then none of them is left
+    assert sorted(outer.rglob(f"left-{uid}")) == []
+
+
+STRANGER = 64999  # a uid no run here is given
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["changed-just-before", "clock-set-back"])
+def test_attack_a_change_that_leaves_a_directory_s_mtime_as_it_was_is_not_missed(
+    settled, tmp_path, monkeypatch
+):
+    # Given a world-writable shared directory listed by the purge: changed just before the
+    # listing, or long before it and the wall clock then set back by 10 s
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    if settled:
+        an_hour_ago = time.time() - 3600
+        os.utime(shared, (an_hour_ago, an_hour_ago))
+    monkeypatch.setattr(sandbox, "SHARED_TEMP_DIRS", (str(shared),))
+    assert list(sandbox._shared_temp_entries_of(STRANGER)) == []
+    if settled:
+        real_time_ns = time.time_ns
+        monkeypatch.setattr(sandbox.time, "time_ns", lambda: real_time_ns() - 10**10)
+    # When a file of another uid appears in it and the directory's mtime reads as before (as a
+    # change within the file system clock's granularity, or after the clock went back, leaves it)
+    before = shared.stat().st_mtime_ns
+    (shared / "left").write_text("x")
+    os.chown(shared / "left", STRANGER, STRANGER)
+    os.utime(shared, ns=(before, before))
+    # Then the next purge still finds it
+    assert list(sandbox._shared_temp_entries_of(STRANGER)) == [str(shared / "left")]
+
+
+def test_attack_a_directory_swapped_in_after_its_stat_is_not_listed_as_the_one_stat_ed(tmp_path):
+    # Given a shared directory stat'ed by the purge, then moved away by the owner of the directory it
+    # is in and another (empty, settled) put at its path before it is listed
+    stated, swapped_in = tmp_path / "stated", tmp_path / "swapped-in"
+    stated.mkdir()
+    swapped_in.mkdir()
+    (stated / "left").write_text("x")
+    os.chown(stated / "left", STRANGER, STRANGER)
+    (swapped_in / "decoy").write_text("x")
+    an_hour_ago = time.time() - 3600
+    for path in (stated, swapped_in):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    info = os.lstat(stated)
+    # When the purge lists what is at the path now
+    started = time.time_ns()
+    listing, _ = sandbox._listing(str(swapped_in), info, started, started - time.monotonic_ns())
+    # Then that listing is not taken for the stat'ed directory's, now or at the next purge
+    assert listing.owners == {}
+    assert str(swapped_in) not in sandbox._listings
 
 
 def test_attack_a_very_deep_directory_tree_is_removed_without_a_worker_fault():

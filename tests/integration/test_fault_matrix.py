@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -87,6 +88,8 @@ def run_task(stack, injection: Injection | None, *, work_seconds: float = WORK_S
         left = queue_count(stack, url)
     mark = marks / task_id
     runs = len(mark.read_text().split()) if mark.exists() else 0
+    # World-writable and left in /tmp, every sandboxed run on this host would sweep it from then on.
+    shutil.rmtree(marks, ignore_errors=True)
     return Outcome(
         record, runs, left, seconds, [s for statuses in announced for s in statuses], recorder, alive
     )

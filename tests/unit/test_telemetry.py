@@ -118,3 +118,43 @@ print(json.dumps({{
 def test_task_span_without_a_header_has_no_trace_id_to_log():
     with task_span("analyze task", None, {}) as trace_id:
         assert trace_id is None
+
+
+def test_the_worker_never_loads_the_x_ray_sdk_that_only_a_lambda_uses():
+    # Given a fresh interpreter outside Lambda that builds the worker and runs a traced call
+    script = """
+import json, sys
+import fargate_worker.worker
+from mistersmith.observability import traced
+calls = []
+traced(calls.append)("x")
+print(json.dumps({"calls": calls, "loaded": sorted(name for name in sys.modules if name.startswith("aws_xray_sdk"))}))
+"""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("LAMBDA_", "POWERTOOLS_TRACE"))
+    }
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # Then the call is made and the SDK (about 20 MiB of the worker's memory) is never imported
+    assert json.loads(run.stdout.splitlines()[-1]) == {"calls": ["x"], "loaded": []}
+
+
+def test_in_a_lambda_traced_calls_are_x_ray_subsegments_and_handlers_get_the_tracer():
+    # Given a fresh interpreter in a Lambda's environment
+    script = """
+import json, sys
+from mistersmith.observability import traced
+def work():
+    return 42
+wrapped = traced(work)
+from mistersmith.observability import tracer
+print(json.dumps({"wrapped": wrapped is not work, "tracer": type(tracer).__name__, "sdk": "aws_xray_sdk.core" in sys.modules}))
+"""
+    env = os.environ | {"LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": "f"}
+    env.pop("POWERTOOLS_TRACE_DISABLED", None)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # Then Powertools' Tracer wraps the call, and the handlers' `tracer` is that Tracer
+    assert json.loads(run.stdout.splitlines()[-1]) == {"wrapped": True, "tracer": "Tracer", "sdk": True}

@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from fargate_worker.deletes import DeferredDeletes
 from fargate_worker.worker import Worker, seal_in_ecs
 from mistersmith.clock import now_iso
 from mistersmith.event_batching import BatchingPublisher
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
+from mistersmith.ports import TaskProtection
 from mistersmith.processing import Disposition, Outcome, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
@@ -179,3 +181,84 @@ def test_the_worker_seals_the_shared_temporary_directories_only_inside_an_ecs_ta
     # When it starts in an ECS task, then children may only pass through them
     assert seal_in_ecs("http://169.254.170.2/api/task", directories) == directories
     assert [path.stat().st_mode & 0o7777 for path in shared] == [0o711, 0o711]
+
+
+class CountingQueue(MemoryQueue):
+    """Remembers each delete call's handles."""
+
+    def __init__(self) -> None:
+        super().__init__(visibility_seconds=300)
+        self.delete_calls: list[list[str]] = []
+
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        self.delete_calls.append(list(receipt_handles))
+        return super().delete_batch(receipt_handles)
+
+
+class RecordingProtection(TaskProtection):
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+
+    def set(self, protected: bool, *, minutes: int) -> None:
+        self.calls.append(protected)
+
+
+def one_at_a_time() -> WorkerSettings:
+    return SETTINGS.model_copy(update={"concurrency": 1})
+
+
+def test_tasks_run_back_to_back_share_one_delete_call_and_one_protection(running):
+    # Given five tasks queued for a worker that runs one at a time, in an ECS task
+    queue, protection = CountingQueue(), RecordingProtection()
+    for n in range(5):
+        send(queue, message(n))
+    worker = Worker(queue, Answering(Disposition.DELETE), one_at_a_time(), protection)
+    worker.deletes = DeferredDeletes(queue, max_wait_seconds=60)
+    # When it runs them back to back and then finds the queue empty
+    running(worker)
+    wait_until(lambda: queue.depth().visible == queue.depth().in_flight == 0)
+    # Then one call deletes all five, and scale-in protection was asked for once and dropped once
+    assert [len(call) for call in queue.delete_calls] == [5]
+    wait_until(lambda: protection.calls == [True, False])
+
+
+class Blocking(Answering):
+    """Holds the task named `held` until released."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__(Disposition.DELETE)
+        self.held, self.release = held, threading.Event()
+
+    def process(self, message: TaskMessage, **options: object) -> Outcome:
+        if message.id == self.held:
+            self.release.wait(30)
+        return super().process(message, **options)  # type: ignore[arg-type]
+
+
+def test_a_finished_task_is_deleted_within_the_wait_while_the_next_one_still_runs(running):
+    # Given a worker running one at a time, whose second task runs on and on
+    queue, processor = CountingQueue(), Blocking("t-1")
+    for n in range(2):
+        send(queue, message(n))
+    worker = Worker(queue, processor, one_at_a_time())
+    worker.deletes = DeferredDeletes(queue, max_wait_seconds=0.2)
+    running(worker)
+    # When the first has finished / Then its delete does not wait for the second one to end
+    wait_until(lambda: queue.delete_calls != [])
+    assert processor.seen == ["t-0"] and queue.depth().in_flight == 1
+    processor.release.set()
+
+
+@pytest.mark.parametrize("vcpus", [1, 2, 16])
+def test_concurrency_defaults_to_four_tasks_at_once_whatever_the_vcpu_count(monkeypatch, vcpus):
+    # Given a worker host of any size and no CONCURRENCY set
+    monkeypatch.setattr("os.cpu_count", lambda: vcpus)
+    monkeypatch.delenv("CONCURRENCY", raising=False)
+    settings = WorkerSettings(
+        task_table_name="-", event_bus_name="-", artifacts_bucket_name="-", work_queue_url="-"
+    )
+    # Then it runs four at once: its tasks mostly wait on a child or an AWS call, not on a vCPU
+    assert settings.concurrency == 4
+    # and the setting still decides
+    monkeypatch.setenv("CONCURRENCY", "7")
+    assert WorkerSettings(**settings.model_dump(exclude={"concurrency"})).concurrency == 7

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from functools import cache
@@ -16,6 +15,8 @@ from mistersmith.scaling import DEFAULT_POLICY, SEED_STEPS, PolicyKind, ScalingP
 from mistersmith.work.limits import Confinement, WorkLimits
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+# A worker's tasks at once when CONCURRENCY is unset (see WorkerSettings.concurrency).
+DEFAULT_CONCURRENCY = 4
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
@@ -212,8 +213,9 @@ class AutoscalerSettings(TableSettings, WorkQueueSettings):
 
 
 class WorkerSettings(TaskRunnerSettings, WorkQueueSettings):
-    # Tasks at once: one per vCPU of the Fargate task by default.
-    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # Tasks at once. A task mostly waits (on its sandboxed child, on AWS calls), so a worker keeps
+    # several in flight whatever its vCPUs; CONCURRENCY x CHILD_MEMORY_BYTES should fit its memory.
+    concurrency: Annotated[int, Field(ge=1, le=64)] = DEFAULT_CONCURRENCY
     # Below the container's stopTimeout (120 s) so that release and exit fit in what is left.
     drain_grace_seconds: Annotated[float, Field(ge=0, le=115)] = 90
     # Set by ECS inside a task; absent locally, where scale-in protection is a no-op and the shared

@@ -68,9 +68,15 @@ _BUDGET_POLL_SECONDS = 0.25
 # Each entry on disk counts at least this much, so that floods of empty files meet the budget too.
 _MIN_ENTRY_BYTES = 4096
 _UNMEASURABLE = 1 << 62
-# kill(-1) passes at most: one already reaches every process and fork of the uid (a fork cannot
-# complete with a kill pending); more only while it still finds some, zombies included, which
-# are not the uid's to reap. The scan after it says whether anything lives.
+# Listings of the shared temporary directories kept for reuse (_listing), by path; how much older
+# than its listing a directory's mtime must be for the listing to be kept (file system clocks are
+# coarse: a second on some); how far back the wall clock may be read to have gone (two readings).
+_listings: dict[str, _Listing] = {}
+_SETTLED_NS = 2_000_000_000
+_CLOCK_SLACK_NS = 1_000_000
+# kill(-1) passes at most (the fallback without the exec helper): one already reaches every
+# process and fork of the uid (a fork cannot complete with a kill pending); it stops early only
+# when no other process at all is left to try. The scan after it says whether anything lives.
 _KILL_PASSES = 20
 _CLEANUP_ATTEMPTS = 2
 # The exit code of a child that failed before it could exec or return (its report says why).
@@ -89,6 +95,8 @@ _quarantine_locks: list[int] = []
 # none left (then the lease end needs no scan of /proc): their lease end does not kill again.
 _killed: dict[int, bool] = {}
 _NO_VALUE: Any = object()
+# The supervising exec helper's last line: whether its sweep of the uid left nothing (sandbox_exec.c).
+_VERDICTS = {b'{"swept": true}': True, b'{"swept": false}': False}
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,9 @@ class SandboxResult:
     value: Any = _NO_VALUE
     # The child's own channel, until it is read (internal).
     report: bytes | None = field(default=None, repr=False)
+    # Whether the exec helper swept the run's uid when the program ended, leaving nothing (internal;
+    # None: it did not, and the worker must).
+    swept: bool | None = field(default=None, repr=False)
 
 
 def child_environment(workdir: Path, requested: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -313,7 +324,7 @@ def _spawn(
         )
         shared_bytes = 0
         if account is not None:
-            verified = _kill_as(account[0], confinement)
+            verified = result.swept if result.swept is not None else _kill_as(account[0], confinement)
             # One scan of the shared directories serves the disk budget and the purge.
             leftovers = [path for path in _shared_temp_entries_of(account[0]) if path != str(workdir)]
             shared_bytes = sum(_tree_bytes(path) for path in leftovers)
@@ -372,10 +383,11 @@ def _run(
     _seccomp_filter(jail.confinement.allow_network)  # built here, so the child only installs it
     report_read, report_write = os.pipe()
     jail = replace(jail, report_fd=report_write)
+    helper = None if jail.inline or jail.files or jail.archive else _exec_helper(jail.confinement)
     try:
         # The argv list goes to execve without a shell: running untrusted commands is the point.
         process = subprocess.Popen(
-            **_start_options(jail, argv),
+            **_start_options(jail, argv, helper),
             cwd=workdir,
             env=child_env,
             stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
@@ -428,6 +440,9 @@ def _run(
     exceeded = ending if ending in BUDGET_ERRORS else None
     if exceeded is None and process.returncode == -signal.SIGXCPU:
         exceeded = "cpu"
+    said, swept = bytes(outputs[2].kept), None
+    if helper is not None and account is not None:
+        said, swept = _split_verdict(said)
     return SandboxResult(
         exit_code=process.returncode,
         stdout=outputs[0].text(),
@@ -437,16 +452,26 @@ def _run(
         timed_out=ending == "deadline",
         stopped=ending == "stopped",
         exceeded=exceeded,
-        report=bytes(outputs[2].kept) or None,
+        report=said or None,
+        swept=swept,
     )
 
 
-def _start_options(jail: _Jail, argv: list[str]) -> dict[str, Any]:
-    """How Popen starts the child: through the exec helper when there is one and the child only
-    execs (CPython then vforks: nothing of the worker is copied), else by a fork that runs
+def _split_verdict(report: bytes) -> tuple[bytes, bool | None]:
+    """The report without the supervising exec helper's verdict line, and the verdict (None when
+    there is none: the helper did not live to sweep)."""
+    head, newline, last = report.rstrip(b"\n").rpartition(b"\n")
+    if not newline or last not in _VERDICTS:
+        return report, None
+    return head, _VERDICTS[last]
+
+
+def _start_options(jail: _Jail, argv: list[str], helper: str | None) -> dict[str, Any]:
+    """How Popen starts the child: through the exec `helper` when there is one (the child only
+    execs, and CPython then vforks: nothing of the worker is copied; with a uid of its own the
+    helper stays as the program's parent, see sandbox_exec.c), else by a fork that runs
     `_Jail.enter` (it writes the payload's files or runs an inline function as the child's uid)."""
     account = jail.account
-    helper = None if jail.inline or jail.files or jail.archive else _exec_helper(jail.confinement)
     if helper is None:
         return {
             "args": argv,
@@ -458,7 +483,8 @@ def _start_options(jail: _Jail, argv: list[str]) -> dict[str, Any]:
             "preexec_fn": jail.enter,
         }
     seccomp = _seccomp_filter(jail.confinement.allow_network)
-    limits = _rlimits(jail.confinement, jail.timeout_seconds, account is not None)
+    # The supervising helper is one of the uid's processes: the program keeps its whole allowance.
+    limits = _rlimits(jail.confinement, jail.timeout_seconds, account is not None, helpers=1)
     return {
         "args": [
             helper,
@@ -727,7 +753,7 @@ def _set_limits(limits: tuple[tuple[int, int, int], ...], headroom: int) -> None
 
 
 def _rlimits(
-    confinement: Confinement, timeout_seconds: float, own_user: bool
+    confinement: Confinement, timeout_seconds: float, own_user: bool, helpers: int = 0
 ) -> tuple[tuple[int, int, int], ...]:
     cpu = confinement.cpu_seconds or math.ceil(timeout_seconds) + 1
     limits = [
@@ -741,7 +767,8 @@ def _rlimits(
     ]
     if own_user:
         # RLIMIT_NPROC counts every process of the user: meaningful only for a user of our own.
-        limits.append((resource.RLIMIT_NPROC, confinement.max_processes, confinement.max_processes))
+        processes = confinement.max_processes + helpers
+        limits.append((resource.RLIMIT_NPROC, processes, processes))
     return tuple(limits)
 
 
@@ -997,23 +1024,105 @@ def _remove_ipc_objects(uid: int) -> None:
 
 def _shared_temp_entries_of(uid: int) -> Iterator[str]:
     """The uid's entries in the shared temporary directories: those it owns, at the top or inside
-    any directory there that everyone may write to (only there could it have made them)."""
-    pending = [path for path in SHARED_TEMP_DIRS if os.path.isdir(path)]
+    any directory there that everyone may write to (only there could it have made them). A
+    directory unchanged since its last listing is not listed again (see _listing)."""
+    pending: list[tuple[str, os.stat_result]] = []
+    for path in SHARED_TEMP_DIRS:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if stat.S_ISDIR(info.st_mode):
+                pending.append((path.rstrip("/"), info))
+    visited = set()
+    started = time.time_ns()  # before every listing of this walk
+    clock_offset = started - time.monotonic_ns()
     while pending:
-        path = pending.pop()
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            continue
-        for entry in entries:
+        path, info = pending.pop()
+        visited.add(path)
+        listing, fresh = _listing(path, info, started, clock_offset)
+        for name, owner in listing.owners.items():
+            if owner == uid:
+                yield f"{path}/{name}"
+        # Each directory's stat is new (from this listing, or taken now): its mode may have changed.
+        for name in listing.directories:
+            inner_info = fresh.get(name)
+            if inner_info is None:
+                try:
+                    inner_info = os.lstat(f"{path}/{name}")
+                except OSError:
+                    continue
+            if (
+                inner_info.st_mode & stat.S_IWOTH
+                and inner_info.st_uid != uid
+                and stat.S_ISDIR(inner_info.st_mode)
+            ):
+                pending.append((f"{path}/{name}", inner_info))
+    for path in list(_listings):
+        if path not in visited:
+            _listings.pop(path, None)
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What a directory held when it was listed: each entry's owner, and which were directories."""
+
+    # The directory's (st_dev, st_ino, st_mtime_ns) before the listing: any entry made, removed or
+    # renamed since moves the mtime (only a directory's owner can set it back).
+    identity: tuple[int, int, int]
+    # The wall clock less the monotonic one at the listing: it falls only when the wall clock is set back.
+    clock_offset_ns: int
+    owners: Mapping[str, int]
+    directories: tuple[str, ...]
+
+
+def _listing(
+    path: str, info: os.stat_result, started: int, clock_offset: int
+) -> tuple[_Listing, dict[str, os.stat_result]]:
+    """The entries of the directory `path` (`info`: its stat, taken before this call; `started`:
+    the wall clock before it, in ns, and `clock_offset` the monotonic clock's distance to it), and
+    the stat of each directory among them when they were listed now (empty for a reused listing).
+
+    A listing is reused while the directory's identity holds, if its mtime was older than the
+    listing by _SETTLED_NS: a change after it then moves the mtime however coarse the file
+    system's clock (the local kernel's), unless the wall clock was set back meanwhile."""
+    identity = (info.st_dev, info.st_ino, info.st_mtime_ns)
+    known = _listings.get(path)
+    if (
+        known is not None
+        and known.identity == identity
+        and clock_offset >= known.clock_offset_ns - _CLOCK_SLACK_NS
+    ):
+        return known, {}
+    owners: dict[str, int] = {}
+    fresh: dict[str, os.stat_result] = {}
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return _Listing(identity, clock_offset, {}, ()), {}
+    try:
+        opened = os.fstat(descriptor)
+        # Another directory put at this path since its stat (the owner of the one it is in may move
+        # it): its entries are not this one's, and a listing kept under this one's identity would hide them.
+        if (opened.st_dev, opened.st_ino) != identity[:2]:
+            return _Listing(identity, clock_offset, {}, ()), {}
+        # Entries stat'ed by name in the open directory: no path to resolve again, nor to swap.
+        for entry in list(os.scandir(descriptor)):
             try:
-                info = entry.stat(follow_symlinks=False)
+                entry_info = entry.stat(follow_symlinks=False)
             except OSError:
-                continue
-            if info.st_uid == uid:
-                yield entry.path
-            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH:
-                pending.append(entry.path)
+                continue  # gone since the listing, which moved the mtime
+            owners[entry.name] = entry_info.st_uid
+            if stat.S_ISDIR(entry_info.st_mode):
+                fresh[entry.name] = entry_info
+    except OSError:
+        return _Listing(identity, clock_offset, {}, ()), {}
+    finally:
+        os.close(descriptor)
+    listing = _Listing((opened.st_dev, opened.st_ino, opened.st_mtime_ns), clock_offset, owners, tuple(fresh))
+    if opened.st_mtime_ns < started - _SETTLED_NS:
+        _listings[path] = listing
+    else:
+        _listings.pop(path, None)
+    return listing, fresh
 
 
 def _purge_shared_temp(uid: int) -> None:

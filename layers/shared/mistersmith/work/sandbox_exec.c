@@ -7,11 +7,17 @@
  *       drops every group and becomes UID (unless UID is -1), sets the rlimits, sets no_new_privs,
  *       installs the seccomp program FILTER_HEX ("-": none), execs. A failure before the exec is
  *       written to REPORT_FD as JSON ({"exec_errno": N} or {"error": "..."}), exit status 125.
+ *       With a UID the helper forks instead and the child execs: the helper, as UID and under
+ *       the same filter, waits for the program, sweeps UID (as `kill` does), writes the verdict
+ *       to REPORT_FD on a line of its own (SWEPT or NOT_SWEPT below) and ends as the program
+ *       ended (its exit status, or its signal). No verdict (the program killed the helper): the
+ *       worker sweeps with `kill`.
  *   mistersmith-exec kill UID
- *       becomes UID and repeats kill(-1, SIGKILL) until none is left (a fork cannot complete with
- *       a kill pending), then removes UID's System V IPC objects (only their owner may). Exit 0
- *       when no process of UID is left (the kernel's count of the user's processes says so), 3
- *       when some still counts (a zombie not yet reaped, or a kill that did not take).
+ *       becomes UID and kills every other process of UID with kill(-1, SIGKILL), again while any
+ *       still counts (a fork cannot complete with a kill pending), then removes UID's System V
+ *       IPC objects (only their owner may). Exit 0 when no process of UID is left (the kernel's
+ *       count of the user's processes says so), 3 when some still counts (a zombie not yet
+ *       reaped, or a kill that did not take).
  *
  * Built static at image build (fargate_worker/Dockerfile) and by the tests with cc.
  */
@@ -37,6 +43,9 @@
 #define FAILED 125
 #define KILL_PASSES 20
 #define MAX_FILTER 4096
+/* The supervising helper's verdict lines (mistersmith/work/sandbox.py reads them). */
+#define SWEPT "\n{\"swept\": true}\n"
+#define NOT_SWEPT "\n{\"swept\": false}\n"
 
 static int report_fd = -1;
 
@@ -94,32 +103,6 @@ static void install_filter(const char *hex) {
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0) fail("PR_SET_SECCOMP");
 }
 
-static int run_exec(int argc, char **argv) {
-    if (argc < 6) return FAILED;
-    long long uid = number(argv[2]);
-    report_fd = (int)number(argv[3]);
-    /* The task's program must not inherit the report channel: its end is how the worker knows the exec happened. */
-    if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0) fail("report descriptor");
-    const char *filter = argv[4];
-    long long limits = number(argv[5]);
-    int next = 6;
-    if (limits < 0 || argc < next + 3 * limits + 2) {
-        errno = EINVAL;
-        fail("bad arguments");
-    }
-    become(uid);
-    for (long long i = 0; i < limits; i++, next += 3) {
-        struct rlimit limit = {(rlim_t)number(argv[next + 1]), (rlim_t)number(argv[next + 2])};
-        if (setrlimit((int)number(argv[next]), &limit) != 0) fail("setrlimit");
-    }
-    install_filter(filter);
-    execv(argv[next], argv + next + 1);
-    char message[64];
-    snprintf(message, sizeof message, "{\"exec_errno\": %d}", errno);
-    report(message);
-    return FAILED;
-}
-
 /* Removes the IPC objects of `uid` listed in /proc/sysvipc/<kind> (columns found by the header). */
 static void remove_ipc(const char *kind, uid_t uid) {
     char path[64], line[1024];
@@ -147,25 +130,94 @@ static void remove_ipc(const char *kind, uid_t uid) {
     fclose(table);
 }
 
+/* Whether the caller is the only process of its user, zombies included: the kernel counts the
+ * user's processes, and with a limit of 2 a fork succeeds only if the caller is the only one. */
+static int alone(void) {
+    struct rlimit two = {2, 2};
+    if (setrlimit(RLIMIT_NPROC, &two) != 0) return 0;
+    pid_t probe = vfork();
+    if (probe == 0) _exit(0);
+    if (probe < 0) return 0;
+    waitpid(probe, NULL, 0);
+    return 1;
+}
+
+/* Kills every other process of UID (the caller has become UID) and removes its IPC objects: 0
+ * when nothing of UID is left but the caller, 3 when some still counts. One kill(-1) reaches
+ * every process and fork of UID (a fork cannot complete with a kill pending); what it returns
+ * tells nothing (it fails with EPERM from no process, and its error is the last one seen). More
+ * passes only while something of UID still counts (zombies not yet reaped, kills not taken). */
+static int sweep(uid_t uid) {
+    kill(-1, SIGKILL);
+    int left = !alone();
+    for (int pass = 1; left && pass < KILL_PASSES; pass++) kill(-1, SIGKILL);
+    if (left) left = !alone();
+    /* Once none of UID is left (when it says so), none can make another IPC object. */
+    remove_ipc("shm", uid);
+    remove_ipc("msg", uid);
+    remove_ipc("sem", uid);
+    return left ? 3 : 0;
+}
+
 static int run_kill(int argc, char **argv) {
     if (argc != 3) return FAILED;
     long long uid = number(argv[2]);
     if (uid <= 0) return FAILED;
     become(uid);
-    for (int pass = 0; pass < KILL_PASSES; pass++)
-        if (kill(-1, SIGKILL) != 0 && errno == ESRCH) break;
-    remove_ipc("shm", (uid_t)uid);
-    remove_ipc("msg", (uid_t)uid);
-    remove_ipc("sem", (uid_t)uid);
-    /* Whether anything of UID is left, zombies included: the kernel counts the user's processes,
-     * and with a limit of 2 a fork succeeds only if this helper is the user's only one. */
-    struct rlimit alone = {2, 2};
-    if (setrlimit(RLIMIT_NPROC, &alone) != 0) return 3;
-    pid_t probe = fork();
-    if (probe == 0) _exit(0);
-    if (probe < 0) return 3;
-    waitpid(probe, NULL, 0);
-    return 0;
+    return sweep((uid_t)uid);
+}
+
+/* The program's parent until it ends: then nothing of UID outlives it, without a second helper. */
+static int supervise(pid_t program, uid_t uid) {
+    /* Only the program holds the worker's pipes now: their end is its end (or its survivors'). */
+    close(0);
+    close(1);
+    close(2);
+    int status;
+    while (waitpid(program, &status, 0) < 0)
+        if (errno != EINTR) return FAILED;
+    report(sweep(uid) == 0 ? SWEPT : NOT_SWEPT);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    /* Ends by the program's signal, so the worker reads the same exit (a CPU limit's SIGXCPU too). */
+    int signal_number = WTERMSIG(status);
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, signal_number);
+    signal(signal_number, SIG_DFL);
+    sigprocmask(SIG_UNBLOCK, &only, NULL);
+    raise(signal_number);
+    return FAILED;
+}
+
+static int run_exec(int argc, char **argv) {
+    if (argc < 6) return FAILED;
+    long long uid = number(argv[2]);
+    report_fd = (int)number(argv[3]);
+    /* The task's program must not inherit the report channel: its end is how the worker knows the exec happened. */
+    if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0) fail("report descriptor");
+    const char *filter = argv[4];
+    long long limits = number(argv[5]);
+    int next = 6;
+    if (limits < 0 || argc < next + 3 * limits + 2) {
+        errno = EINVAL;
+        fail("bad arguments");
+    }
+    become(uid);
+    for (long long i = 0; i < limits; i++, next += 3) {
+        struct rlimit limit = {(rlim_t)number(argv[next + 1]), (rlim_t)number(argv[next + 2])};
+        if (setrlimit((int)number(argv[next]), &limit) != 0) fail("setrlimit");
+    }
+    install_filter(filter);
+    /* Before the fork: the program (same uid) gets no ptrace or /proc access to its supervisor. */
+    if (uid >= 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail("PR_SET_DUMPABLE");
+    pid_t program = uid < 0 ? 0 : fork();
+    if (program < 0) fail("fork");
+    if (program > 0) return supervise(program, (uid_t)uid);
+    execv(argv[next], argv + next + 1);
+    char message[64];
+    snprintf(message, sizeof message, "{\"exec_errno\": %d}", errno);
+    report(message);
+    return FAILED;
 }
 
 int main(int argc, char **argv) {
