@@ -1,21 +1,29 @@
 """The peer for bench/peer_throughput.py: a Celery app on SQS doing the same no-op work as our
 bench task, configured as a careful Celery user would for at-least-once work (acks late,
 prefetch 1, started state tracked, results in DynamoDB). Configured from the environment so the
-bench can start it as `celery -A bench.celery_app worker`.
+bench can start it as `celery -A bench.celery_app worker`. With BENCH_CELERY_SANDBOXED=1 the task
+does exactly our worker's work (mistersmith.work.perform, a sandboxed child with the worker's
+default limits), so that only the bookkeeping differs; otherwise it compiles in its own thread.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
 
 from celery import Celery
 
+from bench.execute_overhead import worker_limits
+from mistersmith.work import WorkLimits, perform
+from tests.exec_helper import exec_helper
+
 ENDPOINT = os.environ.get("BENCH_MOTO_ENDPOINT", "http://127.0.0.1:5000")
 QUEUE_URL = os.environ.get("BENCH_CELERY_QUEUE_URL", "")
 RESULTS_TABLE = os.environ.get("BENCH_CELERY_RESULTS_TABLE", "")
 TIMES_FILE = os.environ.get("BENCH_CELERY_TIMES", os.devnull)
+SANDBOXED = os.environ.get("BENCH_CELERY_SANDBOXED") == "1"
 _host_port = ENDPOINT.removeprefix("http://")
 
 app = Celery("bench")
@@ -52,12 +60,20 @@ def noop_compile(files: dict[str, str]) -> dict[str, Any]:
     """What our no-op compile task does: byte-compile each file. Its start and end go to a file
     (one short appended line each), so runs with and without a result backend are timed alike."""
     started = time.time()
-    for name, source in files.items():
-        compile(source, name, "exec")
+    if SANDBOXED:
+        perform("compile", {"files": files}, _worker_limits())
+    else:
+        for name, source in files.items():
+            compile(source, name, "exec")
     finished = time.time()
     with open(TIMES_FILE, "a") as times:
         times.write(f"{started} {finished}\n")
     return {"started": started, "finished": finished}
+
+
+@functools.cache
+def _worker_limits() -> WorkLimits:
+    return worker_limits(exec_helper())
 
 
 def latencies(count: int) -> list[tuple[float, float, float]]:
