@@ -18,6 +18,8 @@ import httpx
 from local_stack.stack import LocalConfig, LocalStack
 
 SAMPLES = 20
+# Issue 13: a cancel stops a running task within seconds, whatever its lease.
+GOAL_SECONDS = 5
 LONG = ["python3", "-c", "import time; time.sleep(300)"]
 
 
@@ -77,7 +79,11 @@ def main() -> int:
         )
     report.write(f"  RUNNING p95 / QUEUED p95: x{p95(running) / max(p95(queued), 1e-3):.1f}\n")
     report.write(json.dumps({"running_p95_s": p95(running), "queued_p95_s": p95(queued)}) + "\n")
-    return 0 if p95(running) <= 5 else 1
+    met = p95(running) <= GOAL_SECONDS
+    report.write(
+        f"cancel of a RUNNING task p95 {p95(running):.2f} s (goal <= {GOAL_SECONDS} s): {'met' if met else 'MISSED'}\n"
+    )
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
