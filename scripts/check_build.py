@@ -1,7 +1,8 @@
-"""After `sam build`: the layers carry bytecode for the functions' Python (Lambda cannot write it);
-every function's handler imports from its build folder with only its layers and the Lambda
-runtime's boto3 beside it, on the functions' Python (python3.12); and the layer's ruff binary,
-found as the analyze task finds it, is executable and runs."""
+"""After `sam build`: what our Makefile builds (the layer, the intake) carries bytecode for the
+functions' Python (Lambda cannot write it); every function's handler imports from its build folder
+with only its layers and the Lambda runtime's boto3 beside it, on the functions' Python
+(python3.12); and the layer's ruff binary, found as the analyze task finds it, is executable and
+runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from local_stack.template import ROOT, Template
 
@@ -31,8 +33,9 @@ def main() -> int:
             check=True,
         )
     layers = [str(path / "python") for path in BUILD.iterdir() if (path / "python").is_dir()]
-    # Before the imports below, which would write what is missing.
-    failures = sum(not _compiled(Path(layer), runtime) for layer in layers)
+    # What our Makefile builds carries bytecode; checked before the imports below, which would write it.
+    made = [name for name, resource in template.resources.items() if _built_by_makefile(resource)]
+    failures = sum(not _compiled(BUILD / name, runtime) for name in made)
     for name, _ in template.of_type("AWS::Serverless::Function"):
         module, _, attribute = template.function(name)["Handler"].rpartition(".")
         paths = [str(BUILD / name), *layers, str(RUNTIME_BOTO3)]
@@ -48,17 +51,21 @@ def main() -> int:
     return 1 if failures else 0
 
 
-def _compiled(layer: Path, runtime: str) -> bool:
-    """Every module of the layer has bytecode for `runtime` (python3.12: cpython-312) beside it."""
+def _built_by_makefile(resource: dict[str, Any]) -> bool:
+    return (resource.get("Metadata") or {}).get("BuildMethod") == "makefile"
+
+
+def _compiled(folder: Path, runtime: str) -> bool:
+    """Every module in the build folder has bytecode for `runtime` (python3.12: cpython-312) beside it."""
     tag = "cpython-" + runtime.removeprefix("python").replace(".", "")
-    sources = list(layer.rglob("*.py"))
+    sources = list(folder.rglob("*.py"))
     missing = [
         path for path in sources if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").exists()
     ]
     status = "ok" if sources and not missing else f"FAILED: {len(missing)} of {len(sources)} without it"
-    print(f"{'bytecode in ' + layer.parent.name:<22} {tag}: {status}")
+    print(f"{'bytecode in ' + folder.name:<22} {tag}: {status}")
     for path in missing[:5]:
-        print(f"  no bytecode: {path.relative_to(layer)}", file=sys.stderr)
+        print(f"  no bytecode: {path.relative_to(folder)}", file=sys.stderr)
     return bool(sources) and not missing
 
 

@@ -27,6 +27,18 @@ def test_shared_layer_is_built_by_its_makefile_for_the_functions_architecture(sa
     assert layer["Metadata"]["BuildArchitecture"] == arch[1]
 
 
+def test_intake_is_built_by_the_layers_makefile_for_its_bytecode(sam_template):
+    # Given the intake function's build (SAM's python builder writes no bytecode, Lambda cannot)
+    intake = sam_template["Resources"]["IntakeFunction"]
+    folder = REPO_ROOT / intake["Properties"]["CodeUri"]
+    makefile = folder / "Makefile"
+    # Then it is the layer's Makefile (one recipe, one architecture), with a target for the intake
+    assert intake["Metadata"]["BuildMethod"] == "makefile"
+    assert makefile.resolve() == (REPO_ROOT / "layers" / "shared" / "Makefile").resolve()
+    assert "build-IntakeFunction:" in makefile.read_text()
+    assert intake["Metadata"]["BuildArchitecture"] == sam_template["Globals"]["Function"]["Architectures"][0]
+
+
 def test_analyze_function_budget_ends_before_its_timeout(sam_template):
     # Given the analyze function's timeout and the analyzers' time budget
     function = sam_template["Resources"]["AnalyzeFunction"]["Properties"]
