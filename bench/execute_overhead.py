@@ -60,7 +60,6 @@ from mistersmith.errors import TaskFailure
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus
 from mistersmith.processing import Disposition, TaskProcessor
-from mistersmith.settings import WorkerSettings
 from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import (
@@ -72,7 +71,7 @@ from mistersmith.work.sandbox import (
 )
 from mistersmith.work.seccomp import build_filter
 from tests.exec_helper import exec_helper
-from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher
+from tests.fakes import MemoryBlobStore, MemoryTaskStore, NullPublisher, worker_settings
 
 REPEATS = 100
 RATIO_GOAL = 1.3  # issue 16: an execute task at most 1.3x a bare subprocess.run
@@ -84,22 +83,7 @@ WATCHDOG_SECONDS = 240  # the whole bench takes seconds: past this something han
 def worker_limits(helper: str | None) -> WorkLimits:
     """The limits a worker with default settings applies (as mistersmith.wiring builds them), its
     exec helper at `helper` (None: the forked route, as where the image's helper is missing)."""
-    settings = WorkerSettings(
-        sandbox_exec_helper=helper,
-        task_table_name="-",
-        event_bus_name="-",
-        artifacts_bucket_name="-",
-        work_queue_url="-",
-        concurrency=1,
-        receive_wait_seconds=0,
-        health_port=0,
-    )
-    return WorkLimits(
-        execute_timeout_seconds=settings.execute_timeout_seconds,
-        output_limit_bytes=settings.output_limit_bytes,
-        inline_output_bytes=settings.inline_output_bytes,
-        confinement=settings.confinement,
-    )
+    return worker_settings(sandbox_exec_helper=helper).limits
 
 
 def choose_command(limits: WorkLimits) -> list[str]:

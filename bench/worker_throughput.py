@@ -42,10 +42,9 @@ from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, canonical_json
 from mistersmith.payloads import PayloadStore
 from mistersmith.processing import TaskProcessor
-from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits, perform
 from tests.exec_helper import exec_helper
-from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher, worker_settings
 
 TASKS_MEMORY = 150
 ROUNDS = 3
@@ -127,15 +126,7 @@ def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimit
         message = make(n)
         store.create(StoredTask.queued(message, now_iso()))
         queue.send(canonical_json(message.model_dump(mode="json", exclude_none=True)))
-    settings = WorkerSettings(
-        task_table_name="-",
-        event_bus_name="-",
-        artifacts_bucket_name="-",
-        work_queue_url="-",
-        concurrency=concurrency,
-        receive_wait_seconds=0,
-        health_port=0,
-    )
+    settings = worker_settings(concurrency=concurrency)
     processor = TaskProcessor(
         Lifecycle(store, NullPublisher()),
         blobs=MemoryBlobStore(),

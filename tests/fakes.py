@@ -24,6 +24,7 @@ from mistersmith.ports import (
     WorkQueue,
     claim_refused,
 )
+from mistersmith.settings import WorkerSettings
 
 
 class MemoryTaskStore(TaskStore):
@@ -299,3 +300,17 @@ class MemoryBlobStore(BlobStore):
 
     def presign_put(self, key: str, *, content_type: str, expires_seconds: int) -> str:
         return f"memory://{self._bucket}/{key}"
+
+
+def worker_settings(**overrides: Any) -> WorkerSettings:
+    """A worker's settings off AWS: placeholder resource names, no long poll, health on any free
+    port; `overrides` set the rest."""
+    defaults: dict[str, Any] = {
+        "task_table_name": "-",
+        "event_bus_name": "-",
+        "artifacts_bucket_name": "-",
+        "work_queue_url": "-",
+        "receive_wait_seconds": 0,
+        "health_port": 0,
+    }
+    return WorkerSettings(**(defaults | overrides))

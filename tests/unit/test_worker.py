@@ -20,20 +20,18 @@ from mistersmith.ports import TaskProtection
 from mistersmith.processing import Disposition, Outcome, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
-from tests.fakes import BatchBus, MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
+from tests.fakes import (
+    BatchBus,
+    MemoryBlobStore,
+    MemoryQueue,
+    MemoryTaskStore,
+    NullPublisher,
+    worker_settings,
+)
 
 pytestmark = pytest.mark.unit
 
-SETTINGS = WorkerSettings(
-    task_table_name="-",
-    event_bus_name="-",
-    artifacts_bucket_name="-",
-    work_queue_url="-",
-    concurrency=2,
-    receive_wait_seconds=0,
-    health_port=0,
-    max_retry_delay_seconds=300,
-)
+SETTINGS = worker_settings(concurrency=2, max_retry_delay_seconds=300)
 
 
 class RecordingQueue(MemoryQueue):

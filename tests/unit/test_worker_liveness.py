@@ -12,23 +12,14 @@ from fargate_worker.worker import Worker
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import TaskMessage, canonical_json
 from mistersmith.processing import TaskProcessor
-from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
-from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
+from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher, worker_settings
 
 pytestmark = pytest.mark.unit
 
 
 def worker_on(queue: MemoryQueue, store: MemoryTaskStore, concurrency: int = 2) -> Worker:
-    settings = WorkerSettings(
-        task_table_name="-",
-        event_bus_name="-",
-        artifacts_bucket_name="-",
-        work_queue_url="-",
-        concurrency=concurrency,
-        receive_wait_seconds=0,
-        health_port=0,
-    )
+    settings = worker_settings(concurrency=concurrency)
     processor = TaskProcessor(
         Lifecycle(store, NullPublisher()),
         MemoryBlobStore(),

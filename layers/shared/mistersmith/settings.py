@@ -160,6 +160,17 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
             exec_helper=self.sandbox_exec_helper,
         )
 
+    @property
+    def limits(self) -> WorkLimits:
+        return WorkLimits(
+            execute_timeout_seconds=self.execute_timeout_seconds,
+            output_limit_bytes=self.output_limit_bytes,
+            inline_output_bytes=self.inline_output_bytes,
+            source_archive_bytes=self.source_archive_limit_bytes,
+            source_unpacked_bytes=self.source_unpacked_limit_bytes,
+            confinement=self.confinement,
+        )
+
 
 class AnalyzeSettings(TaskRunnerSettings):
     pass

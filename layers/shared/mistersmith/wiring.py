@@ -78,7 +78,6 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
 
 def processor(settings: TaskRunnerSettings) -> TaskProcessor:
     from mistersmith.processing import TaskProcessor
-    from mistersmith.work import WorkLimits
 
     return TaskProcessor(
         lifecycle(settings, batched=True),
@@ -86,14 +85,7 @@ def processor(settings: TaskRunnerSettings) -> TaskProcessor:
         worker_id=settings.worker_id,
         lease_seconds=settings.lease_seconds,
         max_retry_delay_seconds=settings.max_retry_delay_seconds,
-        limits=WorkLimits(
-            execute_timeout_seconds=settings.execute_timeout_seconds,
-            output_limit_bytes=settings.output_limit_bytes,
-            inline_output_bytes=settings.inline_output_bytes,
-            source_archive_bytes=settings.source_archive_limit_bytes,
-            source_unpacked_bytes=settings.source_unpacked_limit_bytes,
-            confinement=settings.confinement,
-        ),
+        limits=settings.limits,
     )
 
 
