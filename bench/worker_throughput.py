@@ -13,6 +13,12 @@
     after each fork every page the worker writes faults once more, a cost of forking that shows
     as worker overhead. Goal (issue 16): at most 200 us per task, with the per-task log line, EMF
     metrics and span kept.
+    Where that time goes is printed beside it: each thread's CPU (Linux: /proc/self/task/*/schedstat)
+    split into the task threads outside their work, the poll thread and the rest (the run loop and
+    heartbeats: periodic, so a cost per hour rather than per task); and the same worker with the
+    work stubbed out (an instant `perform` returning the real result), whose overhead is the same
+    per-task code run back to back with warm caches. The gap between the two is that code running
+    cold after each child: measured per thread, no periodic thread accounts for it.
 (b) on the local stack (moto on loopback): one worker process beside a bare boto3 loop on the
     same queue. moto slows as a queue deepens, so both runs keep the depth at TASKS_MOTO.
 
@@ -31,6 +37,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from bench.execute_overhead import choose_command, worker_limits
 from fargate_worker.worker import Worker
@@ -71,31 +78,53 @@ def own_cpu() -> float:
 Make = Callable[[int], TaskMessage]
 
 
+def work(message: TaskMessage, limits: WorkLimits, payloads: PayloadStore, n: int) -> dict[str, Any]:
+    """A task's work, called as the processor calls it."""
+    payload = dict(message.payload or {})
+    return perform(message.task_type, payload, limits, threading.Event(), payloads.artifact_sink(f"w-{n}"))
+
+
 def work_alone(make: Make, count: int, limits: WorkLimits) -> tuple[float, float]:
-    """(wall, CPU) seconds for `count` no-op tasks' work, called as the processor calls it."""
+    """(wall, CPU) seconds for `count` no-op tasks' work."""
     payloads, message = PayloadStore(MemoryBlobStore()), make(0)
     cpu, started = own_cpu(), time.perf_counter()
     for n in range(count):
-        payload = dict(message.payload or {})
-        perform(message.task_type, payload, limits, threading.Event(), payloads.artifact_sink(f"w-{n}"))
+        work(message, limits, payloads, n)
     return time.perf_counter() - started, own_cpu() - cpu
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process by native id; empty where /proc has no schedstat."""
+    seconds = {}
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as stat:
+                seconds[int(tid)] = int(stat.read().split()[0]) / 1e9
+        except OSError:  # the thread has just ended
+            pass
+    return seconds
 
 
 class TimedWork:
     """The processor's `perform`, timed: wall and CPU seconds spent inside it (concurrency 1, so
-    this process's CPU meanwhile is the work's)."""
+    this process's CPU meanwhile is the work's), and the calling thread's own CPU inside it.
+    With `result`, the work is a stub that returns it at once."""
 
-    def __init__(self) -> None:
-        self.wall = self.cpu = 0.0
+    def __init__(self, result: dict[str, Any] | None = None) -> None:
+        self.wall = self.cpu = self.thread_cpu = 0.0
+        self.result = result
 
     def __enter__(self) -> TimedWork:
         def timed(*args: object, **options: object) -> dict[str, object]:
-            cpu, started = own_cpu(), time.perf_counter()
+            cpu, thread, started = own_cpu(), time.thread_time(), time.perf_counter()
             try:
+                if self.result is not None:
+                    return dict(self.result)
                 return perform(*args, **options)  # type: ignore[arg-type]
             finally:
                 self.wall += time.perf_counter() - started
                 self.cpu += own_cpu() - cpu
+                self.thread_cpu += time.thread_time() - thread
 
         processing.perform = timed
         return self
@@ -119,8 +148,16 @@ class CountingQueue(MemoryQueue):
         return failed
 
 
-def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimits) -> tuple[float, float]:
-    """(wall, CPU) seconds for the worker to run `count` no-op tasks, from its start to the last delete."""
+class WorkerRun(NamedTuple):
+    wall: float
+    cpu: float
+    # CPU seconds by kind of thread: "task" (the pool's), "poll", "other" (run loop, heartbeats, events).
+    threads: dict[str, float]
+
+
+def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimits) -> WorkerRun:
+    """Wall and CPU seconds for the worker to run `count` no-op tasks, from its start to the last
+    delete, and its threads' CPU seconds over the same span."""
     store, queue = MemoryTaskStore(), CountingQueue(count)
     for n in range(count):
         message = make(n)
@@ -135,16 +172,24 @@ def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimit
         limits=limits,
     )
     worker = Worker(queue, processor, settings)
-    runner = threading.Thread(target=worker.run)
+    runner = threading.Thread(target=worker.run, name="run")
+    before = thread_cpu()
     cpu, started = own_cpu(), time.perf_counter()
     runner.start()
     if not queue.done.wait(600):
         raise RuntimeError(f"the worker deleted {queue.deleted} of {count} bench tasks")
     elapsed, spent = time.perf_counter() - started, own_cpu() - cpu
+    after, names = thread_cpu(), {thread.native_id: thread.name for thread in threading.enumerate()}
+    threads = dict.fromkeys(("task", "poll", "other"), 0.0)
+    for tid, seconds in after.items():
+        name = names.get(tid, "")
+        if tid != threading.main_thread().native_id:
+            kind = "task" if name.startswith("task") else "poll" if name == "poll" else "other"
+            threads[kind] += seconds - before.get(tid, 0.0)
     worker.request_stop()
     runner.join()
     assert all(task.status == "SUCCEEDED" for task in store.tasks.values()), "a bench task did not succeed"
-    return elapsed, spent
+    return WorkerRun(elapsed, spent, threads)
 
 
 def peak_memory(function, *args) -> int:
@@ -245,21 +290,37 @@ def main() -> int:
     runs: dict[str, list[tuple[float, float]]] = {}
     for make in kinds.values():
         work_alone(make, 10, limits)  # warm: the first children pay for imports and page faults
+    # The stub's answer: what the no-op execute task's work really returns.
+    stub_result = work(kinds["execute"](0), limits, PayloadStore(MemoryBlobStore()), 0)
+    account: dict[str, list[float]] = {}
     for _ in range(ROUNDS):
         for kind, make in kinds.items():
             runs.setdefault(f"{kind} work alone", []).append(work_alone(make, TASKS_MEMORY, limits))
-            with TimedWork() as work:
-                wall, cpu = worker_in_memory(make, TASKS_MEMORY, 1, limits)
-            runs.setdefault(f"{kind} worker", []).append((wall, cpu))
-            runs.setdefault(f"{kind} work in it", []).append((work.wall, work.cpu))
-            runs.setdefault(f"{kind} overhead", []).append((wall - work.wall, cpu - work.cpu))
-        wall, _ = worker_in_memory(kinds["execute"], TASKS_MEMORY, 2, limits)
-        runs.setdefault("execute worker, concurrency 2", []).append((wall, 0.0))
+            with TimedWork() as timed:
+                run = worker_in_memory(make, TASKS_MEMORY, 1, limits)
+            runs.setdefault(f"{kind} worker", []).append((run.wall, run.cpu))
+            runs.setdefault(f"{kind} work in it", []).append((timed.wall, timed.cpu))
+            runs.setdefault(f"{kind} overhead", []).append((run.wall - timed.wall, run.cpu - timed.cpu))
+            if kind == "execute":
+                account.setdefault("task threads outside the work", []).append(
+                    run.threads["task"] - timed.thread_cpu
+                )
+                account.setdefault("poll thread", []).append(run.threads["poll"])
+                account.setdefault("run loop and heartbeats", []).append(run.threads["other"])
+        with TimedWork(stub_result) as timed:
+            run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 1, limits)
+        runs.setdefault("execute overhead, work stubbed", []).append(
+            (run.wall - timed.wall, run.cpu - timed.cpu)
+        )
+        run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 2, limits)
+        runs.setdefault("execute worker, concurrency 2", []).append((run.wall, 0.0))
     us = {
         name: tuple(statistics.median(run[i] for run in results) / TASKS_MEMORY * 1e6 for i in (0, 1))
         for name, results in runs.items()
     }
     for name, (wall, cpu) in us.items():
+        if name.endswith("stubbed"):
+            continue
         if name.endswith("concurrency 2"):
             print(f"  {name:<30} {wall:>9,.0f} us/task wall ({1e6 / wall:,.1f} tasks/s)")
         else:
@@ -269,6 +330,16 @@ def main() -> int:
     print(
         f"worker overhead per no-op task in memory (CPU, worker - its work) {cpu_overhead:,.0f} us,"
         f" {wall_overhead:,.0f} us wall (goal <= {OVERHEAD_GOAL_US} us): {'met' if met else 'MISSED'}"
+    )
+    if any(account["poll thread"]):  # per-thread CPU is read from Linux's /proc
+        shares = ", ".join(
+            f"{name} {statistics.median(seconds) / TASKS_MEMORY * 1e6:,.0f}"
+            for name, seconds in account.items()
+        )
+        print(f"  of which (CPU us/task, per thread): {shares}")
+    print(
+        f"  the same worker, work stubbed (instant, warm caches): {us['execute overhead, work stubbed'][1]:,.0f}"
+        " us/task CPU; the rest is its per-task code running cold after each child"
     )
     peak = peak_memory(worker_in_memory, kinds["execute"], TASKS_TRACED, 2, limits)
     print(f"  worker peak traced memory for {TASKS_TRACED} tasks: {peak / 2**20:.1f} MiB")

@@ -120,6 +120,47 @@ def test_task_span_without_a_header_has_no_trace_id_to_log():
         assert trace_id is None
 
 
+
+def test_task_span_with_a_tracer_provider_records_the_task_s_span_in_the_caller_s_trace():
+    # Given a fresh interpreter whose spans go to an SDK provider (as start_tracing sets one up)
+    script = f"""
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from mistersmith.observability import task_span
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+with task_span("execute task", {HEADER!r}, {{"task.id": "t-1"}}) as trace_id:
+    current = trace.get_current_span().get_span_context().span_id
+[span] = exporter.get_finished_spans()
+print(json.dumps({{
+    "trace_id": trace_id,
+    "name": span.name,
+    "kind": span.kind.name,
+    "span_trace_id": format(span.context.trace_id, "032x"),
+    "parent": format(span.parent.span_id, "016x"),
+    "current_is_the_span": current == span.context.span_id,
+    "attributes": dict(span.attributes),
+}}))
+"""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # When a task runs in a span / Then the span is recorded, current inside, a child of the caller's
+    assert json.loads(run.stdout.splitlines()[-1]) == {
+        "trace_id": "1-5759e988-bd862e3fe1be46a994272793",
+        "name": "execute task",
+        "kind": "CONSUMER",
+        "span_trace_id": "5759e988bd862e3fe1be46a994272793",
+        "parent": "53995c3f42cd8ad8",
+        "current_is_the_span": True,
+        "attributes": {"task.id": "t-1"},
+    }
+
 def test_the_worker_never_loads_the_x_ray_sdk_that_only_a_lambda_uses():
     # Given a fresh interpreter outside Lambda that builds the worker and runs a traced call
     script = """
