@@ -1,7 +1,7 @@
 """How much the worker costs per task, beside the work's own cost measured in the same run.
 
-(a) in memory: the real Worker, TaskProcessor and Lifecycle on in-memory queue and store, with
-    the worker's default limits and exec helper (as the image builds it). Every task's work runs in
+(a) in memory: the real Worker, TaskProcessor, Lifecycle and status-event batching on an
+    in-memory queue, store and bus, with the worker's default limits and exec helper (as the image builds it). Every task's work runs in
     a sandboxed child, so a task cannot cost microseconds end to end: the worker's overhead is its
     time per task minus the work's own time, both in the same run. The work's time is that of each
     `perform` call the processor makes (timed around the call, in wall time and in this process's
@@ -14,8 +14,8 @@
     as worker overhead. Goal (issue 16): at most 200 us per task, with the per-task log line, EMF
     metrics and span kept.
     Where that time goes is printed beside it: each thread's CPU (Linux: /proc/self/task/*/schedstat)
-    split into the task threads outside their work, the poll thread and the rest (the run loop and
-    heartbeats: periodic, so a cost per hour rather than per task); and the same worker with the
+    split into the task threads outside their work, the poll thread and the others (the run loop
+    and heartbeats, periodic; the status events' batching thread); and the same worker with the
     work stubbed out (an instant `perform` returning the real result), whose overhead is the same
     per-task code run back to back with warm caches. The gap between the two is that code running
     cold after each child: measured per thread, no periodic thread accounts for it.
@@ -45,6 +45,7 @@ from local_stack.stack import LocalConfig, LocalStack
 from mistersmith import processing
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso, now_iso
+from mistersmith.event_batching import BatchingPublisher
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, canonical_json
 from mistersmith.payloads import PayloadStore
@@ -151,7 +152,7 @@ class CountingQueue(MemoryQueue):
 class WorkerRun(NamedTuple):
     wall: float
     cpu: float
-    # CPU seconds by kind of thread: "task" (the pool's), "poll", "other" (run loop, heartbeats, events).
+    # CPU seconds by kind of thread: "task", "poll", "other" (run loop, heartbeats, event batches).
     threads: dict[str, float]
 
 
@@ -165,7 +166,8 @@ def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimit
         queue.send(canonical_json(message.model_dump(mode="json", exclude_none=True)))
     settings = worker_settings(concurrency=concurrency)
     processor = TaskProcessor(
-        Lifecycle(store, NullPublisher()),
+        # Batched as the worker's are: the batching thread's CPU is the worker's, only the bus is a stub.
+        Lifecycle(store, BatchingPublisher(NullPublisher())),
         blobs=MemoryBlobStore(),
         worker_id="bench",
         lease_seconds=300,
@@ -306,7 +308,7 @@ def main() -> int:
                     run.threads["task"] - timed.thread_cpu
                 )
                 account.setdefault("poll thread", []).append(run.threads["poll"])
-                account.setdefault("run loop and heartbeats", []).append(run.threads["other"])
+                account.setdefault("other threads", []).append(run.threads["other"])
         with TimedWork(stub_result) as timed:
             run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 1, limits)
         runs.setdefault("execute overhead, work stubbed", []).append(

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 
 from pydantic import ValidationError
 
@@ -63,8 +63,10 @@ class Worker:
         self.drain_deadline = float("inf")
         self.running: dict[str, StopSignal] = {}
         self._lock = threading.Lock()
-        self._slots = threading.Semaphore(settings.concurrency)
-        self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="task")
+        self._slots = Slots(settings.concurrency)
+        # The messages started and the threads that run them, one per slot at most (None: stop).
+        self._started: SimpleQueue[QueueMessage | None] = SimpleQueue()
+        self._task_threads: list[threading.Thread] = []
         self.deletes = DeferredDeletes(queue)
         self._in_flight = 0
         self._poller: threading.Thread | None = None
@@ -158,19 +160,30 @@ class Worker:
     def _start(self, messages: list[QueueMessage], free: int) -> int:
         """Starts each message (or hands it back when stopping); returns the slots left unused."""
         for message in messages:
-            if self.stopping.is_set():
-                self._hand_back(message)
-            else:
-                free -= 1
-                with self._lock:
+            # Checked where in_flight is counted: once the drain has seen none in flight, none starts.
+            with self._lock:
+                start = not self.stopping.is_set()
+                if start:
                     self._in_flight += 1
-                self._pool.submit(self._handle, message)
+                    # A thread per message in flight, up to the concurrency: none ever waits for one.
+                    if len(self._task_threads) < self._in_flight:
+                        self._task_threads.append(
+                            threading.Thread(
+                                target=self._run_tasks, name=f"task_{len(self._task_threads)}", daemon=True
+                            )
+                        )
+                        self._task_threads[-1].start()
+            if start:
+                free -= 1
+                self._started.put(message)
+            else:
+                self._hand_back(message)
         return free
 
     def _acquire_slots(self) -> int:
         """Waits for at least one free slot, then takes all that are free: never more messages
         than the worker can start (and none while a task gathers the slots to run alone)."""
-        while self._gathering.is_set() or not self._slots.acquire(timeout=0.5):
+        while self._gathering.is_set() or not self._slots.acquire(0.5):
             if self._gathering.is_set():
                 self.stopping.wait(0.5)
             self._poll_tick = time.monotonic()
@@ -178,17 +191,22 @@ class Worker:
             if self.stopping.is_set():
                 return 0
         taken = 1
-        while taken < self.settings.receive_batch_size and self._slots.acquire(blocking=False):
+        while taken < self.settings.receive_batch_size and self._slots.acquire(0):
             taken += 1
         return taken
 
-    def _handle(self, message: QueueMessage) -> None:
-        try:
-            self._process(message)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-            self._slots.release()
+    def _run_tasks(self) -> None:
+        """A task thread: runs started messages one after another until told to stop (None)."""
+        while (message := self._started.get()) is not None:
+            try:
+                self._process(message)
+            except Exception:  # never the thread's end: the message comes back after its visibility
+                logger.exception("task not settled", extra={"message_id": message.message_id})
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                # The last step before the thread waits again: the poll thread wakes to a free GIL.
+                self._slots.release()
 
     def _process(self, message: QueueMessage) -> None:
         try:
@@ -233,7 +251,7 @@ class Worker:
         self._gathering.set()
         try:
             while taken < self.settings.concurrency - 1 and not self.stopping.is_set():
-                if self._slots.acquire(timeout=0.5):
+                if self._slots.acquire(0.5):
                     taken += 1
             yield taken == self.settings.concurrency - 1
         finally:
@@ -336,7 +354,37 @@ class Worker:
                 for stop in running:
                     stop.set(StopReason.DRAIN)
             time.sleep(0.05)
-        self._pool.shutdown(wait=True)
+        for _ in self._task_threads:
+            self._started.put(None)
+        for thread in self._task_threads:
+            thread.join()
+
+
+class Slots:
+    """A worker's free task slots: a counting semaphore on a C-level queue, so that a release runs
+    no Python code after waking the waiter (threading.Semaphore runs a Condition's), and the woken
+    poll thread seldom finds the GIL still held and has to sleep again."""
+
+    def __init__(self, count: int) -> None:
+        self._free: SimpleQueue[None] = SimpleQueue()
+        for _ in range(count):
+            self._free.put(None)
+
+    def acquire(self, timeout: float) -> bool:
+        """Takes a slot, waiting up to `timeout` seconds (0: not at all); whether it took one."""
+        try:
+            if timeout:
+                self._free.get(timeout=timeout)
+            elif self._free.empty():  # the common case, without raising
+                return False
+            else:
+                self._free.get_nowait()
+        except Empty:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._free.put(None)
 
 
 def _keep_environment_from_children() -> None:

@@ -47,7 +47,9 @@ class BatchingPublisher(EventPublisher):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="event-batches", daemon=True)
                 self._thread.start()
-            self._arrived.notify()
+            # The thread waits for a first event, then for a full batch: any other wake-up is wasted.
+            if len(self._pending) == 1 or len(self._pending) >= BATCH_SIZE:
+                self._arrived.notify()
 
     def flush(self) -> None:
         with self._sending:
