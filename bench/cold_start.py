@@ -24,9 +24,11 @@ Run: make bench   (or: .venv/bin/python -m bench.cold_start)
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -61,17 +63,30 @@ ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
 }
+# What a Lambda of the intake imports from: the function's and the layer's packages, and the runtime's
+# boto3. The bench's environment has more, and X-Ray's patch_all imports each one it patches that it
+# finds (requests, httpx and what httpx loads: about 60 ms on each side that no Lambda pays).
+SHIPPED = (
+    ROOT / "functions" / "intake" / "requirements.txt",
+    ROOT / "layers" / "shared" / "requirements.txt",
+)
+REQUIREMENT = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?")
+EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
 # Not passed on from the bench's own environment: each sample says for itself.
 INHERITED_NOT = frozenset({"PYTHONDONTWRITEBYTECODE", "POWERTOOLS_TRACE_DISABLED"})
 # Why the baseline is written as it is, printed with the figures.
 FAIRNESS = (
     "both sides run as a traced Lambda (LAMBDA_TASK_ROOT, a trace header, segments to a UDP port of the"
-    " bench's); the baseline imports boto3 in its POST route, as the intake does, so /health loads it on neither side"
+    " bench's) with only the packages the intake's Lambda ships (the function's and the layer's requirements,"
+    " the runtime's boto3); the baseline imports boto3 in its POST route, as the intake does"
 )
 
 # What Lambda passes as the context (Powertools' Logger reads these fields); the clocks start first.
 PRELUDE = """
-import json, sys, time
+import json, os, sys, time
+sys.path[:] = [folder for folder in sys.path if not folder.endswith("site-packages")]
+sys.path.append(os.environ["BENCH_PACKAGES"])
 started, cpu_started = time.perf_counter(), time.process_time()
 class Context:
     function_name, memory_limit_in_mb, aws_request_id = "bench", 512, "bench-request"
@@ -127,6 +142,45 @@ answer = handler(event, Context())
 {REPORT}"""
 
 
+def requirement(line: str) -> tuple[str, frozenset[str]] | None:
+    match = REQUIREMENT.match(line)
+    if match is None:
+        return None
+    return match["name"], frozenset(
+        extra.strip() for extra in (match["extras"] or "").split(",") if extra.strip()
+    )
+
+
+def shipped_packages(into: Path) -> Path:
+    """`into`, with a link to each installed module of SHIPPED's requirements and of what they
+    require (their named extras included): the sample's only packages, as in Lambda."""
+    wanted = [("boto3", frozenset[str]())]
+    for file in SHIPPED:
+        wanted += [found for line in file.read_text().splitlines() if (found := requirement(line))]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while wanted:
+        name, extras = wanted.pop()
+        key = (re.sub(r"[-_.]+", "-", name).lower(), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # required only under a marker this Python does not meet
+        for required in distribution.requires or []:
+            extra = EXTRA_MARKER.search(required)
+            if (extra is None or extra[1] in extras) and (found := requirement(required)):
+                wanted.append(found)
+        for path in distribution.files or []:
+            top = path.parts[0]
+            if top in ("..", "__pycache__") or top.endswith((".dist-info", ".pth")):
+                continue
+            if not (into / top).exists():
+                (into / top).symlink_to(Path(str(distribution.locate_file(top))))
+    return into
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -176,7 +230,12 @@ def main() -> int:
     }
     codes = {"intake": INTAKE, "powertools": BASELINE}
     try:
-        with tempfile.TemporaryDirectory() as cached, tempfile.TemporaryDirectory() as empty:
+        with (
+            tempfile.TemporaryDirectory() as cached,
+            tempfile.TemporaryDirectory() as empty,
+            tempfile.TemporaryDirectory() as packages,
+        ):
+            aws |= {"BENCH_PACKAGES": str(shipped_packages(Path(packages)))}
             bytecode = aws | {"PYTHONPYCACHEPREFIX": cached}
             source = aws | {"PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
             for code in codes.values():
