@@ -153,7 +153,8 @@ def requirement(line: str) -> tuple[str, frozenset[str]] | None:
 
 def shipped_packages(into: Path) -> Path:
     """`into`, with a link to each installed module of SHIPPED's requirements and of what they
-    require (their named extras included): the sample's only packages, as in Lambda."""
+    require (their named extras included), and to its metadata: the sample's only packages, as in
+    Lambda (whose folders keep each package's .dist-info, which pydantic scans for plugins)."""
     wanted = [("boto3", frozenset[str]())]
     for file in SHIPPED:
         wanted += [found for line in file.read_text().splitlines() if (found := requirement(line))]
@@ -174,7 +175,7 @@ def shipped_packages(into: Path) -> Path:
                 wanted.append(found)
         for path in distribution.files or []:
             top = path.parts[0]
-            if top in ("..", "__pycache__") or top.endswith((".dist-info", ".pth")):
+            if top in ("..", "__pycache__") or top.endswith(".pth"):
                 continue
             if not (into / top).exists():
                 (into / top).symlink_to(Path(str(distribution.locate_file(top))))
