@@ -4,10 +4,14 @@ observability set-up (Logger, Tracer, Metrics), measured in the same run.
 Each sample is a fresh interpreter (`python -X importtime` is not used: its own cost skews the
 figure) that imports the handler module the way Lambda does (the function's folder and the layer
 on the path) and answers one event; the time is from before the import to after the first answer,
-taken inside the process, so interpreter start-up is not counted on either side. Two events:
+taken inside the process, so interpreter start-up is not counted on either side. Both sides run
+as Lambda runs them: the runtime's variables (LAMBDA_TASK_ROOT, a trace header: the template has
+`Tracing: Active`, so each Tracer patches what it finds and sends its segments, here to a UDP port of
+the bench's) and only the packages the intake's Lambda ships (SHIPPED). Two events:
 
 - `events/intake_health.json` (GET /health): the cold start itself. The baseline is the smallest
-  Powertools API app that answers the same route.
+  Powertools API app that answers the same route, loading what only its POST needs (boto3) on its
+  first POST, as the intake does.
 - `events/intake_submit_execute.json` (POST /tasks, a new id each time): what the first submission
   after a cold start pays, the imports and clients that /health leaves for later included. Both
   sides write the task to the table and put one event on the bus, on moto on loopback (the
