@@ -120,7 +120,6 @@ def test_task_span_without_a_header_has_no_trace_id_to_log():
         assert trace_id is None
 
 
-
 def test_task_span_with_a_tracer_provider_records_the_task_s_span_in_the_caller_s_trace():
     # Given a fresh interpreter whose spans go to an SDK provider (as start_tracing sets one up)
     script = f"""
@@ -160,6 +159,7 @@ print(json.dumps({{
         "current_is_the_span": True,
         "attributes": {"task.id": "t-1"},
     }
+
 
 def test_the_worker_never_loads_the_x_ray_sdk_that_only_a_lambda_uses():
     # Given a fresh interpreter outside Lambda that builds the worker and runs a traced call
