@@ -14,11 +14,12 @@
     as worker overhead. Goal (issue 16): at most 200 us per task, with the per-task log line, EMF
     metrics and span kept.
     Where that time goes is printed beside it: each thread's CPU (Linux: /proc/self/task/*/schedstat)
-    split into the task threads outside their work, the poll thread and the others (the run loop
-    and heartbeats, periodic; the status events' batching thread); and the same worker with the
-    work stubbed out (an instant `perform` returning the real result), whose overhead is the same
-    per-task code run back to back with warm caches. The gap between the two is that code running
-    cold after each child: measured per thread, no periodic thread accounts for it.
+    split into the task threads outside their work, the poll thread, the status events' batching
+    thread and the periodic ones (the run loop and heartbeats: on Fargate a cost per hour, not per
+    task, but counted here all the same); and the same worker with the work stubbed out (an
+    instant `perform` returning the real result), whose overhead is the same per-task code run
+    back to back with warm caches. The gap between the two is that code running cold after each
+    child: measured per thread, no periodic thread accounts for it.
 (b) on the local stack (moto on loopback): one worker process beside a bare boto3 loop on the
     same queue. moto slows as a queue deepens, so both runs keep the depth at TASKS_MOTO.
 
@@ -152,7 +153,8 @@ class CountingQueue(MemoryQueue):
 class WorkerRun(NamedTuple):
     wall: float
     cpu: float
-    # CPU seconds by kind of thread: "task", "poll", "other" (run loop, heartbeats, event batches).
+    # CPU seconds by kind of thread: "task", "poll", "event-batches", "periodic" (the rest: the
+    # run loop and the heartbeats, which wake on a timer whether tasks run or not).
     threads: dict[str, float]
 
 
@@ -182,11 +184,11 @@ def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimit
         raise RuntimeError(f"the worker deleted {queue.deleted} of {count} bench tasks")
     elapsed, spent = time.perf_counter() - started, own_cpu() - cpu
     after, names = thread_cpu(), {thread.native_id: thread.name for thread in threading.enumerate()}
-    threads = dict.fromkeys(("task", "poll", "other"), 0.0)
+    threads = dict.fromkeys(("task", "poll", "event-batches", "periodic"), 0.0)
     for tid, seconds in after.items():
         name = names.get(tid, "")
         if tid != threading.main_thread().native_id:
-            kind = "task" if name.startswith("task") else "poll" if name == "poll" else "other"
+            kind = "task" if name.startswith("task") else name if name in threads else "periodic"
             threads[kind] += seconds - before.get(tid, 0.0)
     worker.request_stop()
     runner.join()
@@ -308,7 +310,8 @@ def main() -> int:
                     run.threads["task"] - timed.thread_cpu
                 )
                 account.setdefault("poll thread", []).append(run.threads["poll"])
-                account.setdefault("other threads", []).append(run.threads["other"])
+                account.setdefault("event batching", []).append(run.threads["event-batches"])
+                account.setdefault("periodic (run loop, heartbeats)", []).append(run.threads["periodic"])
         with TimedWork(stub_result) as timed:
             run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 1, limits)
         runs.setdefault("execute overhead, work stubbed", []).append(

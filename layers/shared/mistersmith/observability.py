@@ -120,24 +120,15 @@ def trace_header_for(incoming: str | None) -> str:
 @contextmanager
 def task_span(name: str, trace_header: str | None, attributes: Mapping[str, Any]) -> Iterator[str | None]:
     """An OpenTelemetry span for a task's work, a child of the trace the task arrived with; yields
-    the X-Ray trace id for the logs. Without `start_tracing` nothing records spans: no span is
-    made, and the trace id (the parent's, as a no-op span's would be) still continues."""
+    the X-Ray trace id for the logs. Without `start_tracing` the span records nothing and costs
+    next to nothing, but the trace id still continues."""
     parent = _propagator.extract({XRAY_HEADER: trace_header} if trace_header else {})
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        yield _xray_trace_id(trace.get_current_span(parent).get_span_context())
-        return
     with _spans.start_as_current_span(
         name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=dict(attributes)
     ) as span:
-        yield _xray_trace_id(span.get_span_context())
-
-
-def _xray_trace_id(context: trace.SpanContext) -> str | None:
-    """A span context's trace id in X-Ray's form (`1-5759e988-bd862e3fe1be46a994272793`), if valid."""
-    if not context.is_valid:
-        return None
-    trace_id = format(context.trace_id, "032x")
-    return f"1-{trace_id[:8]}-{trace_id[8:]}"
+        context = span.get_span_context()
+        trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        yield f"1-{trace_id[:8]}-{trace_id[8:]}" if trace_id else None
 
 
 def start_tracing(endpoint: str | None, service_name: str) -> Callable[[], None] | None:
