@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from fargate_worker.deletes import DeferredDeletes
-from fargate_worker.worker import Worker, seal_in_ecs
+from fargate_worker.worker import Slots, Worker, seal_in_ecs
 from mistersmith.clock import now_iso
 from mistersmith.event_batching import BatchingPublisher
 from mistersmith.lifecycle import Lifecycle
@@ -260,3 +260,15 @@ def test_concurrency_defaults_to_four_tasks_at_once_whatever_the_vcpu_count(monk
     # and the setting still decides
     monkeypatch.setenv("CONCURRENCY", "7")
     assert WorkerSettings(**settings.model_dump(exclude={"concurrency"})).concurrency == 7
+
+
+def test_slots_hand_out_no_more_than_their_count_and_a_released_one_is_taken_again():
+    slots = Slots(2)
+    assert slots.acquire(0) and slots.acquire(0.01)
+    # None left: at once without waiting, and after waiting out the timeout
+    assert not slots.acquire(0)
+    assert not slots.acquire(0.01)
+    # A slot released from another thread wakes the one waiting for it
+    threading.Timer(0.01, slots.release).start()
+    assert slots.acquire(5)
+    assert not slots.acquire(0)
