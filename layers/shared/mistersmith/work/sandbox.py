@@ -18,7 +18,6 @@ import json
 import math
 import os
 import resource
-import select
 import selectors
 import shutil
 import signal
@@ -47,8 +46,6 @@ _NOT_EXECUTABLE_ERRNOS = frozenset(
     {errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.E2BIG}
 )
 _CHUNK_BYTES = 65536
-# How often blocked pipe threads look up to see whether they have been told to stop.
-_POLL_SECONDS = 0.1
 # After the process group is killed, pipes reach EOF at once unless something escaped the group.
 _DRAIN_GRACE_SECONDS = 2.0
 _MAX_WAIT_STEP_SECONDS = 0.05
@@ -409,23 +406,16 @@ def _run(
     # Popen was given PIPE for these, so they are never None.
     stdout, stderr = cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr)
     report = os.fdopen(report_read, "rb")
-    halt = threading.Event()
     outputs = [
         _Collector(stdout, output_limit_bytes),
         _Collector(stderr, output_limit_bytes),
         _Collector(report, jail.confinement.max_file_bytes),
     ]
-    # One thread reads every pipe: a thread per pipe was a fixed cost of each run.
-    threads = [threading.Thread(target=_collect, args=(outputs, halt), daemon=True)]
-    if stdin_bytes is not None:
-        feed_args = (cast(IO[bytes], process.stdin), stdin_bytes, halt)
-        threads.append(threading.Thread(target=_feed, args=feed_args, daemon=True))
-    for thread in threads:
-        thread.start()
-
+    # Served from this thread while it waits: a reader thread's start was a fixed cost of each run.
+    pipes = _Pipes(outputs, None if stdin_bytes is None else cast(IO[bytes], process.stdin), stdin_bytes)
     ending: str | None = None
     try:
-        ending = _wait_for_exit(process, started + jail.timeout_seconds, stop, budget)
+        ending = _wait_for_exit(process, started + jail.timeout_seconds, stop, budget, pipes)
         duration_ms = round((time.monotonic() - started) * 1000)
     finally:
         # Before reaping, so the group id cannot have been reused: leftovers die with the run.
@@ -433,7 +423,7 @@ def _run(
         if account is not None and ending not in ("exited", None):
             _kill_as(account[0], jail.confinement)  # a run past a budget stops now, not at its lease's end
         process.wait()
-        _join(threads, halt)
+        pipes.drain(time.monotonic() + _DRAIN_GRACE_SECONDS)
         for pipe in (stdout, stderr, report):
             pipe.close()
 
@@ -536,14 +526,20 @@ def _exec_failure(number: int | None, name: str, env: Mapping[str, str]) -> Exce
 
 
 def _wait_for_exit(
-    process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None, budget: _Budget
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    stop: threading.Event | None,
+    budget: _Budget,
+    pipes: _Pipes,
 ) -> str:
     """How the wait ended: "exited" (the child is left unreaped where possible), "deadline",
-    "stopped", or the name of the budget the run went past.
+    "stopped", or the name of the budget the run went past. `pipes` are served meanwhile.
 
     Where Linux offers a pidfd the wait wakes the moment the child exits; elsewhere it polls with
     a growing step. `stop` is looked at every step, the budgets every `_BUDGET_POLL_SECONDS`."""
     pidfd = _open_pidfd(process.pid)
+    if pidfd is not None:
+        pipes.wake_on(pidfd)
     delay = 0.0005
     next_poll = time.monotonic() + _BUDGET_POLL_SECONDS
     try:
@@ -560,13 +556,14 @@ def _wait_for_exit(
                     return exceeded
                 next_poll = time.monotonic() + _BUDGET_POLL_SECONDS
             if pidfd is None:
-                time.sleep(min(delay, remaining))
+                pipes.serve(min(delay, remaining))
                 delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)
             else:
-                select.select([pidfd], [], [], min(_MAX_WAIT_STEP_SECONDS, remaining))
+                pipes.serve(min(_MAX_WAIT_STEP_SECONDS, remaining))
         return "exited"
     finally:
         if pidfd is not None:
+            pipes.forget(pidfd)
             os.close(pidfd)
 
 
@@ -593,25 +590,67 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _join(threads: list[threading.Thread], halt: threading.Event) -> None:
-    deadline = time.monotonic() + _DRAIN_GRACE_SECONDS
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    # Only a process that escaped the group (setsid) can still hold a pipe: stop listening to it.
-    halt.set()
-    for thread in threads:
-        thread.join()
+class _Pipes:
+    """The child's pipes, served by the thread that waits for it: each output read to its end
+    (kept up to its limit, the rest discarded so the child never blocks), stdin written from
+    `data` without blocking (a child that never reads it cannot hold the wait up)."""
 
-
-def _collect(outputs: list[_Collector], halt: threading.Event) -> None:
-    """Reads every pipe of `outputs` until each reaches its end, or `halt` is set."""
-    with selectors.DefaultSelector() as selector:
+    def __init__(self, outputs: list[_Collector], stdin: IO[bytes] | None, data: bytes | None) -> None:
+        self._selector = selectors.DefaultSelector()
         for output in outputs:
-            selector.register(output.fd, selectors.EVENT_READ, output)
-        while selector.get_map() and not halt.is_set():
-            for key, _events in selector.select(_POLL_SECONDS):
+            self._selector.register(output.fd, selectors.EVENT_READ, output)
+        self._stdin = stdin
+        self._pending = memoryview(data or b"")
+        if stdin is not None:
+            os.set_blocking(stdin.fileno(), False)
+            self._selector.register(stdin.fileno(), selectors.EVENT_WRITE)
+
+    def wake_on(self, fd: int) -> None:
+        """Makes `serve` return as soon as `fd` is readable (a pidfd: at the child's exit)."""
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def forget(self, fd: int) -> None:
+        self._selector.unregister(fd)
+
+    def serve(self, timeout: float) -> None:
+        """Waits up to `timeout` for a pipe (or the `wake_on` descriptor) to be ready, and serves
+        the pipes that are."""
+        for key, _events in self._selector.select(timeout):
+            if isinstance(key.data, _Collector):
                 if not key.data.take():
-                    selector.unregister(key.fd)
+                    self._selector.unregister(key.fd)
+            elif self._stdin is not None and key.fd == self._stdin.fileno():
+                self._write()
+
+    def drain(self, deadline: float) -> None:
+        """Closes stdin and reads the outputs to their end, until `deadline` (only a process that
+        escaped the group, by setsid, can still hold a pipe then: it is no longer listened to)."""
+        self._close_stdin()
+        try:
+            while self._selector.get_map() and (remaining := deadline - time.monotonic()) > 0:
+                self.serve(remaining)
+        finally:
+            self._selector.close()
+
+    def _write(self) -> None:
+        stdin = cast(IO[bytes], self._stdin)
+        try:
+            self._pending = self._pending[os.write(stdin.fileno(), self._pending[:_CHUNK_BYTES]) :]
+        except BlockingIOError:
+            return
+        except OSError:
+            self._pending = memoryview(b"")  # the child closed its stdin or exited: the rest is not needed
+        if not self._pending:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self._stdin is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self._stdin.fileno())
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        self._stdin = None
 
 
 class _Collector:
@@ -640,28 +679,6 @@ class _Collector:
 
     def text(self) -> str:
         return self.kept.decode("utf-8", errors="replace")
-
-
-def _feed(pipe: IO[bytes], data: bytes, halt: threading.Event) -> None:
-    fd = pipe.fileno()
-    # Non-blocking so that a child which never reads its stdin cannot pin this thread.
-    os.set_blocking(fd, False)
-    view = memoryview(data)
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_WRITE)
-            while view and not halt.is_set():
-                if not selector.select(_POLL_SECONDS):
-                    continue
-                try:
-                    view = view[os.write(fd, view[:_CHUNK_BYTES]) :]
-                except BlockingIOError:
-                    continue
-    except OSError:
-        pass  # The child closed its stdin or exited: what it did not read is not needed.
-    finally:
-        with contextlib.suppress(OSError):
-            pipe.close()
 
 
 @dataclass(frozen=True)
