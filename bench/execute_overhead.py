@@ -64,10 +64,11 @@ from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import (
     SAFE_PATH,
-    SHARED_TEMP_DIRS,
     _shared_temp_entries_of,
     child_environment,
     leased_account,
+    scratch_root,
+    temp_roots,
 )
 from mistersmith.work.seccomp import build_filter
 from tests.exec_helper import exec_helper
@@ -119,6 +120,7 @@ class SandboxSpawn:
         self.executable = os.path.realpath(command[0])
         self.account = account
         self.helper = confinement.exec_helper
+        self.scratch_root = scratch_root(confinement)
         cpu = math.ceil(TIMEOUT_SECONDS) + 1
         self.limits = [
             (resource.RLIMIT_CPU, cpu, cpu + 1),
@@ -157,7 +159,7 @@ class SandboxSpawn:
         }
 
     def run(self) -> None:
-        workdir = Path(tempfile.mkdtemp(prefix="bench-execute-")).resolve()
+        workdir = Path(tempfile.mkdtemp(prefix="bench-execute-", dir=self.scratch_root)).resolve()
         report_read, report_write = os.pipe()
         try:
             if self.account is not None:
@@ -248,13 +250,13 @@ def noop() -> None:
     pass
 
 
-def shared_scan(uid: int) -> None:
-    list(_shared_temp_entries_of(uid))
+def shared_scan(uid: int, roots: tuple[str, ...]) -> None:
+    list(_shared_temp_entries_of(uid, roots))
 
 
-def shared_entries() -> int:
-    """How many entries the shared temporary directories hold at their top."""
-    return sum(len(os.listdir(path)) for path in SHARED_TEMP_DIRS if os.path.isdir(path))
+def shared_entries(roots: tuple[str, ...]) -> int:
+    """How many entries the directories the scan starts from hold at their top."""
+    return sum(len(os.listdir(path)) for path in roots if os.path.isdir(path))
 
 
 def median(values: list[float]) -> float:
@@ -304,7 +306,11 @@ def main() -> int:
                 "processor": processor.run,
                 "processor_forked": processor_forked.run,
                 # Only a root worker, with a user per run, scans the shared temporary directories.
-                **({"scan": functools.partial(shared_scan, account[0])} if account else {}),
+                **(
+                    {"scan": functools.partial(shared_scan, account[0], temp_roots(limits.confinement))}
+                    if account
+                    else {}
+                ),
             }
         )
     samples["recorded"] = processor.recorded_ms
@@ -337,7 +343,10 @@ def main() -> int:
     row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
     row("subprocess.run with the sandbox's spawn options", "spawn")
     row("run_sandboxed alone", "sandbox")
-    row(f"its scan of the shared temp dirs ({shared_entries()} entries at their top)", "scan")
+    row(
+        f"its scan of the shared temp dirs ({shared_entries(temp_roots(limits.confinement))} entries at their top)",
+        "scan",
+    )
     ratio = median(samples["processor"]) / base
     print(
         f" execute overhead, processor process() median / subprocess.run median: x{ratio:.2f}"

@@ -58,6 +58,9 @@ _CLEAN = b"clean"
 _IN_USE = b"inuse"
 # Where a child could leave files for the next tenant of its uid: purged at every lease's end.
 SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108 - purged, never written
+# Run directories are made in this directory of the temporary one, not at its top: runs then
+# leave the top as it was, and the scan at each run's end reuses its listing (see _listing).
+_RUNS_DIR = "mistersmith-runs"
 # Those the worker seals in its container (see seal_shared_temp for why not /dev/shm).
 SEALED_TEMP_DIRS = ("/tmp", "/var/tmp")  # noqa: S108 - sealed, never written
 # How often a run's memory and disk are measured; what it writes in between is the disk overshoot.
@@ -281,14 +284,44 @@ def run_in_sandbox(
 
 @contextlib.contextmanager
 def _sandbox_dir(confinement: Confinement) -> Iterator[Path]:
-    root = confinement.scratch_root
-    if root is not None:
+    root = scratch_root(confinement)
+    if confinement.scratch_root is not None:
         os.makedirs(root, mode=0o711, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-", dir=root)).resolve()
     try:
         yield workdir
     finally:
         remove_tree(workdir)
+
+
+def scratch_root(confinement: Confinement) -> str:
+    """Where run directories are made: the configured root, else `_RUNS_DIR` in the system's
+    temporary directory, made on first use (that directory itself when what is at the path is not
+    a plain directory of this user's that only it may write to)."""
+    if confinement.scratch_root is not None:
+        return confinement.scratch_root
+    temp = tempfile.gettempdir()
+    root = os.path.join(temp, _RUNS_DIR)
+    try:
+        os.mkdir(root, 0o700)
+        # Not the umask's: children pass through to their own directory, and list nothing here.
+        os.chmod(root, 0o711)  # noqa: S103 - search only, for children
+    except FileExistsError:
+        pass
+    except OSError:
+        return temp
+    with contextlib.suppress(OSError):
+        info = os.lstat(root)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+            return root
+    return temp
+
+
+def temp_roots(confinement: Confinement) -> tuple[str, ...]:
+    """The directories a run's uid may have left entries in besides its own: the shared temporary
+    ones and the scratch root (a child may open its directory there to others)."""
+    # Its real path: entries are named from it, and the run's own directory is told apart by name.
+    return tuple(dict.fromkeys((*SHARED_TEMP_DIRS, os.path.realpath(scratch_root(confinement)))))
 
 
 def _spawn(
@@ -323,7 +356,11 @@ def _spawn(
         if account is not None:
             verified = result.swept if result.swept is not None else _kill_as(account[0], confinement)
             # One scan of the shared directories serves the disk budget and the purge.
-            leftovers = [path for path in _shared_temp_entries_of(account[0]) if path != str(workdir)]
+            leftovers = [
+                path
+                for path in _shared_temp_entries_of(account[0], temp_roots(confinement))
+                if path != str(workdir)
+            ]
             shared_bytes = sum(_tree_bytes(path) for path in leftovers)
             for path in leftovers:
                 remove_tree(path)
@@ -817,7 +854,9 @@ class _Budget:
         if shared_bytes is None and self._uid is not None:
             workdir = str(self._workdir)
             shared_bytes = sum(
-                _tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir
+                _tree_bytes(path)
+                for path in _shared_temp_entries_of(self._uid, temp_roots(self._confinement))
+                if path != workdir
             )
         return used + (shared_bytes or 0) > self._confinement.disk_bytes
 
@@ -966,7 +1005,7 @@ def _end_tenancy(uid: int, confinement: Confinement) -> bool:
             return True  # killed and purged at the run's end, with nothing of it left to leave more
         if verified is None:
             _kill_as(uid, confinement)
-        _purge_shared_temp(uid)
+        _purge_shared_temp(uid, temp_roots(confinement))
         if not any(True for _ in _live_processes_of(uid)):
             return True
     return False
@@ -1039,12 +1078,13 @@ def _remove_ipc_objects(uid: int) -> None:
                 remove(int(row[ident]))
 
 
-def _shared_temp_entries_of(uid: int) -> Iterator[str]:
-    """The uid's entries in the shared temporary directories: those it owns, at the top or inside
-    any directory there that everyone may write to (only there could it have made them). A
-    directory unchanged since its last listing is not listed again (see _listing)."""
+def _shared_temp_entries_of(uid: int, roots: Sequence[str] | None = None) -> Iterator[str]:
+    """The uid's entries in the directories `roots` (the shared temporary directories when None):
+    those it owns, at the top or inside any directory there that everyone may write to (only
+    there could it have made them). A directory unchanged since its last listing is not listed
+    again (see _listing)."""
     pending: list[tuple[str, os.stat_result]] = []
-    for path in SHARED_TEMP_DIRS:
+    for path in SHARED_TEMP_DIRS if roots is None else roots:
         with contextlib.suppress(OSError):
             info = os.stat(path)
             if stat.S_ISDIR(info.st_mode):
@@ -1142,8 +1182,8 @@ def _listing(
     return listing, fresh
 
 
-def _purge_shared_temp(uid: int) -> None:
-    for path in list(_shared_temp_entries_of(uid)):
+def _purge_shared_temp(uid: int, roots: Sequence[str]) -> None:
+    for path in list(_shared_temp_entries_of(uid, roots)):
         remove_tree(path)
 
 
