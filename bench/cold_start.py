@@ -4,10 +4,14 @@ observability set-up (Logger, Tracer, Metrics), measured in the same run.
 Each sample is a fresh interpreter (`python -X importtime` is not used: its own cost skews the
 figure) that imports the handler module the way Lambda does (the function's folder and the layer
 on the path) and answers one event; the time is from before the import to after the first answer,
-taken inside the process, so interpreter start-up is not counted on either side. Two events:
+taken inside the process, so interpreter start-up is not counted on either side. Both sides run
+as Lambda runs them: the runtime's variables (LAMBDA_TASK_ROOT, a trace header: the template has
+`Tracing: Active`, so each Tracer patches what it finds and sends its segments, here to a UDP port of
+the bench's) and only the packages the intake's Lambda ships (SHIPPED). Two events:
 
 - `events/intake_health.json` (GET /health): the cold start itself. The baseline is the smallest
-  Powertools API app that answers the same route.
+  Powertools API app that answers the same route, loading what only its POST needs (boto3) on its
+  first POST, as the intake does.
 - `events/intake_submit_execute.json` (POST /tasks, a new id each time): what the first submission
   after a cold start pays, the imports and clients that /health leaves for later included. Both
   sides write the task to the table and put one event on the bus, on moto on loopback (the
@@ -24,9 +28,11 @@ Run: make bench   (or: .venv/bin/python -m bench.cold_start)
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -48,18 +54,43 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "9"))
 HEALTH = ROOT / "events" / "intake_health.json"
 SUBMIT = ROOT / "events" / "intake_submit_execute.json"
 
-# Both sides, beside the intake function's own variables (from the template, on moto).
+# Both sides, beside the intake function's own variables (from the template, on moto). What the
+# Lambda runtime sets, with the template's `Tracing: Active`: outside Lambda (no LAMBDA_TASK_ROOT)
+# the X-Ray SDK builds its centralized sampler with two botocore clients (about 150 ms that a Lambda
+# never pays, on both sides), and a disabled Tracer patches nothing.
 ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "mistersmith",
-    "POWERTOOLS_TRACE_DISABLED": "true",
+    "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "intake"),
+    "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
 }
+# What a Lambda of the intake imports from: the function's and the layer's packages, and the runtime's
+# boto3. The bench's environment has more, and X-Ray's patch_all imports each one it patches that it
+# finds (requests, httpx and what httpx loads: about 60 ms on each side that no Lambda pays).
+SHIPPED = (
+    ROOT / "functions" / "intake" / "requirements.txt",
+    ROOT / "layers" / "shared" / "requirements.txt",
+)
+REQUIREMENT = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?")
+EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+# Not passed on from the bench's own environment: each sample says for itself.
+INHERITED_NOT = frozenset({"PYTHONDONTWRITEBYTECODE", "POWERTOOLS_TRACE_DISABLED"})
+# Why the baseline is written as it is, printed with the figures.
+FAIRNESS = (
+    "both sides run as a traced Lambda (LAMBDA_TASK_ROOT, a trace header, segments to a UDP port of the"
+    " bench's) with only the packages the intake's Lambda ships (the function's and the layer's requirements,"
+    " the runtime's boto3); the baseline imports boto3 in its POST route, as the intake does"
+)
 
 # What Lambda passes as the context (Powertools' Logger reads these fields); the clocks start first.
 PRELUDE = """
-import json, sys, time
+import json, os, sys, time
+sys.path[:] = [folder for folder in sys.path if not folder.endswith("site-packages")]
+sys.path.append(os.environ["BENCH_PACKAGES"])
 started, cpu_started = time.perf_counter(), time.process_time()
 class Context:
     function_name, memory_limit_in_mb, aws_request_id = "bench", 512, "bench-request"
@@ -82,7 +113,6 @@ answer = app.handler(event, Context())
 
 BASELINE = f"""{PRELUDE}
 import os
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 logger, tracer, metrics = Logger(), Tracer(), Metrics(namespace="MisterSmith")
@@ -94,6 +124,8 @@ def health():
 
 @resolver.post("/tasks")
 def submit():
+    import boto3
+
     task = resolver.current_event.json_body
     boto3.client("dynamodb").put_item(
         TableName=os.environ["TASK_TABLE_NAME"],
@@ -114,18 +146,63 @@ answer = handler(event, Context())
 {REPORT}"""
 
 
+def requirement(line: str) -> tuple[str, frozenset[str]] | None:
+    match = REQUIREMENT.match(line)
+    if match is None:
+        return None
+    return match["name"], frozenset(
+        extra.strip() for extra in (match["extras"] or "").split(",") if extra.strip()
+    )
+
+
+def shipped_packages(into: Path) -> Path:
+    """`into`, with a link to each installed module of SHIPPED's requirements and of what they
+    require (their named extras included), and to its metadata: the sample's only packages, as in
+    Lambda (whose folders keep each package's .dist-info, which pydantic scans for plugins)."""
+    wanted = [("boto3", frozenset[str]())]
+    for file in SHIPPED:
+        wanted += [found for line in file.read_text().splitlines() if (found := requirement(line))]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while wanted:
+        name, extras = wanted.pop()
+        key = (re.sub(r"[-_.]+", "-", name).lower(), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # required only under a marker this Python does not meet
+        for required in distribution.requires or []:
+            extra = EXTRA_MARKER.search(required)
+            if (extra is None or extra[1] in extras) and (found := requirement(required)):
+                wanted.append(found)
+        for path in distribution.files or []:
+            top = path.parts[0]
+            if top in ("..", "__pycache__") or top.endswith(".pth"):
+                continue
+            if not (into / top).exists():
+                (into / top).symlink_to(Path(str(distribution.locate_file(top))))
+    return into
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def local_aws() -> tuple[MotoServer, dict[str, str]]:
-    """moto on loopback with the template's resources; the intake function's variables on it."""
+def local_aws(daemon: socket.socket) -> tuple[MotoServer, dict[str, str]]:
+    """moto on loopback with the template's resources; the intake function's variables on it, and
+    X-Ray segments sent to `daemon` (which nobody reads)."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     moto = MotoServer("127.0.0.1", free_port())
     moto.start()
-    aws = ENVIRONMENT | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto.port}"}
+    host, port = daemon.getsockname()
+    aws = ENVIRONMENT | {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto.port}",
+        "AWS_XRAY_DAEMON_ADDRESS": f"{host}:{port}",
+    }
     os.environ.update(aws)
     template = Template.load()
     Provisioner(template, boto3.session.Session(region_name=template.region)).create_all()
@@ -135,8 +212,7 @@ def local_aws() -> tuple[MotoServer, dict[str, str]]:
 def sample(code: str, environment: dict[str, str], *arguments: str) -> tuple[float, float]:
     done = subprocess.run(
         [sys.executable, "-c", code, *arguments],
-        env={name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
-        | environment,
+        env={name: value for name, value in os.environ.items() if name not in INHERITED_NOT} | environment,
         capture_output=True,
         text=True,
         check=True,
@@ -150,14 +226,21 @@ def sample(code: str, environment: dict[str, str], *arguments: str) -> tuple[flo
 
 
 def main() -> int:
-    moto, aws = local_aws()
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    moto, aws = local_aws(daemon)
     routes = ("health", "submit", "health_from_source")
     runs: dict[tuple[str, str], list[tuple[float, float]]] = {
         (side, route): [] for side in ("intake", "powertools") for route in routes
     }
     codes = {"intake": INTAKE, "powertools": BASELINE}
     try:
-        with tempfile.TemporaryDirectory() as cached, tempfile.TemporaryDirectory() as empty:
+        with (
+            tempfile.TemporaryDirectory() as cached,
+            tempfile.TemporaryDirectory() as empty,
+            tempfile.TemporaryDirectory() as packages,
+        ):
+            aws |= {"BENCH_PACKAGES": str(shipped_packages(Path(packages)))}
             bytecode = aws | {"PYTHONPYCACHEPREFIX": cached}
             source = aws | {"PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
             for code in codes.values():
@@ -170,9 +253,11 @@ def main() -> int:
                     runs[side, "health_from_source"].append(sample(code, source, str(HEALTH)))
     finally:
         moto.stop()
+        daemon.close()
     wall = {key: statistics.median(w for w, _ in values) * 1000 for key, values in runs.items()}
     cpu = {key: statistics.median(c for _, c in values) * 1000 for key, values in runs.items()}
     print(f"cold start: import + first answer in a fresh interpreter (median of {REPEATS}, ms; wall / CPU)")
+    print(f"  fairness: {FAIRNESS}")
     labels = {
         "health": "GET /health",
         "submit": "POST /tasks (moto)",
