@@ -21,10 +21,11 @@ root hands children to an unprivileged uid, which cannot reach an interpreter un
   (a fresh directory, the environment from scratch, its own session, through the exec helper that
   sets the rlimits, the child's user when root and the filter, and with a user of its own stays
   as the program's parent to sweep that user when it ends; the fallback's preexec_fn without a
-  helper), waited on as subprocess.run waits; `run_sandboxed` alone (which waits on a pidfd, so
-  it wakes at the exit); and, when root, the scan of the shared temporary directories that each
-  run's end makes (for its purge and disk budget), whose cost grows with what those directories
-  hold. The note prints differences of medians; they do not add up exactly. The helper is built
+  helper), waited on as subprocess.run waits; the same in one directory made beforehand (the
+  difference is what making and removing a run directory costs on this host's file system);
+  `run_sandboxed` alone (which waits on a pidfd, so it wakes at the exit); and, when root, the
+  scan of the shared temporary directories (and the scratch root) that each run's end makes (for
+  its purge and disk budget), whose cost grows with what those directories hold. The note prints differences of medians; they do not add up exactly. The helper is built
   with cc as the image builds it (tests/exec_helper.py).
 
 Every variant runs REPEATS times after WARMUPS, interleaved (one of each per round, the order
@@ -64,10 +65,11 @@ from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import (
     SAFE_PATH,
-    SHARED_TEMP_DIRS,
     _shared_temp_entries_of,
     child_environment,
     leased_account,
+    scratch_root,
+    temp_roots,
 )
 from mistersmith.work.seccomp import build_filter
 from tests.exec_helper import exec_helper
@@ -114,11 +116,16 @@ class SandboxSpawn:
     exec helper (vfork; the helper sets the limits, the uid and the filter) when there is one, else
     with the fallback's preexec_fn (fork)."""
 
-    def __init__(self, command: list[str], confinement: Confinement, account: tuple[int, int] | None) -> None:
+    def __init__(
+        self, command: list[str], confinement: Confinement, account: tuple[int, int] | None, *, fresh: bool
+    ) -> None:
         self.command = command
         self.executable = os.path.realpath(command[0])
         self.account = account
         self.helper = confinement.exec_helper
+        self.scratch_root = scratch_root(confinement)
+        # fresh: a directory made and removed per run, as the sandbox does; else one made here, kept.
+        self.kept = None if fresh else self.directory()
         cpu = math.ceil(TIMEOUT_SECONDS) + 1
         self.limits = [
             (resource.RLIMIT_CPU, cpu, cpu + 1),
@@ -156,12 +163,16 @@ class SandboxSpawn:
             "pass_fds": (report_fd,),
         }
 
+    def directory(self) -> Path:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-execute-", dir=self.scratch_root)).resolve()
+        if self.account is not None:
+            os.chown(workdir, *self.account)
+        return workdir
+
     def run(self) -> None:
-        workdir = Path(tempfile.mkdtemp(prefix="bench-execute-")).resolve()
+        workdir = self.kept or self.directory()
         report_read, report_write = os.pipe()
         try:
-            if self.account is not None:
-                os.chown(workdir, *self.account)
             process = subprocess.Popen(
                 **self.options(report_write),
                 cwd=workdir,
@@ -184,7 +195,12 @@ class SandboxSpawn:
             os.close(report_read)
             with contextlib.suppress(OSError):
                 os.close(report_write)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self.kept is None:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def close(self) -> None:
+        if self.kept is not None:
+            shutil.rmtree(self.kept, ignore_errors=True)
 
 
 class ProcessorRuns:
@@ -248,13 +264,13 @@ def noop() -> None:
     pass
 
 
-def shared_scan(uid: int) -> None:
-    list(_shared_temp_entries_of(uid))
+def shared_scan(uid: int, roots: tuple[str, ...]) -> None:
+    list(_shared_temp_entries_of(uid, roots))
 
 
-def shared_entries() -> int:
-    """How many entries the shared temporary directories hold at their top."""
-    return sum(len(os.listdir(path)) for path in SHARED_TEMP_DIRS if os.path.isdir(path))
+def shared_entries(roots: tuple[str, ...]) -> int:
+    """How many entries the directories the scan starts from hold at their top."""
+    return sum(len(os.listdir(path)) for path in roots if os.path.isdir(path))
 
 
 def median(values: list[float]) -> float:
@@ -263,6 +279,49 @@ def median(values: list[float]) -> float:
 
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10)[-1]
+
+
+def measure_variants(
+    command: list[str], limits: WorkLimits, processor: ProcessorRuns, processor_forked: ProcessorRuns
+) -> tuple[dict[str, list[float]], dict[str, list[float]], SandboxSpawn]:
+    """Every variant measured (see measure), and the spawn options' variant (for its description)."""
+
+    def baseline() -> None:
+        subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS)
+
+    def forked() -> None:
+        # Any preexec_fn (or a user switch) makes CPython fork rather than vfork the child.
+        subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS, preexec_fn=noop)
+
+    def sandbox_alone() -> None:
+        run = sandboxed(command, limits)
+        assert run.exit_code == 0 and not run.timed_out, run
+
+    # A uid leased as the sandbox leases them, for the whole bench: no other run on the host takes it.
+    with leased_account(limits.confinement) as account:
+        spawn = SandboxSpawn(command, limits.confinement, account, fresh=True)
+        spawn_kept = SandboxSpawn(command, limits.confinement, account, fresh=False)
+        try:
+            samples, cpu = measure(
+                {
+                    "baseline": baseline,
+                    "forked": forked,
+                    "spawn": spawn.run,
+                    "spawn_kept": spawn_kept.run,
+                    "sandbox": sandbox_alone,
+                    "processor": processor.run,
+                    "processor_forked": processor_forked.run,
+                    # Only a root worker, with a user per run, scans the shared temporary directories.
+                    **(
+                        {"scan": functools.partial(shared_scan, account[0], temp_roots(limits.confinement))}
+                        if account
+                        else {}
+                    ),
+                }
+            )
+        finally:
+            spawn_kept.close()
+    return samples, cpu, spawn
 
 
 def main() -> int:
@@ -281,32 +340,7 @@ def main() -> int:
     processor = ProcessorRuns(command, limits)
     processor_forked = ProcessorRuns(command, forked_limits)
 
-    def baseline() -> None:
-        subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS)
-
-    def forked() -> None:
-        # Any preexec_fn (or a user switch) makes CPython fork rather than vfork the child.
-        subprocess.run(command, capture_output=True, check=True, timeout=TIMEOUT_SECONDS, preexec_fn=noop)
-
-    def sandbox_alone() -> None:
-        run = sandboxed(command, limits)
-        assert run.exit_code == 0 and not run.timed_out, run
-
-    # A uid leased as the sandbox leases them, for the whole bench: no other run on the host takes it.
-    with leased_account(limits.confinement) as account:
-        spawn = SandboxSpawn(command, limits.confinement, account)
-        samples, cpu = measure(
-            {
-                "baseline": baseline,
-                "forked": forked,
-                "spawn": spawn.run,
-                "sandbox": sandbox_alone,
-                "processor": processor.run,
-                "processor_forked": processor_forked.run,
-                # Only a root worker, with a user per run, scans the shared temporary directories.
-                **({"scan": functools.partial(shared_scan, account[0])} if account else {}),
-            }
-        )
+    samples, cpu, spawn = measure_variants(command, limits, processor, processor_forked)
     samples["recorded"] = processor.recorded_ms
     base = median(samples["baseline"])
 
@@ -336,8 +370,12 @@ def main() -> int:
     print(" where the time goes (same run):")
     row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
     row("subprocess.run with the sandbox's spawn options", "spawn")
+    row("the same in one directory made beforehand (none made, removed)", "spawn_kept")
     row("run_sandboxed alone", "sandbox")
-    row(f"its scan of the shared temp dirs ({shared_entries()} entries at their top)", "scan")
+    row(
+        f"its scan of the shared temp dirs ({shared_entries(temp_roots(limits.confinement))} entries at their top)",
+        "scan",
+    )
     ratio = median(samples["processor"]) / base
     print(
         f" execute overhead, processor process() median / subprocess.run median: x{ratio:.2f}"
@@ -351,10 +389,11 @@ def main() -> int:
 
     print(
         f" note: the processor's {delta('processor', 'baseline')} over subprocess.run:"
-        f" spawn options {delta('spawn', 'baseline')} (a no-op preexec_fn alone {delta('forked', 'baseline')});"
+        f" spawn options {delta('spawn', 'baseline')}, of which the run directory made and removed"
+        f" {delta('spawn', 'spawn_kept')} (a no-op preexec_fn alone {delta('forked', 'baseline')});"
     )
     print(
-        f"   rest of run_sandboxed (reader thread, allowlist, shared temp scan, run directory) {delta('sandbox', 'spawn')};"
+        f"   rest of run_sandboxed (shared temp scan, allowlist, lease, pipes) {delta('sandbox', 'spawn')};"
         f" claim, records, events, logs {delta('processor', 'sandbox')} (differences of medians, not additive)"
     )
     print(json.dumps({f"{name}_median_ms": round(value, 3) for name, value in medians.items()}))

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -280,6 +281,38 @@ def test_run_execute_without_stdin_child_reads_end_of_file():
 
     # Then it gets end of file at once
     assert result.stdout == "''\n"
+
+
+def test_run_execute_feeds_large_stdin_while_it_reads_the_output():
+    # Given 2 MB of stdin that the child copies to stdout as it reads (past the output limit)
+    code = (
+        "import sys\nn = 0\nwhile chunk := sys.stdin.buffer.read(65536):\n"
+        "    n += len(chunk)\n    sys.stdout.buffer.write(chunk)\nsys.stderr.write(str(n))"
+    )
+    payload = ExecutePayload(command=python(code), stdin="y" * 2_000_000)
+
+    # When it runs (one thread writes its stdin and reads its output: neither may wait on the other)
+    result = run_execute(payload, LIMITS)
+
+    # Then the child read all of it, and the output kept is its first bytes
+    assert result.stderr == "2000000"
+    assert result.truncated
+    assert result.stdout == "y" * LIMITS.output_limit_bytes
+
+
+def test_run_sandboxed_serves_the_pipes_from_the_calling_thread(monkeypatch):
+    # Given threads that cannot be started (a reader thread per run was a fixed cost of each)
+    def refuse(self):
+        raise AssertionError("the sandbox started a thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+
+    # When a child with stdin, stdout and stderr runs
+    code = "import sys; print(sys.stdin.read()); print('err', file=sys.stderr)"
+    run = run_sandboxed(python(code), timeout_seconds=30, output_limit_bytes=1024, stdin="in")
+
+    # Then its output came back all the same
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "in\n", "err\n")
 
 
 def test_run_execute_unread_large_stdin_does_not_block():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -42,36 +43,46 @@ def state_of(pid: int) -> str | None:
 
 
 def test_runs_in_flight_get_different_uids_and_cannot_read_each_other():
-    # Given a run that waits with a secret in its directory, and a second run at the same time
+    # Given a run that waits with a secret in its directory and says where that is, and a second
+    # run at the same time
+    told = Path(tempfile.mkdtemp(prefix="sandbox-test-")) / "where"
+    told.parent.chmod(0o755)
+    told.touch(mode=0o666)
+    told.chmod(0o666)
     first: dict[str, SandboxResult] = {}
     holder = threading.Thread(
         target=lambda: first.setdefault(
             "run",
             run(
-                "import os, time; open('secret', 'w').write('s3cr3t'); print(os.getuid(), os.getcwd(), flush=True);"
-                " time.sleep(3)"
+                "import os, time; open('secret', 'w').write('s3cr3t');"
+                f" open({str(told)!r}, 'w').write(os.getcwd()); print(os.getuid(), flush=True); time.sleep(3)"
             ),
         )
     )
     holder.start()
     time.sleep(1)
-    # When the second looks for the first's directory and tries to read it
+    # When the second looks for the first's directory beside its own, and tries to read the secret
+    # where the first said it is
     second = run(
         "import glob, os\n"
         "print(os.getuid())\n"
-        "for path in glob.glob('/tmp/mistersmith-run-*/secret'):\n"
+        "paths = glob.glob(os.path.join(os.path.dirname(os.getcwd()), 'mistersmith-run-*', 'secret'))\n"
+        f"paths.append(os.path.join(open({str(told)!r}).read(), 'secret'))\n"
+        "for path in paths:\n"
         "    try:\n"
         "        print(open(path).read())\n"
         "    except OSError as error:\n"
         "        print(type(error).__name__)\n"
     )
     holder.join()
+    shutil.rmtree(told.parent)
     # Then each ran as a non-root uid of its own, and the secret stayed unread
     first_uid = int(first["run"].stdout.split()[0])
     second_uid, *attempts = second.stdout.split()
     assert 0 not in (first_uid, int(second_uid))
     assert first_uid != int(second_uid)
     assert "s3cr3t" not in second.stdout
+    assert attempts
     assert set(attempts) <= {"PermissionError"}
 
 

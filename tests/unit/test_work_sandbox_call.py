@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mistersmith.errors import TaskFailure, TaskStopped
-from mistersmith.work import run_in_sandbox
+from mistersmith.work import run_in_sandbox, run_sandboxed, sandbox
 from mistersmith.work.limits import Confinement
 
 pytestmark = pytest.mark.unit
@@ -103,5 +103,73 @@ def test_run_directories_are_made_under_the_configured_scratch_root():
         call = run_in_sandbox(describe, None, timeout_seconds=30, confinement=confinement)
         assert Path(call.value["cwd"]).parent == scratch
         assert list(scratch.iterdir()) == []
+    finally:
+        shutil.rmtree(parent)
+
+
+def test_run_directories_are_made_in_a_directory_of_their_own_in_the_temporary_one(monkeypatch):
+    # Given no scratch root configured (a runs directory of this test's own name)
+    monkeypatch.setattr(sandbox, "_RUNS_DIR", f"mistersmith-runs-test-{os.getpid()}")
+    runs = Path(tempfile.gettempdir(), sandbox._RUNS_DIR)
+    try:
+        # When a child runs
+        call = run_in_sandbox(describe, None, timeout_seconds=30, confinement=CONFINEMENT)
+        # Then its directory was made there, not at the top of the temporary directory (each run
+        # would change that and make the scan at its end list it again), and is gone afterwards
+        assert Path(call.value["cwd"]).parent == runs
+        assert list(runs.iterdir()) == []
+        # And children may pass through that directory but list nothing in it
+        info = runs.lstat()
+        assert (info.st_uid, info.st_mode & 0o777) == (os.geteuid(), 0o711)
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+@pytest.mark.parametrize("planted", ["another user's directory", "a link", "a directory others may write to"])
+def test_a_runs_directory_that_is_not_safely_this_user_s_is_not_used(planted, monkeypatch):
+    # Given something at the runs directory's path that others could change
+    monkeypatch.setattr(sandbox, "_RUNS_DIR", f"mistersmith-runs-test-{os.getpid()}")
+    runs = Path(tempfile.gettempdir(), sandbox._RUNS_DIR)
+    elsewhere = Path(tempfile.mkdtemp(prefix="scratch-test-"))
+    try:
+        if planted == "a link":
+            runs.symlink_to(elsewhere)
+        else:
+            runs.mkdir()
+            runs.chmod(0o777 if planted == "a directory others may write to" else 0o711)
+            if planted == "another user's directory":
+                if os.geteuid() != 0:
+                    pytest.skip("only root can give a directory to another user")
+                os.chown(runs, 64998, 64998)
+        # When the sandbox chooses where to make run directories, then it is the temporary directory itself
+        assert sandbox.scratch_root(CONFINEMENT) == tempfile.gettempdir()
+    finally:
+        if runs.is_symlink():
+            runs.unlink()
+        shutil.rmtree(runs, ignore_errors=True)
+        shutil.rmtree(elsewhere)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker hands children to users of their own")
+def test_what_a_run_leaves_in_another_run_s_open_directory_in_the_scratch_root_is_purged():
+    # Given a scratch root holding a directory another run's child opened to everyone
+    parent = Path(tempfile.mkdtemp(prefix="scratch-test-"))
+    parent.chmod(0o711)
+    try:
+        scratch = parent / "runs"
+        scratch.mkdir(mode=0o711)
+        scratch.chmod(0o711)
+        opened = scratch / "mistersmith-run-other"
+        opened.mkdir()
+        opened.chmod(0o777)
+        confinement = Confinement(allowed_executables=("python3",), scratch_root=str(scratch))
+        # When a run leaves a file there
+        code = f"open({str(opened / 'left')!r}, 'w').write('for the next tenant of this uid')"
+        run = run_sandboxed(
+            ["python3", "-c", code], timeout_seconds=30, output_limit_bytes=1024, confinement=confinement
+        )
+        # Then it is gone once the run has ended, as from the shared temporary directories
+        assert run.exit_code == 0, run.stderr
+        assert list(opened.iterdir()) == []
     finally:
         shutil.rmtree(parent)

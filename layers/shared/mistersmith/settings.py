@@ -129,7 +129,7 @@ class TaskRunnerSettings(LifecycleSettings, SourceSettings):
     child_disk_bytes: Annotated[int, Field(ge=1 << 20)] = Confinement().disk_bytes
     # Off by default: a child with the network reaches the sidecars, task metadata, the VPC and the internet.
     execute_allow_network: bool = False
-    # Where run directories are made; the system's temporary directory when unset.
+    # Where run directories are made; unset: mistersmith-runs in the system's temporary directory.
     sandbox_scratch_root: str | None = None
     # CPU seconds per child process; unset: the wall timeout's.
     child_cpu_seconds: Annotated[int, Field(ge=1)] | None = None

@@ -24,7 +24,7 @@ class Confinement:
     memory budget when None), `disk_bytes` its work directory plus its files in the shared
     temporary directories (polled; no single file passes `max_file_bytes`). `allow_network`
     lets children make IPv4/IPv6 sockets; `scratch_root` is where work directories are made
-    (the system's temporary directory when None); `cpu_seconds` is each process's CPU time
+    (a directory of the worker's own in the system's temporary one when None); `cpu_seconds` is each process's CPU time
     (past it the run fails `CpuTimeLimitExceeded`); `exec_helper` starts children that only exec
     (see sandbox_exec.c; when it is missing they are forked from the worker instead)."""
 

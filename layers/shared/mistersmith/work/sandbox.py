@@ -18,7 +18,6 @@ import json
 import math
 import os
 import resource
-import select
 import selectors
 import shutil
 import signal
@@ -47,8 +46,6 @@ _NOT_EXECUTABLE_ERRNOS = frozenset(
     {errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.E2BIG}
 )
 _CHUNK_BYTES = 65536
-# How often blocked pipe threads look up to see whether they have been told to stop.
-_POLL_SECONDS = 0.1
 # After the process group is killed, pipes reach EOF at once unless something escaped the group.
 _DRAIN_GRACE_SECONDS = 2.0
 _MAX_WAIT_STEP_SECONDS = 0.05
@@ -61,6 +58,9 @@ _CLEAN = b"clean"
 _IN_USE = b"inuse"
 # Where a child could leave files for the next tenant of its uid: purged at every lease's end.
 SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108 - purged, never written
+# Run directories are made in this directory of the temporary one, not at its top: runs then
+# leave the top as it was, and the scan at each run's end reuses its listing (see _listing).
+_RUNS_DIR = "mistersmith-runs"
 # Those the worker seals in its container (see seal_shared_temp for why not /dev/shm).
 SEALED_TEMP_DIRS = ("/tmp", "/var/tmp")  # noqa: S108 - sealed, never written
 # How often a run's memory and disk are measured; what it writes in between is the disk overshoot.
@@ -284,14 +284,44 @@ def run_in_sandbox(
 
 @contextlib.contextmanager
 def _sandbox_dir(confinement: Confinement) -> Iterator[Path]:
-    root = confinement.scratch_root
-    if root is not None:
+    root = scratch_root(confinement)
+    if confinement.scratch_root is not None:
         os.makedirs(root, mode=0o711, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="mistersmith-run-", dir=root)).resolve()
     try:
         yield workdir
     finally:
         remove_tree(workdir)
+
+
+def scratch_root(confinement: Confinement) -> str:
+    """Where run directories are made: the configured root, else `_RUNS_DIR` in the system's
+    temporary directory, made on first use (that directory itself when what is at the path is not
+    a plain directory of this user's that only it may write to)."""
+    if confinement.scratch_root is not None:
+        return confinement.scratch_root
+    temp = tempfile.gettempdir()
+    root = os.path.join(temp, _RUNS_DIR)
+    try:
+        os.mkdir(root, 0o700)
+        # Not the umask's: children pass through to their own directory, and list nothing here.
+        os.chmod(root, 0o711)  # noqa: S103 - search only, for children
+    except FileExistsError:
+        pass
+    except OSError:
+        return temp
+    with contextlib.suppress(OSError):
+        info = os.lstat(root)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+            return root
+    return temp
+
+
+def temp_roots(confinement: Confinement) -> tuple[str, ...]:
+    """The directories a run's uid may have left entries in besides its own: the shared temporary
+    ones and the scratch root (a child may open its directory there to others)."""
+    # Its real path: entries are named from it, and the run's own directory is told apart by name.
+    return tuple(dict.fromkeys((*SHARED_TEMP_DIRS, os.path.realpath(scratch_root(confinement)))))
 
 
 def _spawn(
@@ -326,7 +356,11 @@ def _spawn(
         if account is not None:
             verified = result.swept if result.swept is not None else _kill_as(account[0], confinement)
             # One scan of the shared directories serves the disk budget and the purge.
-            leftovers = [path for path in _shared_temp_entries_of(account[0]) if path != str(workdir)]
+            leftovers = [
+                path
+                for path in _shared_temp_entries_of(account[0], temp_roots(confinement))
+                if path != str(workdir)
+            ]
             shared_bytes = sum(_tree_bytes(path) for path in leftovers)
             for path in leftovers:
                 remove_tree(path)
@@ -409,23 +443,16 @@ def _run(
     # Popen was given PIPE for these, so they are never None.
     stdout, stderr = cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr)
     report = os.fdopen(report_read, "rb")
-    halt = threading.Event()
     outputs = [
         _Collector(stdout, output_limit_bytes),
         _Collector(stderr, output_limit_bytes),
         _Collector(report, jail.confinement.max_file_bytes),
     ]
-    # One thread reads every pipe: a thread per pipe was a fixed cost of each run.
-    threads = [threading.Thread(target=_collect, args=(outputs, halt), daemon=True)]
-    if stdin_bytes is not None:
-        feed_args = (cast(IO[bytes], process.stdin), stdin_bytes, halt)
-        threads.append(threading.Thread(target=_feed, args=feed_args, daemon=True))
-    for thread in threads:
-        thread.start()
-
+    # Served from this thread while it waits: a reader thread's start was a fixed cost of each run.
+    pipes = _Pipes(outputs, None if stdin_bytes is None else cast(IO[bytes], process.stdin), stdin_bytes)
     ending: str | None = None
     try:
-        ending = _wait_for_exit(process, started + jail.timeout_seconds, stop, budget)
+        ending = _wait_for_exit(process, started + jail.timeout_seconds, stop, budget, pipes)
         duration_ms = round((time.monotonic() - started) * 1000)
     finally:
         # Before reaping, so the group id cannot have been reused: leftovers die with the run.
@@ -433,7 +460,7 @@ def _run(
         if account is not None and ending not in ("exited", None):
             _kill_as(account[0], jail.confinement)  # a run past a budget stops now, not at its lease's end
         process.wait()
-        _join(threads, halt)
+        pipes.drain(time.monotonic() + _DRAIN_GRACE_SECONDS)
         for pipe in (stdout, stderr, report):
             pipe.close()
 
@@ -536,14 +563,20 @@ def _exec_failure(number: int | None, name: str, env: Mapping[str, str]) -> Exce
 
 
 def _wait_for_exit(
-    process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None, budget: _Budget
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    stop: threading.Event | None,
+    budget: _Budget,
+    pipes: _Pipes,
 ) -> str:
     """How the wait ended: "exited" (the child is left unreaped where possible), "deadline",
-    "stopped", or the name of the budget the run went past.
+    "stopped", or the name of the budget the run went past. `pipes` are served meanwhile.
 
     Where Linux offers a pidfd the wait wakes the moment the child exits; elsewhere it polls with
     a growing step. `stop` is looked at every step, the budgets every `_BUDGET_POLL_SECONDS`."""
     pidfd = _open_pidfd(process.pid)
+    if pidfd is not None:
+        pipes.wake_on(pidfd)
     delay = 0.0005
     next_poll = time.monotonic() + _BUDGET_POLL_SECONDS
     try:
@@ -560,13 +593,14 @@ def _wait_for_exit(
                     return exceeded
                 next_poll = time.monotonic() + _BUDGET_POLL_SECONDS
             if pidfd is None:
-                time.sleep(min(delay, remaining))
+                pipes.serve(min(delay, remaining))
                 delay = min(delay * 2, _MAX_WAIT_STEP_SECONDS)
             else:
-                select.select([pidfd], [], [], min(_MAX_WAIT_STEP_SECONDS, remaining))
+                pipes.serve(min(_MAX_WAIT_STEP_SECONDS, remaining))
         return "exited"
     finally:
         if pidfd is not None:
+            pipes.forget(pidfd)
             os.close(pidfd)
 
 
@@ -593,25 +627,67 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _join(threads: list[threading.Thread], halt: threading.Event) -> None:
-    deadline = time.monotonic() + _DRAIN_GRACE_SECONDS
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    # Only a process that escaped the group (setsid) can still hold a pipe: stop listening to it.
-    halt.set()
-    for thread in threads:
-        thread.join()
+class _Pipes:
+    """The child's pipes, served by the thread that waits for it: each output read to its end
+    (kept up to its limit, the rest discarded so the child never blocks), stdin written from
+    `data` without blocking (a child that never reads it cannot hold the wait up)."""
 
-
-def _collect(outputs: list[_Collector], halt: threading.Event) -> None:
-    """Reads every pipe of `outputs` until each reaches its end, or `halt` is set."""
-    with selectors.DefaultSelector() as selector:
+    def __init__(self, outputs: list[_Collector], stdin: IO[bytes] | None, data: bytes | None) -> None:
+        self._selector = selectors.DefaultSelector()
         for output in outputs:
-            selector.register(output.fd, selectors.EVENT_READ, output)
-        while selector.get_map() and not halt.is_set():
-            for key, _events in selector.select(_POLL_SECONDS):
+            self._selector.register(output.fd, selectors.EVENT_READ, output)
+        self._stdin = stdin
+        self._pending = memoryview(data or b"")
+        if stdin is not None:
+            os.set_blocking(stdin.fileno(), False)
+            self._selector.register(stdin.fileno(), selectors.EVENT_WRITE)
+
+    def wake_on(self, fd: int) -> None:
+        """Makes `serve` return as soon as `fd` is readable (a pidfd: at the child's exit)."""
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def forget(self, fd: int) -> None:
+        self._selector.unregister(fd)
+
+    def serve(self, timeout: float) -> None:
+        """Waits up to `timeout` for a pipe (or the `wake_on` descriptor) to be ready, and serves
+        the pipes that are."""
+        for key, _events in self._selector.select(timeout):
+            if isinstance(key.data, _Collector):
                 if not key.data.take():
-                    selector.unregister(key.fd)
+                    self._selector.unregister(key.fd)
+            elif self._stdin is not None and key.fd == self._stdin.fileno():
+                self._write()
+
+    def drain(self, deadline: float) -> None:
+        """Closes stdin and reads the outputs to their end, until `deadline` (only a process that
+        escaped the group, by setsid, can still hold a pipe then: it is no longer listened to)."""
+        self._close_stdin()
+        try:
+            while self._selector.get_map() and (remaining := deadline - time.monotonic()) > 0:
+                self.serve(remaining)
+        finally:
+            self._selector.close()
+
+    def _write(self) -> None:
+        stdin = cast(IO[bytes], self._stdin)
+        try:
+            self._pending = self._pending[os.write(stdin.fileno(), self._pending[:_CHUNK_BYTES]) :]
+        except BlockingIOError:
+            return
+        except OSError:
+            self._pending = memoryview(b"")  # the child closed its stdin or exited: the rest is not needed
+        if not self._pending:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self._stdin is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self._stdin.fileno())
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        self._stdin = None
 
 
 class _Collector:
@@ -640,28 +716,6 @@ class _Collector:
 
     def text(self) -> str:
         return self.kept.decode("utf-8", errors="replace")
-
-
-def _feed(pipe: IO[bytes], data: bytes, halt: threading.Event) -> None:
-    fd = pipe.fileno()
-    # Non-blocking so that a child which never reads its stdin cannot pin this thread.
-    os.set_blocking(fd, False)
-    view = memoryview(data)
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_WRITE)
-            while view and not halt.is_set():
-                if not selector.select(_POLL_SECONDS):
-                    continue
-                try:
-                    view = view[os.write(fd, view[:_CHUNK_BYTES]) :]
-                except BlockingIOError:
-                    continue
-    except OSError:
-        pass  # The child closed its stdin or exited: what it did not read is not needed.
-    finally:
-        with contextlib.suppress(OSError):
-            pipe.close()
 
 
 @dataclass(frozen=True)
@@ -800,7 +854,9 @@ class _Budget:
         if shared_bytes is None and self._uid is not None:
             workdir = str(self._workdir)
             shared_bytes = sum(
-                _tree_bytes(path) for path in _shared_temp_entries_of(self._uid) if path != workdir
+                _tree_bytes(path)
+                for path in _shared_temp_entries_of(self._uid, temp_roots(self._confinement))
+                if path != workdir
             )
         return used + (shared_bytes or 0) > self._confinement.disk_bytes
 
@@ -949,7 +1005,7 @@ def _end_tenancy(uid: int, confinement: Confinement) -> bool:
             return True  # killed and purged at the run's end, with nothing of it left to leave more
         if verified is None:
             _kill_as(uid, confinement)
-        _purge_shared_temp(uid)
+        _purge_shared_temp(uid, temp_roots(confinement))
         if not any(True for _ in _live_processes_of(uid)):
             return True
     return False
@@ -1022,12 +1078,13 @@ def _remove_ipc_objects(uid: int) -> None:
                 remove(int(row[ident]))
 
 
-def _shared_temp_entries_of(uid: int) -> Iterator[str]:
-    """The uid's entries in the shared temporary directories: those it owns, at the top or inside
-    any directory there that everyone may write to (only there could it have made them). A
-    directory unchanged since its last listing is not listed again (see _listing)."""
+def _shared_temp_entries_of(uid: int, roots: Sequence[str] | None = None) -> Iterator[str]:
+    """The uid's entries in the directories `roots` (the shared temporary directories when None):
+    those it owns, at the top or inside any directory there that everyone may write to (only
+    there could it have made them). A directory unchanged since its last listing is not listed
+    again (see _listing)."""
     pending: list[tuple[str, os.stat_result]] = []
-    for path in SHARED_TEMP_DIRS:
+    for path in SHARED_TEMP_DIRS if roots is None else roots:
         with contextlib.suppress(OSError):
             info = os.stat(path)
             if stat.S_ISDIR(info.st_mode):
@@ -1125,8 +1182,8 @@ def _listing(
     return listing, fresh
 
 
-def _purge_shared_temp(uid: int) -> None:
-    for path in list(_shared_temp_entries_of(uid)):
+def _purge_shared_temp(uid: int, roots: Sequence[str]) -> None:
+    for path in list(_shared_temp_entries_of(uid, roots)):
         remove_tree(path)
 
 

@@ -7,7 +7,7 @@
  *       drops every group and becomes UID (unless UID is -1), sets the rlimits, sets no_new_privs,
  *       installs the seccomp program FILTER_HEX ("-": none), execs. A failure before the exec is
  *       written to REPORT_FD as JSON ({"exec_errno": N} or {"error": "..."}), exit status 125.
- *       With a UID the helper forks instead and the child execs: the helper, as UID and under
+ *       With a UID the helper vforks instead and the child execs: the helper, as UID and under
  *       the same filter, waits for the program, sweeps UID (as `kill` does), writes the verdict
  *       to REPORT_FD on a line of its own (SWEPT or NOT_SWEPT below) and ends as the program
  *       ended (its exit status, or its signal). No verdict (the program killed the helper): the
@@ -81,6 +81,13 @@ static void become(long long uid) {
     if (setuid((uid_t)uid) != 0) fail("setuid");
 }
 
+static int nibble(char digit) {
+    if (digit >= '0' && digit <= '9') return digit - '0';
+    if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F') return digit - 'A' + 10;
+    return -1;
+}
+
 static void install_filter(const char *hex) {
     static struct sock_filter program[MAX_FILTER / 8];
     size_t length = strlen(hex);
@@ -91,43 +98,74 @@ static void install_filter(const char *hex) {
     }
     unsigned char *bytes = (unsigned char *)program;
     for (size_t i = 0; i < length / 2; i++) {
-        unsigned int byte;
-        if (sscanf(hex + 2 * i, "%2x", &byte) != 1) {
+        int high = nibble(hex[2 * i]), low = nibble(hex[2 * i + 1]);
+        if (high < 0 || low < 0) {
             errno = EINVAL;
             fail("bad filter");
         }
-        bytes[i] = (unsigned char)byte;
+        bytes[i] = (unsigned char)(high << 4 | low);
     }
     struct sock_fprog fprog = {.len = (unsigned short)(length / 16), .filter = program};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("PR_SET_NO_NEW_PRIVS");
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0) fail("PR_SET_SECCOMP");
 }
 
-/* Removes the IPC objects of `uid` listed in /proc/sysvipc/<kind> (columns found by the header). */
+/* The column of `name` in the header `line`, -1 without one. */
+static int column_of(char *line, const char *name) {
+    int column = 0;
+    for (char *word = strtok(line, " \t"); word; word = strtok(NULL, " \t"), column++)
+        if (strcmp(word, name) == 0) return column;
+    return -1;
+}
+
+/* Removes the IPC object of the row `line` of /proc/sysvipc/<kind> if `uid` owns it. */
+static void remove_ipc_row(const char *kind, char *line, uid_t uid, int uid_column) {
+    long long id = -1, owner = -1;
+    int column = 0;
+    for (char *word = strtok(line, " \t"); word; word = strtok(NULL, " \t"), column++) {
+        if (column == 1) id = strtoll(word, NULL, 10);
+        if (column == uid_column) owner = strtoll(word, NULL, 10);
+    }
+    if (id < 0 || owner != (long long)uid) return;
+    if (kind[1] == 'h') shmctl((int)id, IPC_RMID, NULL);
+    else if (kind[1] == 's') msgctl((int)id, IPC_RMID, NULL);
+    else semctl((int)id, 0, IPC_RMID);
+}
+
+/* Removes the IPC objects of `uid` listed in /proc/sysvipc/<kind> (columns found by the header),
+ * read with read(2): stdio would set up malloc, a cost on every run's path. */
 static void remove_ipc(const char *kind, uid_t uid) {
-    char path[64], line[1024];
+    static char buffer[8192];
+    char path[64];
     snprintf(path, sizeof path, "/proc/sysvipc/%s", kind);
-    FILE *table = fopen(path, "r");
-    if (!table) return;
-    int uid_column = -1;
-    if (fgets(line, sizeof line, table)) {
-        int column = 0;
-        for (char *word = strtok(line, " \t\n"); word; word = strtok(NULL, " \t\n"), column++)
-            if (strcmp(word, "uid") == 0) uid_column = column;
-    }
-    while (uid_column > 1 && fgets(line, sizeof line, table)) {
-        long long id = -1, owner = -1;
-        int column = 0;
-        for (char *word = strtok(line, " \t\n"); word; word = strtok(NULL, " \t\n"), column++) {
-            if (column == 1) id = strtoll(word, NULL, 10);
-            if (column == uid_column) owner = strtoll(word, NULL, 10);
+    int table = open(path, O_RDONLY | O_CLOEXEC);
+    if (table < 0) return;
+    int uid_column = -1, header = 1, skipping = 0;
+    size_t held = 0;
+    ssize_t got;
+    while ((got = read(table, buffer + held, sizeof buffer - 1 - held)) > 0) {
+        held += (size_t)got;
+        char *start = buffer, *end;
+        while ((end = memchr(start, '\n', (size_t)(buffer + held - start)))) {
+            *end = '\0';
+            if (skipping) {
+                skipping = 0; /* the end of a line too long to be a row */
+            } else if (header) {
+                uid_column = column_of(start, "uid");
+                header = 0;
+            } else if (uid_column > 1) {
+                remove_ipc_row(kind, start, uid, uid_column);
+            }
+            start = end + 1;
         }
-        if (id < 0 || owner != (long long)uid) continue;
-        if (kind[1] == 'h') shmctl((int)id, IPC_RMID, NULL);
-        else if (kind[1] == 's') msgctl((int)id, IPC_RMID, NULL);
-        else semctl((int)id, 0, IPC_RMID);
+        held = (size_t)(buffer + held - start);
+        memmove(buffer, start, held);
+        if (held == sizeof buffer - 1) {
+            held = 0;
+            skipping = 1;
+        }
     }
-    fclose(table);
+    close(table);
 }
 
 /* Whether the caller is the only process of its user, zombies included: the kernel counts the
@@ -189,6 +227,15 @@ static int supervise(pid_t program, uid_t uid) {
     return FAILED;
 }
 
+/* Execs the program; on failure reports why and ends. In a vfork child: its own frame, and _exit. */
+static __attribute__((noinline, noreturn)) void run_program(const char *path, char **args) {
+    execv(path, args);
+    char message[64];
+    snprintf(message, sizeof message, "{\"exec_errno\": %d}", errno);
+    report(message);
+    _exit(FAILED);
+}
+
 static int run_exec(int argc, char **argv) {
     if (argc < 6) return FAILED;
     long long uid = number(argv[2]);
@@ -210,14 +257,11 @@ static int run_exec(int argc, char **argv) {
     install_filter(filter);
     /* Before the fork: the program (same uid) gets no ptrace or /proc access to its supervisor. */
     if (uid >= 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail("PR_SET_DUMPABLE");
-    pid_t program = uid < 0 ? 0 : fork();
-    if (program < 0) fail("fork");
+    /* vfork: the helper waits only until the exec, and nothing of it is copied. */
+    pid_t program = uid < 0 ? 0 : vfork();
+    if (program < 0) fail("vfork");
     if (program > 0) return supervise(program, (uid_t)uid);
-    execv(argv[next], argv + next + 1);
-    char message[64];
-    snprintf(message, sizeof message, "{\"exec_errno\": %d}", errno);
-    report(message);
-    return FAILED;
+    run_program(argv[next], argv + next + 1);
 }
 
 int main(int argc, char **argv) {
