@@ -835,6 +835,8 @@ class _Budget:
         self._workdir = workdir
         self._uid = uid
         self._confinement = confinement
+        # Found once: each poll would otherwise try to make the scratch root and resolve its path.
+        self._temp_roots = temp_roots(confinement)
         # A forked child starts out sharing the worker's pages, which are not the run's.
         self._memory_allowed = confinement.memory_bytes + (_resident_of(os.getpid()) if forked else 0)
         self._session: int | None = None
@@ -855,7 +857,7 @@ class _Budget:
             workdir = str(self._workdir)
             shared_bytes = sum(
                 _tree_bytes(path)
-                for path in _shared_temp_entries_of(self._uid, temp_roots(self._confinement))
+                for path in _shared_temp_entries_of(self._uid, self._temp_roots)
                 if path != workdir
             )
         return used + (shared_bytes or 0) > self._confinement.disk_bytes
