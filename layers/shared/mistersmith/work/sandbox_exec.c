@@ -19,14 +19,13 @@
  *       count of the user's processes says so), 3 when some still counts (a zombie not yet
  *       reaped, or a kill that did not take).
  *
- * Built static at image build (fargate_worker/Dockerfile) and by the tests with cc.
+ * Built static with musl at image build (fargate_worker/Dockerfile) and by the tests (with cc
+ * where musl-gcc is missing): static glibc's start-up took 0.27 ms of each run, musl's 0.04 ms.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +38,19 @@
 #include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The kernel's seccomp ABI (linux/filter.h, linux/seccomp.h), spelled out: musl's compiler has no
+ * kernel headers. */
+#define SECCOMP_MODE_FILTER 2
+struct sock_filter {
+    unsigned short code;
+    unsigned char jt, jf;
+    unsigned int k;
+};
+struct sock_fprog {
+    unsigned short len;
+    struct sock_filter *filter;
+};
 
 #define FAILED 125
 #define KILL_PASSES 20
