@@ -321,7 +321,11 @@ def temp_roots(confinement: Confinement) -> tuple[str, ...]:
     """The directories a run's uid may have left entries in besides its own: the shared temporary
     ones and the scratch root (a child may open its directory there to others)."""
     # Its real path: entries are named from it, and the run's own directory is told apart by name.
-    return tuple(dict.fromkeys((*SHARED_TEMP_DIRS, os.path.realpath(scratch_root(confinement)))))
+    return _temp_roots_at(os.path.realpath(scratch_root(confinement)))
+
+
+def _temp_roots_at(real_scratch_root: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*SHARED_TEMP_DIRS, real_scratch_root)))
 
 
 def _spawn(
@@ -338,10 +342,12 @@ def _spawn(
     wanted = [_collectable(relpath) for relpath in collect]
     stdin_bytes = None if stdin is None else _encoded(stdin, "stdin")
     confinement = jail.confinement
+    # The run directory is resolved: its parent is the scratch root's real path, not looked up again.
+    roots = _temp_roots_at(str(workdir.parent))
     with leased_account(confinement) as account:
         if account is not None:
             os.chown(workdir, *account)
-        budget = _Budget(workdir, account[0] if account else None, confinement, jail.inline is not None)
+        budget = _Budget(workdir, account[0] if account else None, confinement, jail.inline is not None, roots)
         result = _run(
             argv,
             workdir,
@@ -356,11 +362,7 @@ def _spawn(
         if account is not None:
             verified = result.swept if result.swept is not None else _kill_as(account[0], confinement)
             # One scan of the shared directories serves the disk budget and the purge.
-            leftovers = [
-                path
-                for path in _shared_temp_entries_of(account[0], temp_roots(confinement))
-                if path != str(workdir)
-            ]
+            leftovers = [path for path in _shared_temp_entries_of(account[0], roots) if path != str(workdir)]
             shared_bytes = sum(_tree_bytes(path) for path in leftovers)
             for path in leftovers:
                 remove_tree(path)
@@ -428,6 +430,8 @@ def _run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             shell=False,
+            # Unbuffered: the pipes are read and written by descriptor (no isatty, no lseek per pipe).
+            bufsize=0,
             close_fds=True,
             start_new_session=True,
         )
@@ -442,7 +446,7 @@ def _run(
 
     # Popen was given PIPE for these, so they are never None.
     stdout, stderr = cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr)
-    report = os.fdopen(report_read, "rb")
+    report = os.fdopen(report_read, "rb", buffering=0)
     outputs = [
         _Collector(stdout, output_limit_bytes),
         _Collector(stderr, output_limit_bytes),
@@ -831,12 +835,14 @@ class _Budget:
     its System V segments) and its disk (the work directory and the uid's files in the shared
     temporary directories) against the confinement's budgets."""
 
-    def __init__(self, workdir: Path, uid: int | None, confinement: Confinement, forked: bool) -> None:
+    def __init__(
+        self, workdir: Path, uid: int | None, confinement: Confinement, forked: bool, roots: tuple[str, ...]
+    ) -> None:
         self._workdir = workdir
         self._uid = uid
         self._confinement = confinement
-        # Found once: each poll would otherwise try to make the scratch root and resolve its path.
-        self._temp_roots = temp_roots(confinement)
+        # The run's temp_roots, found once: each poll would otherwise try to make the scratch root and resolve it.
+        self._temp_roots = roots
         # A forked child starts out sharing the worker's pages, which are not the run's.
         self._memory_allowed = confinement.memory_bytes + (_resident_of(os.getpid()) if forked else 0)
         self._session: int | None = None
