@@ -43,6 +43,8 @@ _NR, _ARCH, _ARG0 = 0, 4, 16
 _AF_UNIX, _AF_NETLINK = 1, 16
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 _CLONE_NAMESPACES = 0x7E020000
+# Calls compared one by one at the end of the filter's binary search (see _search).
+_LEAF = 3
 
 # name, x86_64, aarch64: from asm/unistd_64.h and asm-generic/unistd.h. socket, clone and clone3
 # have rules of their own; every other call listed is refused.
@@ -149,16 +151,12 @@ def _assemble(machine: str, allow_network: bool) -> bytes:
     ]
     if machine == "x86_64":
         code.append((_JGE_K, "kill", None, _X32_SYSCALL_BIT))
-    for name in _REFUSED_NAMES:
-        code.append((_JEQ_K, "refuse", None, numbers[name]))
-    code += [
-        (_JEQ_K, "enosys", None, numbers["clone3"]),
-        (_JEQ_K, "clone", None, numbers["clone"]),
-    ]
+    targets = {numbers[name]: "refuse" for name in _REFUSED_NAMES}
+    targets |= {numbers["clone3"]: "enosys", numbers["clone"]: "clone"}
     if not allow_network:
-        code.append((_JEQ_K, "socket", None, numbers["socket"]))
+        targets[numbers["socket"]] = "socket"
+    code += _search(sorted(targets.items()), "allow")
     code += [
-        (_RET_K, None, None, _RET_ALLOW),
         "clone",
         (_LD_W_ABS, None, None, _ARG0),
         (_JSET_K, "refuse", "allow", _CLONE_NAMESPACES),
@@ -188,3 +186,25 @@ def _assemble(machine: str, allow_network: bool) -> bytes:
         jf = labels[when_false] - index - 1 if when_false else 0
         program += struct.pack("=HBBI", opcode, jt, jf, k)
     return bytes(program)
+
+
+def _search(
+    targets: list[tuple[int, str]], otherwise: str
+) -> list[tuple[int, str | None, str | None, int] | str]:
+    """A binary search of the loaded syscall number over `targets` ((number, label), sorted): each
+    call takes about log2(n) + _LEAF steps, not n. The kernel runs the filter for every number
+    when it is installed (to cache the calls it always allows), so its length is a cost of each run."""
+    if len(targets) <= _LEAF:
+        *tests, (last, label) = targets
+        return [
+            *((_JEQ_K, target, None, number) for number, target in tests),
+            (_JEQ_K, label, otherwise, last),
+        ]
+    middle = len(targets) // 2
+    upper = f"at-least-{targets[middle][0]}"
+    return [
+        (_JGE_K, upper, None, targets[middle][0]),
+        *_search(targets[:middle], otherwise),
+        upper,
+        *_search(targets[middle:], otherwise),
+    ]
