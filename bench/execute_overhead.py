@@ -14,6 +14,11 @@ root hands children to an unprivileged uid, which cannot reach an interpreter un
   only overstate RUNNING -> SUCCEEDED (it adds the claim, the status events and the closing log
   and metric lines; the table prints both figures, so the gap shows). The in-memory store does
   not set `started_at` (only DynamoDB's claim does), so the record's timestamps are not used.
+- work: the task's work alone, `perform` as the processor calls it (payload validation, the
+  sandboxed run, the result): the span the record's `duration_ms` measures (RUNNING ->
+  SUCCEEDED), timed with the baseline's clock. The goal's figure is the processor's, which also
+  counts the claim and the records that subprocess.run has no counterpart of; this one is the
+  execute path alone, beside it.
 - processor_forked: the same, with no exec helper (the route a worker without the image's helper
   takes, and every run took before it): the before/after of the helper in one run.
 - where the time goes, measured in the same run: subprocess.run with a no-op preexec_fn (CPython
@@ -61,7 +66,7 @@ from mistersmith.errors import TaskFailure
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus
 from mistersmith.processing import Disposition, TaskProcessor
-from mistersmith.work import SandboxResult, WorkLimits, run_sandboxed
+from mistersmith.work import SandboxResult, WorkLimits, perform, run_sandboxed
 from mistersmith.work.limits import Confinement
 from mistersmith.work.sandbox import (
     SAFE_PATH,
@@ -297,6 +302,10 @@ def measure_variants(
         run = sandboxed(command, limits)
         assert run.exit_code == 0 and not run.timed_out, run
 
+    def work() -> None:
+        result = perform("execute", {"command": command, "timeout_seconds": TIMEOUT_SECONDS}, limits)
+        assert result["exit_code"] == 0, result
+
     # A uid leased as the sandbox leases them, for the whole bench: no other run on the host takes it.
     with leased_account(limits.confinement) as account:
         spawn = SandboxSpawn(command, limits.confinement, account, fresh=True)
@@ -310,6 +319,7 @@ def measure_variants(
                     "spawn_kept": spawn_kept.run,
                     "sandbox": sandbox_alone,
                     "processor": processor.run,
+                    "work": work,
                     "processor_forked": processor_forked.run,
                     # Only a root worker, with a user per run, scans the shared temporary directories.
                     **(
@@ -366,6 +376,7 @@ def main() -> int:
     row("subprocess.run(command, capture_output=True)", "baseline")
     row("TaskProcessor: the record's duration_ms (whole ms)", "recorded")
     row("TaskProcessor: wall time of process() (claim to record)", "processor")
+    row("its work alone: perform(), RUNNING -> SUCCEEDED", "work")
     row("the same without the exec helper (forked route, as before it)", "processor_forked")
     print(" where the time goes (same run):")
     row("subprocess.run with a no-op preexec_fn (fork, not vfork)", "forked")
@@ -381,6 +392,10 @@ def main() -> int:
         f" execute overhead, processor process() median / subprocess.run median: x{ratio:.2f}"
         f" (goal <= x{RATIO_GOAL}): {'met' if ratio <= RATIO_GOAL else 'MISSED'}"
     )
+    print(
+        f" the execute path alone (perform: no claim, no records), median / subprocess.run median:"
+        f" x{median(samples['work']) / base:.2f}"
+    )
     print(f" without the exec helper: x{median(samples['processor_forked']) / base:.2f}")
     medians = {name: median(values) for name, values in samples.items()}
 
@@ -394,7 +409,7 @@ def main() -> int:
     )
     print(
         f"   rest of run_sandboxed (shared temp scan, allowlist, lease, pipes) {delta('sandbox', 'spawn')};"
-        f" claim, records, events, logs {delta('processor', 'sandbox')} (differences of medians, not additive)"
+        f" claim, records, events, logs {delta('processor', 'work')} (differences of medians, not additive)"
     )
     print(json.dumps({f"{name}_median_ms": round(value, 3) for name, value in medians.items()}))
     faulthandler.cancel_dump_traceback_later()
