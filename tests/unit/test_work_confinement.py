@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +71,27 @@ def test_a_payload_file_named_like_an_allowed_executable_is_refused():
     with pytest.raises(TaskFailure) as refused:
         run_execute(payload, LIMITS)
     assert refused.value.error_type in {"ExecutableNotAllowed", "CommandNotFound"}
+
+
+def test_an_allowed_executable_installed_after_a_run_is_allowed():
+    # Given an allowlist naming a program that is not there yet (where a child's uid may reach it),
+    # and a run of another allowed one
+    place = Path(tempfile.mkdtemp())
+    place.chmod(0o755)
+    program = place / "tool"
+    confinement = Confinement(allowed_executables=("python3", str(program)))
+    limits = WorkLimits(execute_timeout_seconds=20, confinement=confinement)
+    assert run_execute(ExecutePayload(command=["python3", "-c", "pass"]), limits).exit_code == 0
+    # When the program is installed (a link to its versioned file, as alternatives do) and a task
+    # runs it, then it runs: the allowlist is not the one found before
+    versioned = place / "tool-1"
+    versioned.write_text("#!/bin/sh\necho installed\n")
+    versioned.chmod(0o755)
+    program.symlink_to(versioned)
+    try:
+        assert run_execute(ExecutePayload(command=[str(program)]), limits).stdout == "installed\n"
+    finally:
+        shutil.rmtree(place)
 
 
 def test_writing_a_two_gigabyte_file_stops_at_the_file_size_limit():

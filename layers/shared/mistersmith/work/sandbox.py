@@ -95,6 +95,8 @@ _quarantine_locks: list[int] = []
 # none left (then the lease end needs no scan of /proc): their lease end does not kill again.
 _killed: dict[int, bool] = {}
 _NO_VALUE: Any = object()
+# The allowed executables' real paths, by Confinement.allowed_executables (see _allowed_paths).
+_allowed: dict[tuple[str, ...], frozenset[str]] = {}
 # The supervising exec helper's last line: whether its sweep of the uid left nothing (sandbox_exec.c).
 _VERDICTS = {b'{"swept": true}': True, b'{"swept": false}': False}
 
@@ -347,7 +349,9 @@ def _spawn(
     with leased_account(confinement) as account:
         if account is not None:
             os.chown(workdir, *account)
-        budget = _Budget(workdir, account[0] if account else None, confinement, jail.inline is not None, roots)
+        budget = _Budget(
+            workdir, account[0] if account else None, confinement, jail.inline is not None, roots
+        )
         result = _run(
             argv,
             workdir,
@@ -936,17 +940,26 @@ def _allowed_executable(name: str, env: Mapping[str, str], workdir: Path, confin
             "CommandNotFound", f"executable {name!r} was not found (PATH={env.get('PATH', SAFE_PATH)})"
         )
     resolved = os.path.realpath(candidate)
-    allowed = {
-        os.path.realpath(path)
-        for entry in confinement.allowed_executables
-        if (path := entry if os.path.isabs(entry) else shutil.which(entry, path=SAFE_PATH))
-    }
-    if resolved not in allowed:
+    if resolved not in _allowed_paths(confinement.allowed_executables):
         names = ", ".join(confinement.allowed_executables)
         raise TaskFailure(
             "ExecutableNotAllowed", f"{name!r} ({resolved}) is not an allowed executable; allowed: {names}"
         )
     return resolved
+
+
+def _allowed_paths(entries: tuple[str, ...]) -> frozenset[str]:
+    """The real paths of the allowed executables. Kept once every entry is found (the image's root
+    file system is read-only; resolving them took 0.1 ms of each run), found again at each run
+    while one is missing, so that one installed later is allowed."""
+    known = _allowed.get(entries)
+    if known is not None:
+        return known
+    found = [entry if os.path.isabs(entry) else shutil.which(entry, path=SAFE_PATH) for entry in entries]
+    paths = frozenset(os.path.realpath(path) for path in found if path)
+    if all(path and os.path.exists(path) for path in found):
+        _allowed[entries] = paths
+    return paths
 
 
 @contextlib.contextmanager
