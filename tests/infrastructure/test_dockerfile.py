@@ -18,6 +18,7 @@ APT_PACKAGES = {
     "gcc": "compile with language c (the `cc` the compile work looks for)",
     "libc6-dev": "headers and C runtime objects gcc links with (only a Recommends of gcc)",
     "cppcheck": "analyze's C analyzer (findings for .c and .h files)",
+    "musl-tools": "musl-gcc, which builds the sandbox's exec helper static with musl (a faster start than glibc's)",
 }
 
 
