@@ -55,7 +55,7 @@ def mixed_tasks(run: str, marks: Path) -> dict[str, tuple[dict, str]]:
 
 
 def queue_totals(stack) -> dict[str, int]:
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     totals = {}
     for logical_id in ("WorkQueue", "WorkDLQ", "AnalyzeQueue", "AnalyzeDLQ"):
         attributes = sqs.get_queue_attributes(

@@ -66,7 +66,7 @@ def run_task(stack, injection: Injection | None, *, work_seconds: float = WORK_S
         worker, publisher = worker_for(stack, url, recorder)
         announced = [publisher.statuses]
         table.create(StoredTask.queued(TaskMessage.model_validate_json(body), now_iso()))
-        stack.session().client("sqs").send_message(QueueUrl=url, MessageBody=body)
+        stack.client("sqs").send_message(QueueUrl=url, MessageBody=body)
         started = time.monotonic()
         thread = workers.enter_context(running(worker))
         # The killed worker's hung calls fail before it is stopped (the stack closes in reverse).
@@ -105,10 +105,8 @@ def assert_ended_once(
     assert outcome.left_in_queue == 0, "a message was left in the queue"
     # The protocol handled the fault: the stack's reconciler (the safety net) never had to
     assert record.recoveries == 0
-    # Every run had a lease of its own (a claim takes over only a lapsed lease). A third run, where
-    # the replacement's lease lapsed too, was seen on a quiet CI run (announce-die_before: its
-    # renewal refused 3.2 s after its claim on the 3 s test lease); its cause is still open.
-    assert 1 <= outcome.runs <= record.attempts
+    # Once, or twice where a worker died holding it: the replacement's own lease never lapses
+    assert 1 <= outcome.runs <= 2
     terminal = [status for status in outcome.announced if TaskStatus(status).is_terminal]
     # No event disagrees with the record; one is missing only if the process died between the two.
     assert set(terminal) <= {record.status.value}, outcome.announced
