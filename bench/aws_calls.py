@@ -152,7 +152,7 @@ def main() -> int:
     per_task = Counter({key: n for key, n in every.items() if key[0] not in SCHEDULED})
     report(f"AWS requests per task, {TASKS} execute tasks of `python3 -c pass`, one warm worker")
     for (entry, service, operation), n in sorted(per_task.items()):
-        report(f"  {entry:<12} {service:<10} {operation:<26} {n / TASKS:>6.2f}")
+        report(f"  {entry:<12} {service:<15} {operation:<21} {n / TASKS:>6.2f}")
     for entry in sorted({key[0] for key in per_task}):
         mine = sum(n for key, n in per_task.items() if key[0] == entry)
         report(f"  {entry:<12} {'(all)':<37} {mine / TASKS:>6.2f}")
