@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+from moto.dynamodbstreams.models import dynamodbstreams_backends
 
 from local_stack.lambda_runtime import module_of
 from mistersmith.adapters.dynamodb import DynamoTaskStore
@@ -221,3 +222,13 @@ def test_another_regions_insert_is_left_to_it_and_a_task_the_stream_never_sent_g
     assert reconciler.run().routed >= 1
     record = wait_terminal(foreign)
     assert (record["status"], record["attempts"]) == ("SUCCEEDED", 1)
+
+
+def test_the_local_aws_forgets_each_shard_iterator_once_it_is_used(stack, api, wait_terminal):
+    # Given the stream mapping reading four times a second (each read answers a new iterator)
+    task_id = unique("iterators")
+    assert api.post("/tasks", json=compile_body(task_id)).status_code == 202
+    assert_ran_once(api, wait_terminal, task_id)
+    # When the local AWS's iterators are counted / Then only those not yet used are kept
+    backend = dynamodbstreams_backends[stack.template.account][stack.template.region]
+    assert len(backend.shard_iterators) <= 2 * len(stack.stream_pollers)

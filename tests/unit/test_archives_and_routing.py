@@ -8,10 +8,10 @@ import zipfile
 import pytest
 
 from mistersmith.callers import Caller
+from mistersmith.clock import now_iso
 from mistersmith.errors import PayloadTooLarge
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.clock import now_iso
 from mistersmith.models import AnalyzeRequest, StoredTask, TaskMessage, TaskStatus
 from mistersmith.processing import TaskProcessor
 from mistersmith.routing import Router

@@ -137,7 +137,7 @@ def test_an_orchestrator_event_is_recorded_in_this_region_and_nothing_is_sent():
 
 def test_an_orchestrator_event_again_for_a_finished_task_is_skipped():
     # Given an orchestrator event whose task has ended
-    calls, store, queue, router = world()
+    calls, store, _, router = world()
     detail = {"id": "o", "task_type": "compile", "payload": {"files": {"a.py": ""}}}
     router.accept(detail)
     MemoryTaskStore.transition(store, "o", TaskStatus.CANCELLED, allowed_from={TaskStatus.QUEUED}, changes={})

@@ -82,6 +82,7 @@ class Router:
             # From the orchestrator: the task starts its own trace.
             message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
             if self.store.create(StoredTask.queued(message, now_iso(), region=self.region)):
+                logger.info("task recorded; its insert routes it", extra={"task_id": message.id})
                 return message.id, RouteOutcome.QUEUED
             task = self.store.get(message.id)
             if task is None or task.status is TaskStatus.QUEUED:
