@@ -79,7 +79,7 @@ class Router:
                 task_type = self._checked_type(message)
             except (ValidationError, ValueError) as error:
                 return self._reject(detail, error)
-            # From the orchestrator: the task starts its own trace.
+            # A task with no trace of its own (an orchestrator's) starts one.
             message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
             if self.store.create(StoredTask.queued(message, now_iso(), region=self.region)):
                 logger.info("task recorded; its insert routes it", extra={"task_id": message.id})
