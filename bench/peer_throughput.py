@@ -74,7 +74,7 @@ def send_all(sqs: object, url: str, bodies: list[str]) -> None:
 
 
 def ours(stack: LocalStack, run: str) -> tuple[float, float, float]:
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     url = stack.template.refs["WorkQueue"]
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
     messages = [noop_message(n).model_copy(update={"id": f"bench-{run}-{n}"}) for n in range(TASKS)]
@@ -105,8 +105,7 @@ def ours(stack: LocalStack, run: str) -> tuple[float, float, float]:
 
 
 def celery(stack: LocalStack, with_results: bool, sandboxed: bool = False) -> tuple[float, float, float]:
-    session = stack.session()
-    sqs = session.client("sqs")
+    sqs = stack.client("sqs")
     url = sqs.create_queue(QueueName=f"celery-bench-{time.monotonic_ns()}")["QueueUrl"]
     table = f"celery-results-{time.monotonic_ns()}" if with_results else ""
     with tempfile.TemporaryDirectory() as scratch:
@@ -134,7 +133,7 @@ def celery(stack: LocalStack, with_results: bool, sandboxed: bool = False) -> tu
             raise RuntimeError(f"Celery finished {len(lines)} of {TASKS} bench tasks")
         if with_results:
             # Done means the result is stored, as ours is done when its record is terminal.
-            backend = session.client("dynamodb")
+            backend = stack.client("dynamodb")
             while backend.scan(TableName=table, Select="COUNT")["Count"] < TASKS:
                 if time.monotonic() > deadline:
                     raise RuntimeError("Celery's results did not all reach DynamoDB")
@@ -201,7 +200,7 @@ def latency_ours(stack: LocalStack) -> list[tuple[float, float, float]]:
 
 
 def latency_celery(stack: LocalStack) -> list[tuple[float, float, float]]:
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     url = sqs.create_queue(QueueName=f"celery-latency-{time.monotonic_ns()}")["QueueUrl"]
     with tempfile.TemporaryDirectory() as scratch:
         env = celery_environment(stack, url, f"celery-latency-{time.monotonic_ns()}", Path(scratch) / "t")

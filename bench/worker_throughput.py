@@ -213,7 +213,7 @@ def free_port() -> int:
 def on_local_stack(count: int) -> tuple[float, float]:
     config = LocalConfig(moto_port=free_port(), api_port=free_port(), max_workers=0, log_level="WARNING")
     with LocalStack(config) as stack:
-        sqs = stack.session().client("sqs")
+        sqs = stack.client("sqs")
         url = stack.template.refs["WorkQueue"]
         bodies = [
             canonical_json(noop_message(n).model_dump(mode="json", exclude_none=True)) for n in range(count)

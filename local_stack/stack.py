@@ -97,6 +97,10 @@ class LocalStack:
         self._worker_index: dict[int, int] = {}
         # The functions' stream mappings (the router's on the task table).
         self.stream_pollers: list[StreamPoller] = []
+        # One session and one client per service for the stack's own calls and its tests'.
+        self._session: boto3.session.Session | None = None
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     @property
     def api_url(self) -> str:
@@ -128,8 +132,7 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         os.environ.update(aws)
-        session = boto3.session.Session(region_name=self.template.region)
-        triggers = Provisioner(self.template, session).create_all()
+        triggers = Provisioner(self.template, self._boto_session()).create_all()
         functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
         self.env = (
             aws
@@ -212,8 +215,20 @@ class LocalStack:
         """Only what a client needs (no AWS_* variables), safe to source where `aws` and `sam` run."""
         return _write_shell_env(path, {"MISTERSMITH_API_URL": self.api_url})
 
-    def session(self) -> boto3.session.Session:
-        return boto3.session.Session(region_name=self.template.region)
+    def client(self, service: str) -> Any:
+        """This stack's client for `service`, made once: a new session reloads botocore's endpoint and
+        service data, about 100 ms of CPU and tens of thousands of objects for the cyclic GC, which
+        pause every thread of the process (the in-process workers' heartbeats on a 3 s test lease)."""
+        with self._clients_lock:  # a session must not make clients in two threads at once
+            if service not in self._clients:
+                self._clients[service] = self._boto_session().client(service)
+            return self._clients[service]
+
+    def _boto_session(self) -> boto3.session.Session:
+        """Made once the AWS_* environment points at this stack."""
+        if self._session is None:
+            self._session = boto3.session.Session(region_name=self.template.region)
+        return self._session
 
     def _container_environment(self) -> dict[str, str]:
         variables: dict[str, str] = {}
@@ -265,13 +280,12 @@ class LocalStack:
         return run
 
     def _stream_poller(self, mapping: StreamMapping) -> StreamPoller:
-        session = self.session()
         poller = StreamPoller(
             mapping,
-            session.client("dynamodbstreams"),
+            self.client("dynamodbstreams"),
             lambda event: invoke(self.template, mapping.function, event),
             self.stopping,
-            sqs=session.client("sqs"),
+            sqs=self.client("sqs"),
         )
         self.stream_pollers.append(poller)
         return poller
@@ -291,7 +305,7 @@ class LocalStack:
         self.stopping.wait(self.config.schedule_seconds)
 
     def _run_queue(self, trigger: Trigger) -> None:
-        sqs = self.session().client("sqs")
+        sqs = self.client("sqs")
         while not self.stopping.is_set():
             messages = sqs.receive_message(
                 QueueUrl=trigger.queue_url,
@@ -321,14 +335,10 @@ class LocalStack:
 
     def _supervise_workers(self) -> None:
         service_id, properties = next(self.template.of_type("AWS::ECS::Service"))
-        service = (
-            self.session()
-            .client("ecs")
-            .describe_services(
-                cluster=self.template.resolve(properties["Cluster"]),
-                services=[self.template.attributes[service_id]["Name"]],
-            )["services"][0]
-        )
+        service = self.client("ecs").describe_services(
+            cluster=self.template.resolve(properties["Cluster"]),
+            services=[self.template.attributes[service_id]["Name"]],
+        )["services"][0]
         self.workers = [worker for worker in self.workers if worker.poll() is None]
         wanted = min(service["desiredCount"], self.max_workers)
         while len(self.workers) < wanted:

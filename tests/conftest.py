@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +110,18 @@ def wait_terminal(api: httpx.Client) -> Callable[[str], dict[str, Any]]:
         return wait_for_status(api, task_id, TERMINAL, timeout)
 
     return wait
+
+
+@contextlib.contextmanager
+def marks_directory(prefix: str) -> Iterator[Path]:
+    """A directory in /tmp that sandboxed children (other uids) note their runs in, removed whatever
+    the test's outcome: world-writable and left in /tmp, every later sandboxed run's scan lists it."""
+    marks = Path(tempfile.mkdtemp(prefix=prefix))
+    marks.chmod(0o777)
+    try:
+        yield marks
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ class RecordingPublisher:
 @contextlib.contextmanager
 def private_queue(stack, visibility: int = VISIBILITY) -> Iterator[str]:
     """A work queue of the test's own on the local AWS: the stack's workers never read it."""
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     url = sqs.create_queue(
         QueueName=f"faults-{uuid.uuid4().hex[:10]}", Attributes={"VisibilityTimeout": str(visibility)}
     )["QueueUrl"]
@@ -62,18 +62,14 @@ def private_queue(stack, visibility: int = VISIBILITY) -> Iterator[str]:
 
 
 def queue_count(stack, url: str) -> int:
-    attributes = (
-        stack.session()
-        .client("sqs")
-        .get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-    )
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
     return sum(int(value) for value in attributes.values())
 
 

@@ -92,7 +92,7 @@ def test_analyze_over_the_memory_budget_ends_failed_with_the_budget_error(stack,
     task_id = unique("analyze-memory")
     body = json.dumps({"files": {"big.py": source}}).encode()
     bucket, key = stack.template.refs["ArtifactsBucket"], f"payloads/{task_id}/payload.json"
-    stack.session().client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
     event = sqs_batch(task_id, {})
     ref = {"bucket": bucket, "key": key, "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
     event["Records"][0]["body"] = json.dumps({"id": task_id, "task_type": "analyze", "payload_ref": ref})

@@ -55,12 +55,8 @@ def test_api_task_naming_an_uploaded_payload_runs_on_it(api, stack, wait_termina
     record = wait_terminal(task_id)
     assert record["status"] == "SUCCEEDED"
     assert record["result"]["lines"] == 20_000
-    keys = (
-        stack.session()
-        .client("s3")
-        .list_objects_v2(
-            Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{stored_key(task_id)}/"
-        )
+    keys = stack.client("s3").list_objects_v2(
+        Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{stored_key(task_id)}/"
     )
     assert keys["KeyCount"] == 1
 

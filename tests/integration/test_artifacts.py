@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def read_s3(stack, uri: str) -> bytes:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return stack.session().client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def test_compile_success_leaves_its_archive_in_the_artifacts_bucket(stack, api, wait_terminal):

@@ -66,7 +66,7 @@ def desired_count(ecs, target: Target) -> int:
 def task_table(stack, name: str) -> str:
     """A table with TaskTable's key and indexes from template.yaml, for a test that needs it empty."""
     properties = stack.template.resources["TaskTable"]["Properties"]
-    stack.session().client("dynamodb").create_table(
+    stack.client("dynamodb").create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=properties["AttributeDefinitions"],
@@ -78,8 +78,7 @@ def task_table(stack, name: str) -> str:
 
 @pytest.fixture
 def target(stack) -> Target:
-    session = stack.session()
-    ecs, sqs = session.client("ecs"), session.client("sqs")
+    ecs, sqs = stack.client("ecs"), stack.client("sqs")
     service_id, properties = next(stack.template.of_type("AWS::ECS::Service"))
     cluster = stack.template.resolve(properties["Cluster"])
     real = ecs.describe_services(cluster=cluster, services=[stack.template.attributes[service_id]["Name"]])
@@ -109,27 +108,25 @@ def handler_scaling(stack, monkeypatch) -> Iterator[Any]:
 
 def test_autoscaler_step_policy_filled_queue_scales_the_service_out(stack, target, handler_scaling):
     # Given the seed's step table, a service asked for 2 tasks, and 100 messages visible
-    session = stack.session()
-    fill(session.client("sqs"), target.queue_url, 100)
-    desired = describe(session.client("ecs"), target)["desiredCount"]
+    fill(stack.client("sqs"), target.queue_url, 100)
+    desired = describe(stack.client("ecs"), target)["desiredCount"]
     handler_scaling(target.settings())
     # When the handler gets the schedule event
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
     # Then the +5 step applies to the desired count (AAS's current capacity), in the reply and in ECS
     assert response["desired_count"] == desired + 5
-    assert desired_count(session.client("ecs"), target) == response["desired_count"]
+    assert desired_count(stack.client("ecs"), target) == response["desired_count"]
 
 
 def test_autoscaler_records_its_action_as_a_control_record_not_a_task(stack, api, target, handler_scaling):
     # Given 100 messages visible and the step table
-    session = stack.session()
-    fill(session.client("sqs"), target.queue_url, 100)
+    fill(stack.client("sqs"), target.queue_url, 100)
     handler_scaling(target.settings())
-    desired = describe(session.client("ecs"), target)["desiredCount"]
+    desired = describe(stack.client("ecs"), target)["desiredCount"]
     # When the handler runs
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
     # Then its record holds the scale-out, has no task attributes, and no listing shows it
-    item = session.client("dynamodb").get_item(
+    item = stack.client("dynamodb").get_item(
         TableName=target.table, Key={"id": {"S": control_id(target.service)}}, ConsistentRead=True
     )["Item"]
     assert (int(item["desired"]["N"]), item["adjustment"]["N"]) == (response["desired_count"], "5")
@@ -144,8 +141,7 @@ def test_autoscaler_drain_policy_sizes_from_finished_and_running_task_times(stac
     # Given a fresh task table: 20 finished worker tasks that took 120 s each, and 20 of the same
     # cohort still running after 240 s (created after the finished ones), and one running task
     # created before them (not of the cohort)
-    session = stack.session()
-    ddb = session.client("dynamodb")
+    ddb = stack.client("dynamodb")
     table = task_table(stack, f"tasks-{uuid.uuid4().hex[:8]}")
     started = iso_from_epoch(time.time() - 240)
     items = [
@@ -167,7 +163,7 @@ def test_autoscaler_drain_policy_sizes_from_finished_and_running_task_times(stac
             },
         )
     # And 45 messages waiting, the drain policy with its defaults (600 s budget, 60 s start, 60 s prior)
-    fill(session.client("sqs"), target.queue_url, 45)
+    fill(stack.client("sqs"), target.queue_url, 45)
     handler_scaling(target.settings(task_table_name=table, scaling_policy="drain"))
     # When the handler runs
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
@@ -176,20 +172,19 @@ def test_autoscaler_drain_policy_sizes_from_finished_and_running_task_times(stac
     # weighing as 20 tasks: 120 s; 45 tasks x 120 s started within the 540 s a new task has (the last
     # starting a task time before the work is done, 540 + 120 s): 9 tasks (90 s, the finished ones alone: 7)
     assert response["desired_count"] == 9
-    assert desired_count(session.client("ecs"), target) == 9
+    assert desired_count(stack.client("ecs"), target) == 9
 
 
 def test_autoscaler_unreadable_service_changes_nothing_and_says_so(stack, target, handler_scaling):
     # Given settings naming a service that does not exist, and a filled queue
-    session = stack.session()
-    fill(session.client("sqs"), target.queue_url, 100)
+    fill(stack.client("sqs"), target.queue_url, 100)
     handler_scaling(target.settings(worker_service_name="no-such-service"))
     # When the handler runs
     response = invoke(stack.template, FUNCTION, load_event("autoscaler_schedule.json"))
     # Then it reports that nothing changed, the real target is untouched and nothing was recorded
     assert response["changed"] is False
-    assert desired_count(session.client("ecs"), target) == 2
-    item = session.client("dynamodb").get_item(
+    assert desired_count(stack.client("ecs"), target) == 2
+    item = stack.client("dynamodb").get_item(
         TableName=target.table, Key={"id": {"S": control_id("no-such-service")}}
     )
     assert "Item" not in item
@@ -212,7 +207,7 @@ def test_scaling_state_second_writer_on_the_same_version_is_refused(stack, targe
 def test_task_times_reads_the_newest_finished_and_the_running_of_their_cohort(stack):
     # Given 30 finished worker tasks created a second apart, a finished analyze task (not a worker's),
     # and two running tasks: one created before the 10 newest finished, one after
-    ddb = stack.session().client("dynamodb")
+    ddb = stack.client("dynamodb")
     table = task_table(stack, f"tasks-{uuid.uuid4().hex[:8]}")
 
     def put(

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.clock import epoch_from_iso
 from mistersmith.settings import ReconcilerSettings
-from tests.conftest import TERMINAL, own_workers, stored_key
+from tests.conftest import TERMINAL, marks_directory, own_workers, stored_key
 
 pytestmark = pytest.mark.chaos
 
@@ -55,7 +54,7 @@ def mixed_tasks(run: str, marks: Path) -> dict[str, tuple[dict, str]]:
 
 
 def queue_totals(stack) -> dict[str, int]:
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     totals = {}
     for logical_id in ("WorkQueue", "WorkDLQ", "AnalyzeQueue", "AnalyzeDLQ"):
         attributes = sqs.get_queue_attributes(
@@ -165,10 +164,14 @@ def starts_after_the_end(marks: Path, records: dict[str, dict]) -> list[str]:
     return late_starts
 
 
-def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
+@pytest.fixture
+def marks() -> Iterator[Path]:
+    with marks_directory("chaos-marks-") as directory:
+        yield directory
+
+
+def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api, marks):
     run = uuid.uuid4().hex[:6]
-    marks = Path(tempfile.mkdtemp(prefix="chaos-marks-"))
-    marks.chmod(0o777)
     tasks = mixed_tasks(run, marks)
     poison_id = f"chaos-{run}-poison"
     poison = {
@@ -227,4 +230,3 @@ def test_chaos_kills_and_stops_lose_nothing_and_repeat_nothing(stack, api):
     # No task started again after its record was terminal
     late_starts = starts_after_the_end(marks, records)
     assert late_starts == []
-    shutil.rmtree(marks)

@@ -117,7 +117,7 @@ def test_cli_submit_with_upload_runs_the_task_from_the_presigned_upload(cli, sta
     )  # fmt: skip
     # When it has run / Then it succeeded, and the upload is in the bucket under uploads/
     assert run.code == 0, run.err
-    s3 = stack.session().client("s3")
+    s3 = stack.client("s3")
     uploads = s3.list_objects_v2(Bucket=stack.template.refs["ArtifactsBucket"], Prefix="uploads/")
     assert uploads["KeyCount"] >= 1
 
@@ -203,7 +203,7 @@ def test_cli_unreachable_endpoint_exits_5_naming_it(cli):
 def test_cli_stack_name_reads_the_api_url_from_the_stacks_outputs(cli, stack, monkeypatch):
     # Given a CloudFormation stack (on moto) whose ApiUrl output is the local API, and no URL in the environment
     name = unique("cli-stack")
-    stack.session().client("cloudformation").create_stack(
+    stack.client("cloudformation").create_stack(
         StackName=name,
         TemplateBody=json.dumps(
             {

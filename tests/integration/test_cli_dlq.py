@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def queues(stack, monkeypatch):
     """(source queue URL, DLQ URL): a fresh pair, the client pointed at the source queue."""
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     suffix = uuid.uuid4().hex[:8]
     dlq = sqs.create_queue(QueueName=f"cli-dlq-{suffix}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -38,7 +38,7 @@ def queues(stack, monkeypatch):
 
 
 def dead_letter(stack, dlq: str, count: int) -> list[str]:
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     ids = [f"dead-{uuid.uuid4().hex[:8]}" for _ in range(count)]
     for task_id in ids:
         sqs.send_message(
@@ -48,14 +48,10 @@ def dead_letter(stack, dlq: str, count: int) -> list[str]:
 
 
 def depth(stack, url: str) -> int:
-    attributes = (
-        stack.session()
-        .client("sqs")
-        .get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-    )
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
     return sum(int(value) for value in attributes.values())
 
 
@@ -104,7 +100,7 @@ def test_cli_dlq_redriven_task_message_is_run_by_a_worker(stack, wait_terminal, 
     task_id = f"redriven-{uuid.uuid4().hex[:8]}"
     message = TaskMessage(id=task_id, task_type="compile", payload={"files": {"a.py": "x = 1\n"}})
     DynamoTaskStore(stack.template.refs["TaskTable"]).create(StoredTask.queued(message, now_iso()))
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     parked = sqs.create_queue(QueueName=f"parked-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     sqs.send_message(QueueUrl=parked, MessageBody=message.model_dump_json(exclude_none=True))
     monkeypatch.setenv("MISTERSMITH_WORK_DLQ_URL", parked)

@@ -30,7 +30,7 @@ def run_json(stack, finished, monkeypatch, tmp_path):
     """run_json(*argv) -> (exit code, the one JSON document on stdout), argv with {id} filled in."""
     monkeypatch.setenv("MISTERSMITH_API_URL", stack.api_url)
     monkeypatch.delenv("MISTERSMITH_STACK_NAME", raising=False)
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     suffix = uuid.uuid4().hex[:8]
     dlq = sqs.create_queue(QueueName=f"json-dlq-{suffix}")["QueueUrl"]
     monkeypatch.setenv("MISTERSMITH_WORK_DLQ_URL", dlq)

@@ -4,9 +4,13 @@ runs alone on its worker, so later losses are its own."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,21 @@ from tests.conftest import TERMINAL, own_workers, stored_key, wait_for_status
 pytestmark = pytest.mark.chaos
 
 WORKER = {"CONCURRENCY": "2"}
+
+
+def worker_running(marker: str, workers: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes] | None:
+    """The live worker with a descendant process whose command line holds `marker`: the one whose
+    task's work runs now (a claim alone runs nothing that could kill a worker)."""
+    live = {worker.pid: worker for worker in workers if worker.poll() is None}
+    for entry in os.scandir("/proc"):
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and marker.encode() in Path(entry.path, "cmdline").read_bytes():
+                pid = int(entry.name)
+                while pid > 1 and pid not in live:
+                    pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                if pid in live:
+                    return live[pid]
+    return None
 
 
 def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_not(stack, api):
@@ -30,21 +49,18 @@ def test_a_culprit_that_kills_its_worker_is_dead_lettered_and_its_neighbour_is_n
         index = iter(range(700, 800))
         workers.append(stack.start_worker(next(index), WORKER))
         for task_id, seconds in ((culprit, 120), (innocent, 15)):
-            command = ["python3", "-c", f"import time; time.sleep({seconds})"]
+            command = ["python3", "-c", f"import time; time.sleep({seconds})  # {task_id}"]
             api.post("/tasks", json={"id": task_id, "task_type": "execute", "payload": {"command": command}})
         wait_for_status(api, culprit, {"RUNNING"})
         wait_for_status(api, innocent, {"RUNNING"})
         assert store.get(keys[culprit]).worker_id == store.get(keys[innocent]).worker_id
-        # When every worker that runs the culprit dies, and is replaced by one worker
+        # When every worker on which the culprit's work runs dies, and is replaced by one worker
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            held = store.get(keys[culprit])
-            if held.status == "RUNNING":
-                for worker in workers:
-                    if worker.poll() is None and stack.worker_ids.get(worker.pid) == held.worker_id:
-                        worker.send_signal(signal.SIGKILL)
-                        worker.wait()
-                        kills += 1
+            if (victim := worker_running(culprit, workers)) is not None:
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                kills += 1
             if not any(worker.poll() is None for worker in workers):
                 workers.append(stack.start_worker(next(index), WORKER))
             if {store.get(keys[culprit]).status, store.get(keys[innocent]).status} <= TERMINAL:

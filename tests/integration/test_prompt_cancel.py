@@ -36,7 +36,7 @@ def long_task(stack, url: str) -> str:
     DynamoTaskStore(stack.template.refs["TaskTable"]).create(
         StoredTask.queued(TaskMessage.model_validate_json(body), now_iso())
     )
-    stack.session().client("sqs").send_message(QueueUrl=url, MessageBody=body)
+    stack.client("sqs").send_message(QueueUrl=url, MessageBody=body)
     return task_id
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_task_whose_message_was_deleted_by_hand_is_recovered_by_the_reconciler_alone(stack, api):
     store = DynamoTaskStore(stack.template.refs["TaskTable"])
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     url = stack.template.refs["WorkQueue"]
     task_id = f"by-hand-{uuid.uuid4().hex[:10]}"
     with own_workers(stack) as workers:

@@ -22,11 +22,9 @@ def test_a_finished_task_item_expires_the_retention_after_it_ended(api, stack, w
     assert api.post("/tasks", json=body).status_code == 202
     assert wait_terminal(task_id)["status"] == "SUCCEEDED"
     # When its item is read straight from the table
-    item = (
-        stack.session()
-        .client("dynamodb")
-        .get_item(TableName=stack.template.refs["TaskTable"], Key={"id": {"S": stored_key(task_id)}})["Item"]
-    )
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.template.refs["TaskTable"], Key={"id": {"S": stored_key(task_id)}}
+    )["Item"]
     # Then it expires TaskRetentionDays (30 by default) after now, give or take the run, and is not exposed
     retention = int(stack.template.parameters["TaskRetentionDays"]) * DAY
     assert time.time() + retention - 120 <= int(item["expires_at"]["N"]) <= time.time() + retention

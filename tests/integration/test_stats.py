@@ -58,17 +58,13 @@ def test_stats_each_scaling_decision_is_its_own_item_with_a_ttl(stack):
     # Given the autoscaler has ticked / When its history partition is read from the table
     table = stack.template.refs["TaskTable"]
     service = stack.env["WORKER_SERVICE_NAME"]
-    items = (
-        stack.session()
-        .client("dynamodb")
-        .query(
-            TableName=table,
-            IndexName="by-status",
-            KeyConditionExpression="#status = :history",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":history": {"S": history_partition(control_id(service))}},
-        )["Items"]
-    )
+    items = stack.client("dynamodb").query(
+        TableName=table,
+        IndexName="by-status",
+        KeyConditionExpression="#status = :history",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":history": {"S": history_partition(control_id(service))}},
+    )["Items"]
     # Then there is one item per decision, each expiring about two hours after it was made
     assert len({item["id"]["S"] for item in items}) == len(items) >= 1
     for item in items:

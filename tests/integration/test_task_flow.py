@@ -18,7 +18,7 @@ def unique(prefix: str) -> str:
 
 
 def queue_depths(stack) -> dict[str, int]:
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     depths = {}
     for logical_id in ("WorkQueue", "AnalyzeQueue"):
         attributes = sqs.get_queue_attributes(
@@ -103,7 +103,7 @@ def test_payload_over_the_inline_limit_is_claim_checked_to_s3_and_still_runs(api
     record = wait_terminal(task_id)
     assert record["status"] == "SUCCEEDED"
     assert record["result"]["lines"] == 20_000
-    s3 = stack.session().client("s3")
+    s3 = stack.client("s3")
     keys = s3.list_objects_v2(
         Bucket=stack.template.refs["ArtifactsBucket"], Prefix=f"payloads/{stored_key(task_id)}/"
     )
@@ -210,7 +210,7 @@ def test_listing_with_a_forged_token_is_answered_400(api):
 def test_orchestrator_event_with_unknown_type_ends_failed_visibly(stack, wait_terminal):
     # Given a Worker Task event from the orchestrator with a type nobody handles
     task_id = unique("orch-unknown")
-    events = stack.session().client("events")
+    events = stack.client("events")
     # When it is put on the bus
     events.put_events(
         Entries=[
@@ -231,7 +231,7 @@ def test_orchestrator_event_with_unknown_type_ends_failed_visibly(stack, wait_te
 
 def test_orchestrator_event_with_valid_task_runs_without_going_through_intake(stack, wait_terminal):
     task_id = unique("orch")
-    stack.session().client("events").put_events(
+    stack.client("events").put_events(
         Entries=[
             {
                 "EventBusName": stack.template.refs["EventBus"],

@@ -163,7 +163,7 @@ def test_worker_from_the_image_layout_completes_a_task_of_each_type(layout, stac
             stderr=subprocess.DEVNULL,
         )
         started.append(worker)
-        sqs = stack.session().client("sqs")
+        sqs = stack.client("sqs")
         for task_id, body in messages.items():
             # Straight to the work queue: the worker runs every type it is handed (analyze included).
             sqs.send_message(

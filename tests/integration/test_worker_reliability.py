@@ -26,14 +26,10 @@ def unique(prefix: str) -> str:
 
 
 def work_queue_count(stack) -> int:
-    attributes = (
-        stack.session()
-        .client("sqs")
-        .get_queue_attributes(
-            QueueUrl=stack.template.refs["WorkQueue"],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-    )
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.template.refs["WorkQueue"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
     return sum(int(value) for value in attributes.values())
 
 
@@ -96,7 +92,7 @@ def test_the_same_message_delivered_twice_runs_the_task_once(stack, wait_termina
             "payload": {"command": ["python3", "-c", "import time; time.sleep(1)"]},
         }
     )
-    sqs = stack.session().client("sqs")
+    sqs = stack.client("sqs")
     for _ in range(2):
         sqs.send_message(QueueUrl=stack.template.refs["WorkQueue"], MessageBody=body)
     # When the workers take them
@@ -170,7 +166,7 @@ def test_a_task_that_keeps_failing_retryably_ends_dead_lettered_after_three_rece
             "size": 1,
         },
     }
-    stack.session().client("sqs").send_message(
+    stack.client("sqs").send_message(
         QueueUrl=stack.template.refs["WorkQueue"], MessageBody=canonical_json(message)
     )
     # When the workers retry it until SQS gives up
