@@ -3,7 +3,10 @@
 TASKS execute tasks of `python3 -c pass` go through the whole path (POST /tasks -> intake ->
 bus -> router -> queue -> worker -> terminal record) with one warm worker; a botocore hook
 (tests/boto_calls, every call recorded) names the component that made each call. The bench's own
-status reads are not counted (they are the client's). The per-task total is set against the goal
+status reads are not counted (they are the client's). The router's stream mapping is counted as
+its deliveries (one per invocation, each one GetRecords that returned the batch; the poller's empty
+reads are not counted: Lambda's reads of a stream are free, and their number is the poll rate's,
+not the tasks'). The per-task total is set against the goal
 (GOAL requests). Then the periodic requests: one worker (with the deployed long-poll wait) idle for
 IDLE_SECONDS, and busy for BUSY_SECONDS with one long task (counted from once it runs, so none of
 the task's own calls), and the scheduled functions (run every minute, as in AWS), each scaled to an
@@ -41,6 +44,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD_LETTERED"}
 # Run on a schedule, not per task: their calls are reported per hour, as AWS would run them.
 SCHEDULED = {"autoscaler", "reconciler"}
 AWS_SCHEDULE_SECONDS = 60.0
+STREAM_DELIVERIES = ("stream", "dynamodbstreams", "deliveries")
 
 
 def counted(calls: Path, since: int) -> tuple[Counter[tuple[str, str, str]], int]:
@@ -122,9 +126,11 @@ def main() -> int:
             submit_and_wait(api, store, ["warm-up"], ["python3", "-c", "pass"])
             _, mark = counted(calls, 0)
             first, started = mark, time.monotonic()
+            deliveries = stack.stream_deliveries()
             submit_and_wait(api, store, [f"calls-{n}" for n in range(TASKS)], ["python3", "-c", "pass"])
             time.sleep(SETTLE_SECONDS)
             every, mark = counted(calls, mark)
+            every[STREAM_DELIVERIES] = stack.stream_deliveries() - deliveries
             time.sleep(IDLE_SECONDS)
             idle, mark = counted(calls, mark)
             # Counted from a second after it runs (its RUNNING event out) until before it ends.
@@ -146,7 +152,7 @@ def main() -> int:
     per_task = Counter({key: n for key, n in every.items() if key[0] not in SCHEDULED})
     report(f"AWS requests per task, {TASKS} execute tasks of `python3 -c pass`, one warm worker")
     for (entry, service, operation), n in sorted(per_task.items()):
-        report(f"  {entry:<12} {service:<10} {operation:<26} {n / TASKS:>6.2f}")
+        report(f"  {entry:<12} {service:<15} {operation:<21} {n / TASKS:>6.2f}")
     for entry in sorted({key[0] for key in per_task}):
         mine = sum(n for key, n in per_task.items() if key[0] == entry)
         report(f"  {entry:<12} {'(all)':<37} {mine / TASKS:>6.2f}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 
+from local_stack.streams import StreamMapping
 from local_stack.template import Template
 
 # A rule's Lambda target cannot run on moto (it needs Docker): the rule feeds this inbox instead,
@@ -32,7 +33,7 @@ class Provisioner:
         self.template = template
         self.session = session
 
-    def create_all(self) -> list[Trigger]:
+    def create_all(self) -> list[Trigger | StreamMapping]:
         self._queues()
         self._buses()
         self._tables()
@@ -88,8 +89,11 @@ class Provisioner:
             }
             if "GlobalSecondaryIndexes" in properties:
                 request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
-            arn = dynamodb.create_table(**request)["TableDescription"]["TableArn"]
-            self._remember(logical_id, name, Arn=arn)
+            if "StreamSpecification" in properties:
+                request["StreamSpecification"] = {"StreamEnabled": True} | properties["StreamSpecification"]
+            table = dynamodb.create_table(**request)["TableDescription"]
+            streams = {"StreamArn": table["LatestStreamArn"]} if "LatestStreamArn" in table else {}
+            self._remember(logical_id, name, Arn=table["TableArn"], **streams)
 
     def _buckets(self) -> None:
         s3 = self._client("s3")
@@ -125,8 +129,8 @@ class Provisioner:
             )["service"]
             self._remember(logical_id, service["serviceArn"], Name=name)
 
-    def _triggers(self) -> list[Trigger]:
-        triggers = []
+    def _triggers(self) -> list[Trigger | StreamMapping]:
+        triggers: list[Trigger | StreamMapping] = []
         for function, properties in self.template.of_type("AWS::Serverless::Function"):
             for event_name, event in properties.get("Events", {}).items():
                 spec = event.get("Properties", {})
@@ -138,7 +142,28 @@ class Provisioner:
                     triggers.append(self._rule_to_inbox(function, event_name, spec))
                 elif event["Type"] == "Schedule":
                     triggers.append(Trigger(function, "schedule"))
+                elif event["Type"] == "DynamoDB":
+                    triggers.append(self._stream_mapping(function, spec))
         return triggers
+
+    def _stream_mapping(self, function: str, spec: dict[str, Any]) -> StreamMapping:
+        on_failure = spec.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        return StreamMapping(
+            function=function,
+            stream_arn=str(self.template.resolve(spec["Stream"])),
+            batch_size=int(spec.get("BatchSize", 100)),
+            batching_window_seconds=float(
+                self.template.resolve(spec.get("MaximumBatchingWindowInSeconds", 0))
+            ),
+            filters=tuple(
+                json.loads(self.template.resolve(item["Pattern"]))
+                for item in spec.get("FilterCriteria", {}).get("Filters", [])
+            ),
+            bisect=bool(spec.get("BisectBatchOnFunctionError", False)),
+            report_item_failures="ReportBatchItemFailures" in spec.get("FunctionResponseTypes", []),
+            max_retries=int(self.template.resolve(spec.get("MaximumRetryAttempts", -1))),
+            on_failure_url=self._queue_url_for(self.template.resolve(on_failure)) if on_failure else "",
+        )
 
     def _rule_to_inbox(self, function: str, event_name: str, spec: dict[str, Any]) -> Trigger:
         sqs, events = self._client("sqs"), self._client("events")

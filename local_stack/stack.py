@@ -33,6 +33,7 @@ from local_stack.lambda_runtime import (
 )
 from local_stack.moto_server import MotoServer
 from local_stack.provision import Provisioner, Trigger
+from local_stack.streams import StreamMapping, StreamPoller
 from local_stack.template import ROOT, Template
 from mistersmith_client.console_server import CONSOLE_PAGE, CONSOLE_PATH
 
@@ -94,6 +95,8 @@ class LocalStack:
         self._functions_log: FunctionsLog | None = None
         # Supervised workers' indexes, so that a replacement takes a free name and log file.
         self._worker_index: dict[int, int] = {}
+        # The functions' stream mappings (the router's on the task table).
+        self.stream_pollers: list[StreamPoller] = []
         # One session and one client per service for the stack's own calls and its tests'.
         self._session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
@@ -170,7 +173,10 @@ class LocalStack:
         )
         self._start_api()
         for trigger in triggers:
-            self._spawn(f"trigger-{trigger.function}-{trigger.kind}", self._runner_for(trigger))
+            if isinstance(trigger, StreamMapping):
+                self._spawn(f"stream-{trigger.function}", self._stream_poller(trigger).poll)
+            else:
+                self._spawn(f"trigger-{trigger.function}-{trigger.kind}", self._runner_for(trigger))
         self._spawn("worker-supervisor", self._supervise_workers)
 
     def stop(self) -> None:
@@ -272,6 +278,21 @@ class LocalStack:
                     self.stopping.wait(1)
 
         return run
+
+    def _stream_poller(self, mapping: StreamMapping) -> StreamPoller:
+        poller = StreamPoller(
+            mapping,
+            self.client("dynamodbstreams"),
+            lambda event: invoke(self.template, mapping.function, event),
+            self.stopping,
+            sqs=self.client("sqs"),
+        )
+        self.stream_pollers.append(poller)
+        return poller
+
+    def stream_deliveries(self) -> int:
+        """The invocations the stream mappings have made so far (retries of a batch included)."""
+        return sum(poller.deliveries for poller in self.stream_pollers)
 
     def _runner_for(self, trigger: Trigger) -> Callable[[], None]:
         if trigger.kind == "schedule":

@@ -169,8 +169,9 @@ class DeadLetters:
         delete: a crash in between leaves a copy in both queues, never in neither)."""
         if queue.source_url is None:
             raise ConfigurationError(
-                f"the {queue.name} dead-letter queue holds bus events, not task messages: put them back "
-                "on the bus (aws events put-events) rather than redriving them"
+                f"the {queue.name} dead-letter queue holds bus events and stream batches the router gave up "
+                "on, not task messages: put events back on the bus (aws events put-events); the reconciler "
+                "sends the tasks of a stream batch once they are RoutingMaximumRecordAgeSeconds old"
             )
         result = RedriveResult(queue.name)
         if limit is None:

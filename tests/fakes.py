@@ -44,14 +44,6 @@ class MemoryTaskStore(TaskStore):
             task = self.tasks.get(task_id)
             return task.model_copy() if task else None
 
-    def discard(self, task_id: str, *, fingerprint: str) -> bool:
-        with self._lock:
-            task = self.tasks.get(task_id)
-            if task is None or task.status is not TaskStatus.QUEUED or task.fingerprint != fingerprint:
-                return False
-            del self.tasks[task_id]
-            return True
-
     def list(
         self,
         *,

@@ -60,6 +60,21 @@ MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
             "Resource": "*",
         }
     ],
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
     "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": [
         {
             "Effect": "Allow",
@@ -500,6 +515,8 @@ class Renderer:
             return name
         if attribute == "QueueUrl":
             return self.ref(logical_id)
+        if attribute == "StreamArn":
+            return f"{table_arn(name)}/stream/2026-11-29T00:00:00.000"
         if attribute != "Arn":
             return f"{logical_id}.{attribute}"
         arns = {
@@ -613,10 +630,60 @@ def allows(statements: list[dict[str, Any]], renderer: Renderer, action: str, re
 # ---------------------------------------------------------------- what each entry point needs
 
 
-def needs(entry: EntryPoint, resources: dict[str, Any], renderer: Renderer) -> list[Need]:
-    """The actions and resources an entry point's reachable boto3 calls need with these parameters."""
-    found = reach(entry.code_uri)
+# What Lambda does as the function for an event source mapping (the function's code makes none of it).
+STREAM_MAPPING_ACTIONS = (
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+)
+QUEUE_MAPPING_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+def mapping_needs(entry: EntryPoint, resources: dict[str, Any], renderer: Renderer) -> list[Need]:
+    """What the function's event source mappings read (a stream, a queue) and where they send a
+    batch they give up on, all as the function's role."""
     result: list[Need] = []
+    for logical_id, resource in resources.items():
+        properties = resource.get("Properties", {})
+        if (
+            resource["Type"] != "AWS::Lambda::EventSourceMapping"
+            or _function_of(properties, resources) != entry.name
+        ):
+            continue
+        source = renderer.render(properties["EventSourceArn"])
+        because = f"{logical_id} reads {source}"
+        actions = STREAM_MAPPING_ACTIONS if ":dynamodb:" in source else QUEUE_MAPPING_ACTIONS
+        result += [Need(action, source, because) for action in actions]
+        destination = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if destination:
+            queue = renderer.render(destination)
+            result.append(Need("sqs:SendMessage", queue, f"{logical_id} names failed batches in {queue}"))
+            key = _queue_key(resources, renderer, _queue_url(queue))
+            if key:
+                result.append(
+                    Need("kms:GenerateDataKey", key, f"{logical_id}'s destination is KMS-encrypted")
+                )
+    return result
+
+
+def _function_of(mapping: dict[str, Any], resources: dict[str, Any]) -> str | None:
+    """The function a mapping invokes, through the alias SAM's AutoPublishAlias puts in between."""
+    target = mapping.get("FunctionName", {}).get("Ref")
+    if target in resources and resources[target]["Type"] == "AWS::Lambda::Alias":
+        target = resources[target]["Properties"]["FunctionName"].get("Ref")
+    return target if isinstance(target, str) else None
+
+
+def _queue_url(arn: str) -> str:
+    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{arn.rsplit(':', 1)[1]}"
+
+
+def needs(entry: EntryPoint, resources: dict[str, Any], renderer: Renderer) -> list[Need]:
+    """The actions and resources an entry point's reachable boto3 calls and its event source
+    mappings need with these parameters."""
+    found = reach(entry.code_uri)
+    result: list[Need] = mapping_needs(entry, resources, renderer)
     for construction in sorted(found.constructions, key=str):
         if not found.calls.get(construction.adapter):
             continue  # no boto3 (the ECS agent's endpoint, say)

@@ -17,9 +17,16 @@ from tests.infrastructure.test_template_network import BUILT_IMAGE
 pytestmark = pytest.mark.infrastructure
 
 # Parameters that only make sense together (the template's Rules refuse one without the others).
-COMPANIONS = {"VpcId": ("SubnetIds",), "HostedZoneId": ("ApiDomainName", "ApiCertificateArn")}
-# A value for condition parameters with no AllowedValues and none in ALL_ON.
-SAMPLES = {"ExternalTaskTableName": "mistersmith-tasks-dev"}
+COMPANIONS = {
+    "VpcId": ("SubnetIds",),
+    "HostedZoneId": ("ApiDomainName", "ApiCertificateArn"),
+    "ExternalTaskTableName": ("ExternalTaskTableStreamLabel",),
+}
+# A value for condition parameters with no AllowedValues and none in ALL_ON (and their companions).
+SAMPLES = {
+    "ExternalTaskTableName": "mistersmith-tasks-dev",
+    "ExternalTaskTableStreamLabel": "2026-11-29T00:00:00.000",
+}
 
 # Actions in the template's own statements that no boto3 call of the code makes, and why they are there.
 NOT_CALLED_BY_CODE = {
@@ -58,7 +65,10 @@ def parameter_variants(template: Template) -> list[dict[str, str]]:
             assert name in ALL_ON or name in SAMPLES, f"give condition parameter {name} a sample value"
             values = [ALL_ON.get(name) or SAMPLES[name]]
         for value in values:
-            variants.append({name: value} | {other: ALL_ON[other] for other in COMPANIONS.get(name, ())})
+            variants.append(
+                {name: value}
+                | {other: ALL_ON.get(other) or SAMPLES[other] for other in COMPANIONS.get(name, ())}
+            )
     return variants
 
 
@@ -145,3 +155,22 @@ def test_role_statements_written_here_grant_only_what_the_code_uses(
         if extra:
             unused[entry.name] = extra
     assert unused == {}
+
+
+def test_the_routers_stream_mapping_reads_the_task_tables_stream_and_names_failures_in_its_dlq(
+    default_deployment: Deployment,
+) -> None:
+    # Given the router's event source mapping on the task table's stream
+    resources = default_deployment.resources
+    renderer = permissions.Renderer(resources, default_deployment.parameters)
+    (router,) = [entry for entry in permissions.entry_points(resources) if entry.name == "RouterFunction"]
+    # When what Lambda does as the router is listed
+    found = {(need.action, need.resource) for need in permissions.mapping_needs(router, resources, renderer)}
+    # Then it reads that stream and sends given-up batches to RouterDLQ, and the role allows both
+    stream = renderer.attribute("TaskTable", "StreamArn")
+    dlq = renderer.attribute("RouterDLQ", "Arn")
+    assert {(action, stream) for action in permissions.STREAM_MAPPING_ACTIONS} | {
+        ("sqs:SendMessage", dlq)
+    } <= found
+    statements = permissions.role_statements(resources, router.role)
+    assert all(permissions.allows(statements, renderer, action, resource) for action, resource in found)

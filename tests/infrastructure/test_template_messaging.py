@@ -164,3 +164,36 @@ def test_analyze_queue_redrive_targets_analyze_dlq(resources):
 def test_event_bus_name_includes_environment(resources):
     # Given the bus / When deployed per environment / Then its name carries the environment
     assert resources["EventBus"]["Properties"]["Name"] == {"Fn::Sub": "mistersmith-events-${Environment}"}
+
+
+def test_the_router_takes_new_tasks_from_the_task_tables_stream_without_losing_one(default_deployment):
+    # Given the router's event source mapping on the (regional) task table's stream
+    mapping = default_deployment.resources["RouterFunctionTaskInserts"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["TaskTable", "StreamArn"]}
+    # When a batch holds a task that cannot be sent / Then only it (and what follows) comes again,
+    # a crash splits the batch, and a batch given up on is named in RouterDLQ
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["RouterDLQ", "Arn"]}
+    # And records written before the mapping was enabled are read too
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["MaximumRecordAgeInSeconds"] == {"Ref": "RoutingMaximumRecordAgeSeconds"}
+
+
+def test_the_stream_mapping_routes_only_new_queued_tasks_written_in_its_own_region(resources):
+    # Given the mapping's filter, with the region's name put in as CloudFormation would
+    (pattern,) = resources["RouterFunctionTaskInserts"]["Properties"]["FilterCriteria"]["Filters"]
+    parsed = json.loads(pattern["Pattern"]["Fn::Sub"].replace("${AWS::Region}", "eu-west-1"))
+    # Then it keeps intake's inserts of QUEUED tasks of that region, and nothing else: another
+    # replica's insert (a global table streams every region's), or a status change, is not routed
+    assert parsed == {
+        "eventName": ["INSERT"],
+        "dynamodb": {"NewImage": {"status": {"S": ["QUEUED"]}, "region": {"S": ["eu-west-1"]}}},
+    }
+
+
+def test_the_reconciler_sends_an_unrouted_task_once_the_stream_no_longer_would(function_environment):
+    # Given the reconciler's bound for QUEUED tasks nothing sent / Then it is the mapping's maximum record age
+    assert function_environment("ReconcilerFunction")["UNROUTED_AFTER_SECONDS"] == {
+        "Ref": "RoutingMaximumRecordAgeSeconds"
+    }

@@ -9,6 +9,7 @@ import pytest
 
 from local_stack.lambda_runtime import invoke, module_of
 from local_stack.stack import EVENTS_DIR
+from mistersmith.adapters.dynamodb import DynamoTaskStore, task_from_image
 from tests.conftest import event_files, load_event
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,16 @@ def test_router_worker_task_event_queues_the_task(stack, wait_terminal):
     result = invoke(stack.template, "RouterFunction", load_event("router_worker_task.json"))
     assert result == {"task_id": "orchestrated-compile-1", "outcome": "queued"}
     assert wait_terminal("orchestrated-compile-1")["status"] == "SUCCEEDED"
+
+
+def test_router_stream_event_sends_the_inserted_task_and_reports_no_failure(stack, wait_terminal):
+    # Given the task record whose insert the stream event carries (as intake wrote it)
+    event = load_event("router_stream_inserts.json")
+    image = event["Records"][0]["dynamodb"]["NewImage"]
+    DynamoTaskStore(stack.template.refs["TaskTable"]).create(task_from_image(image))
+    # When the stream's batch is delivered / Then it is sent, with no item to deliver again, and runs
+    assert invoke(stack.template, "RouterFunction", event) == {"batchItemFailures": []}
+    assert wait_terminal("streamed-compile-1")["status"] == "SUCCEEDED"
 
 
 def test_router_event_again_for_a_finished_task_skips_it(stack, wait_terminal):

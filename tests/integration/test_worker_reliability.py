@@ -1,5 +1,6 @@
 """What kills or confuses workers must not lose, strand or repeat a task: drain on SIGTERM, duplicate
-deliveries, racing claims, failed publishes, a failing router, retries that end in the DLQ."""
+deliveries, racing claims, retries that end in the DLQ (intake and the router under faults:
+test_stream_routing_faults.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,11 @@ import uuid
 
 import pytest
 
-from local_stack.lambda_runtime import module_of
 from mistersmith.adapters.dynamodb import DynamoTaskStore
-from mistersmith.callers import LOCAL_CALLER, Caller
 from mistersmith.clock import now_iso
-from mistersmith.errors import PublishFailed, TransitionRejected
-from mistersmith.intake import Intake
-from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import TASK_REQUEST_ADAPTER, StoredTask, TaskMessage, TaskStatus, canonical_json
-from mistersmith.settings import IntakeSettings, load
-from tests.conftest import VISIBILITY_SECONDS, own_workers, stored_key, wait_for_status
-from tests.fakes import BrokenBus
+from mistersmith.errors import TransitionRejected
+from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
+from tests.conftest import VISIBILITY_SECONDS, own_workers, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -156,67 +151,6 @@ def test_an_expired_lease_passes_to_another_worker_and_the_old_holder_cannot_fin
         store.transition(
             task_id, TaskStatus.SUCCEEDED, allowed_from={TaskStatus.RUNNING}, changes={}, holder="old"
         )
-
-
-def test_a_failed_publish_answers_503_and_leaves_no_record(stack, api):
-    # Given intake whose bus refuses events
-    store = DynamoTaskStore(stack.template.refs["TaskTable"])
-    intake = Intake(Lifecycle(store, BrokenBus()), blobs=None, settings=load(IntakeSettings))
-    task_id = unique("nobus")
-    request = TASK_REQUEST_ADAPTER.validate_python(
-        {"id": task_id, "task_type": "compile", "payload": {"files": {"a.py": ""}}}
-    )
-    # When a task is submitted
-    with pytest.raises(PublishFailed):
-        intake.submit(request, Caller(LOCAL_CALLER))
-    # Then nothing is left that no worker will ever see, and the same id can be submitted again
-    assert store.get(stored_key(task_id)) is None
-    assert api.post("/tasks", json=request.model_dump(mode="json", exclude_none=True)).status_code == 202
-
-
-def test_a_failed_publish_is_answered_503_over_http(stack, api):
-    intake_module = module_of(stack.template, "IntakeFunction")
-    app, get_intake = intake_module.app, intake_module.get_intake
-    store = DynamoTaskStore(stack.template.refs["TaskTable"])
-    app.dependency_overrides[get_intake] = lambda: Intake(
-        Lifecycle(store, BrokenBus()), None, load(IntakeSettings)
-    )
-    try:
-        task_id = unique("nobus-http")
-        response = api.post(
-            "/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"a.py": ""}}}
-        )
-    finally:
-        app.dependency_overrides.clear()
-    assert response.status_code == 503
-    assert "retry" in response.json()["detail"] or "not accepted" in response.json()["detail"]
-    assert api.get(f"/tasks/{task_id}").status_code == 404
-
-
-def test_a_router_that_fails_once_still_gets_the_task_to_a_terminal_state(stack, api, wait_terminal):
-    # Given a router whose first send to the worker queue fails
-    router = module_of(stack.template, "RouterFunction").get_router()
-    queue = router.work_queue
-    original, failures = queue.send, []
-
-    def send_failing_once(body: str, **options: str | None) -> str:
-        if not failures:
-            failures.append(body)
-            raise ConnectionError("queue unreachable")
-        return original(body, **options)
-
-    queue.send = send_failing_once
-    try:
-        # When a task goes through it
-        task_id = unique("router-retry")
-        api.post("/tasks", json={"id": task_id, "task_type": "compile", "payload": {"files": {"a.py": ""}}})
-        record = wait_terminal(task_id)
-    finally:
-        queue.send = original
-    # Then the event is retried and the task still ends, once
-    assert failures
-    assert record["status"] == "SUCCEEDED"
-    assert record["attempts"] == 1
 
 
 def test_a_task_that_keeps_failing_retryably_ends_dead_lettered_after_three_receives(stack, wait_terminal):

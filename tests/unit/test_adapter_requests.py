@@ -1,4 +1,4 @@
-"""What the DynamoDB and EventBridge adapters send, request by request, on a stubbed client: a refused
+"""What the DynamoDB, EventBridge and SQS adapters send, request by request, on a stubbed client: a refused
 condition is answered without a second read, and a batch of events whose bus refuses some entries
 sends those again, only those."""
 
@@ -10,6 +10,7 @@ from botocore.stub import ANY, Stubber
 
 from mistersmith.adapters.dynamodb import DynamoTaskStore
 from mistersmith.adapters.eventbridge import EventBridgePublisher
+from mistersmith.adapters.sqs import SqsWorkQueue
 from mistersmith.errors import TransitionRejected
 from mistersmith.event_batching import BatchingPublisher
 from mistersmith.models import TaskStatus
@@ -131,3 +132,39 @@ def test_the_adapter_names_each_refused_entry_and_whether_to_try_again():
         refused = bus.publish_batch(events(3))
         stub.assert_no_pending_responses()
     assert [(r.event.detail["id"], r.retryable) for r in refused] == [("t0", False), ("t2", True)]
+
+
+def test_a_batch_send_splits_at_ten_messages_and_at_the_request_size_and_names_what_failed():
+    queue = SqsWorkQueue("https://sqs.us-east-1.amazonaws.com/123456789012/work")
+    queue._sqs = boto3.session.Session().client("sqs")
+    big = "x" * (200 * 1024)
+    # Given twelve small messages, then two that do not fit one request together
+    messages = [(f"m{n}", None) for n in range(12)] + [(big, "Root=1-a"), (big, None)]
+    with Stubber(queue._sqs) as stub:
+        # When they are sent / Then ten go in the first request, two and a big one in the second,
+        # the last big one alone; the queue's refusal of one entry is answered by its index
+        for ids, failed in (
+            (range(10), []),
+            (range(10, 13), [{"Id": "11", "SenderFault": False, "Code": "InternalError"}]),
+            (range(13, 14), []),
+        ):
+            stub.add_response(
+                "send_message_batch",
+                {"Successful": [], "Failed": failed},
+                {
+                    "QueueUrl": queue.url,
+                    "Entries": [
+                        {"Id": str(i), "MessageBody": ANY, "MessageSystemAttributes": ANY} for i in ids
+                    ],
+                },
+            )
+        assert queue.send_batch(messages) == [11]
+        stub.assert_no_pending_responses()
+
+
+def test_a_batch_request_that_fails_as_a_whole_names_each_of_its_messages():
+    queue = SqsWorkQueue("https://sqs.us-east-1.amazonaws.com/123456789012/work")
+    queue._sqs = boto3.session.Session().client("sqs")
+    with Stubber(queue._sqs) as stub:
+        stub.add_client_error("send_message_batch", service_error_code="KMS.ThrottlingException")
+        assert queue.send_batch([("a", None), ("b", None)]) == [0, 1]

@@ -8,12 +8,13 @@ import zipfile
 import pytest
 
 from mistersmith.callers import Caller
+from mistersmith.clock import now_iso
 from mistersmith.errors import PayloadTooLarge
 from mistersmith.intake import Intake
 from mistersmith.lifecycle import Lifecycle
-from mistersmith.models import AnalyzeRequest, TaskMessage, TaskStatus
+from mistersmith.models import AnalyzeRequest, StoredTask, TaskMessage, TaskStatus
 from mistersmith.processing import TaskProcessor
-from mistersmith.routing import RouteOutcome, Router
+from mistersmith.routing import Router
 from mistersmith.settings import IntakeSettings
 from mistersmith.work import WorkLimits
 from tests.fakes import MemoryBlobStore, MemoryQueue, MemoryTaskStore, NullPublisher
@@ -34,8 +35,7 @@ def router():
 
 
 def routed_to(router: Router, detail: dict) -> str:
-    _task_id, outcome = router.route(detail)
-    assert outcome is RouteOutcome.QUEUED
+    assert router.route_inserts([StoredTask.queued(TaskMessage.model_validate(detail), now_iso())]) == []
     queues = {"work": router.work_queue, "analyze": router.analyze_queue}
     holding = [name for name, queue in queues.items() if queue.depth().visible]
     assert len(holding) == 1

@@ -1,5 +1,5 @@
-"""Intake on in-memory adapters: accept a task once, keep big payloads aside, hand it to the bus,
-take it back when the bus refuses; uploads, cancel, reads and page tokens."""
+"""Intake on in-memory adapters: accept a task once (the record is all: its stream insert routes it),
+keep big payloads aside; uploads, cancel, reads and page tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from mistersmith.callers import Caller
 from mistersmith.errors import (
     InvalidRequest,
     PayloadTooLarge,
-    PublishFailed,
     TaskConflict,
     TaskNotFound,
     UploadRejected,
@@ -65,20 +64,29 @@ def compile_request(task_id: str, text: str = "x = 1\n") -> CompileRequest:
     return CompileRequest(id=task_id, task_type="compile", payload={"files": {"a.py": text}})
 
 
-def test_a_new_task_is_recorded_queued_and_published_once(intake, store, bus):
+def test_a_new_task_is_recorded_queued_and_nothing_is_published(intake, store, bus):
     record, created = intake.submit(compile_request("t-1"), CALLER)
     assert created
     assert (record.id, record.status) == ("t-1", TaskStatus.QUEUED)
     assert store.get(key("t-1")).payload == {"files": {"a.py": "x = 1\n"}, "language": "python"}
-    assert bus.published == 1
+    # The record's insert on the table's stream hands it on: no second request that could fail
+    assert bus.published == 0
 
 
-def test_the_same_id_and_body_again_returns_the_task_and_publishes_it_again_while_queued(intake, bus):
+def test_the_same_id_and_body_again_returns_the_task_and_publishes_nothing(intake, bus):
     first, _ = intake.submit(compile_request("t-1"), CALLER)
     again, created = intake.submit(compile_request("t-1"), CALLER)
     assert not created
     assert again == first
-    assert bus.published == 2
+    assert bus.published == 0
+
+
+def test_a_new_task_carries_the_region_that_wrote_it(store, bus, blobs):
+    # Given intake in us-west-2 (a global table's every replica streams every insert)
+    intake = Intake(Lifecycle(store, bus), blobs, SETTINGS.model_copy(update={"aws_region": "us-west-2"}))
+    # When a task is submitted / Then its record names the region whose router routes it
+    intake.submit(compile_request("t-1"), CALLER)
+    assert store.get(key("t-1")).region == "us-west-2"
 
 
 def test_the_same_id_with_another_body_is_a_conflict(intake, store):
@@ -104,11 +112,12 @@ def test_a_payload_over_the_maximum_is_refused_and_nothing_is_recorded(intake, s
     assert bus.published == 0
 
 
-def test_when_the_bus_refuses_the_new_task_is_taken_back(store, blobs):
+def test_a_bus_that_is_down_does_not_stop_a_submission(store, blobs):
+    # Given a bus that refuses every event / When a task is submitted / Then it is accepted and kept
     intake = Intake(Lifecycle(store, BrokenBus()), blobs, SETTINGS)
-    with pytest.raises(PublishFailed, match="event bus is unavailable"):
-        intake.submit(compile_request("t-1"), CALLER)
-    assert store.get(key("t-1")) is None
+    record, created = intake.submit(compile_request("t-1"), CALLER)
+    assert (record.status, created) == (TaskStatus.QUEUED, True)
+    assert store.get(key("t-1")).status is TaskStatus.QUEUED
 
 
 def test_an_uploaded_payload_is_read_checked_and_then_accepted_as_if_inline(intake, store, blobs):

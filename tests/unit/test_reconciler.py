@@ -101,8 +101,8 @@ def test_a_queued_task_never_routed_within_the_bound_is_routed(world):
     assert queue.depth().visible == 1
 
 
-def test_the_router_records_that_it_routed_a_task():
+def test_the_router_records_that_it_resent_a_task():
     store, queue = MemoryTaskStore(), MemoryQueue()
     router = Router(Lifecycle(store, NullPublisher()), queue, MemoryQueue(), analyze_lambda_limit_bytes=0)
-    router.route({"id": "t", "task_type": "compile", "payload": {"files": {"a.py": ""}}})
+    router.resend(task(store, "t", NOW))
     assert store.get("t").routed_at is not None

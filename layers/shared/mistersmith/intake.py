@@ -1,5 +1,6 @@
-"""Intake logic: accept a task once, keep big payloads aside, hand the task to the bus. Uploads
-(uploads.py) and listing (listing.py) sit beside it."""
+"""Intake logic: accept a task once and keep big payloads aside. Writing the record is all that
+hands the task on: the table's stream brings the insert to the router (one write, so nothing to
+undo if a second one failed). Uploads (uploads.py) and listing (listing.py) sit beside it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from mistersmith.callers import Caller, principal
 from mistersmith.clock import now_iso
 from mistersmith.errors import (
     PayloadTooLarge,
-    PublishFailed,
-    PublishUncertain,
     TaskConflict,
     TaskNotFound,
     TransitionRejected,
@@ -43,10 +42,8 @@ if TYPE_CHECKING:
     # A type only: the API imports this module at cold start, settings (pydantic-settings) on first use.
     from mistersmith.settings import IntakeSettings
 
-INTAKE_SOURCE = "mistersmith.intake"
 # Long enough to start a download from the console, short enough not to be worth sharing.
 ARTIFACT_URL_SECONDS = 300
-WORKER_TASK = "Worker Task"
 
 
 class Intake:
@@ -67,13 +64,12 @@ class Intake:
         *,
         trace_header: str | None = None,
     ) -> tuple[TaskRecord, bool]:
-        """Records the task as QUEUED, owned by `caller`, and publishes it; returns (record, created).
+        """Records the task as QUEUED, owned by `caller`; returns (record, created).
 
         Ids are the caller's own: the task is stored under task_key(caller, id), so another caller's
         equal id is another task. The same id with the same body from the same caller returns the
-        existing task (and publishes it again while it is still QUEUED, so a client retrying after
-        a failed publish gets its task delivered). A payload named by `payload_uri` is read and
-        checked here, then treated as if it came inline."""
+        existing task (its insert is already on the stream). A payload named by `payload_uri` is
+        read and checked here, then treated as if it came inline."""
         if isinstance(request, UploadedTaskRequest):
             request = self.uploads.read(request)
         if request.payload.source_uri:
@@ -105,6 +101,7 @@ class Intake:
             trace_id=trace_root(trace_header),
             trace_header=trace_header,
             retry_of=getattr(request, "retry_of", None),
+            region=self.settings.aws_region,
         )
         if len(body) > self.settings.inline_payload_limit_bytes:
             task.payload_ref = self.payloads.store_aside(key, body)
@@ -113,37 +110,11 @@ class Intake:
         created = self.store.create(task)
         if not created:
             task = self._existing_with_same_body(task, fingerprint)
-        if task.status is TaskStatus.QUEUED:
-            self._hand_on(task, created)
         logger.info("task accepted", extra={"task_id": key, "task_type": task.task_type, "new_task": created})
         return task.public(), created
 
     def new_upload(self, request: UploadRequest | None = None) -> UploadTicket:
         return self.uploads.new(request)
-
-    def _hand_on(self, task: StoredTask, created: bool) -> None:
-        """Publishes the task; if the bus definitely refused, a task this call created is taken
-        back, so the client's 5xx leaves nothing behind and a retry with the same id starts clean.
-        If the event may have gone out (its answer was lost), the task is kept and accepted: were it
-        taken back, a router that got the event would run a task its client was told failed, and
-        were the event lost, the reconciler routes the never-routed task."""
-        try:
-            self.lifecycle.events.publish(
-                source=INTAKE_SOURCE,
-                detail_type=WORKER_TASK,
-                detail=task.message().model_dump(mode="json", exclude_none=True),
-            )
-        except PublishUncertain:
-            logger.warning(
-                "task kept though its event may be lost; the reconciler routes it if so",
-                extra={"task_id": task.id},
-            )
-        except Exception as error:
-            if created and task.fingerprint and not self.store.discard(task.id, fingerprint=task.fingerprint):
-                logger.error("task not handed on and not taken back", extra={"task_id": task.id})
-            raise PublishFailed(
-                f"task {task.public_id!r} was not accepted: the event bus is unavailable ({error})"
-            ) from error
 
     @traced
     def cancel(self, task_id: str, caller: Caller, *, owner: str | None = None) -> TaskRecord:

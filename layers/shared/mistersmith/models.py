@@ -522,8 +522,11 @@ class StoredTask(TaskRecord):
     lease_expires_at: float | None = None
     # Which claim holds the lease: a holder's resent claim is recognised, a duplicate's is not.
     lease_token: str | None = None
-    # When the router sent the task to a queue; a QUEUED task without it was never routed.
+    # When the reconciler sent the task to a queue (the table's stream routes new tasks unnoted).
     routed_at: str | None = None
+    # The region whose intake or router wrote the record: only that region's stream routes it (a
+    # global table's every replica sees every insert).
+    region: str | None = None
     # Times the reconciler put the task back after its lease ran out with no message left to run it.
     recoveries: int = 0
     # The status the latest claim took the task from: RUNNING means the attempt before it lost its worker.
@@ -538,7 +541,7 @@ class StoredTask(TaskRecord):
     expires_at: int | None = None
 
     @classmethod
-    def queued(cls, message: TaskMessage, now: str) -> StoredTask:
+    def queued(cls, message: TaskMessage, now: str, *, region: str | None = None) -> StoredTask:
         """A new QUEUED record for a task that arrived as a message rather than through intake."""
         fingerprint = None
         if message.payload is not None and message.task_type in TASK_TYPES:
@@ -556,6 +559,7 @@ class StoredTask(TaskRecord):
             trace_id=trace_root(message.trace_header),
             trace_header=message.trace_header,
             owner=message.owner,
+            region=region,
         )
 
     @property

@@ -26,11 +26,6 @@ class TaskStore(ABC):
     def get(self, task_id: str) -> StoredTask | None: ...
 
     @abstractmethod
-    def discard(self, task_id: str, *, fingerprint: str) -> bool:
-        """Deletes a QUEUED task written with `fingerprint` (intake undoing a submission it could
-        not hand on); returns False when the task has moved on or belongs to another body."""
-
-    @abstractmethod
     def list(
         self,
         *,
@@ -115,6 +110,17 @@ class WorkQueue(ABC):
     def send(self, body: str, *, trace_header: str | None = None, delay_seconds: int = 0) -> str:
         """Sends a message, visible after `delay_seconds` (at most 900); `trace_header` becomes its
         AWSTraceHeader system attribute."""
+
+    def send_batch(self, messages: Sequence[tuple[str, str | None]]) -> list[int]:
+        """Sends (body, trace header) messages, in as few requests as the queue allows; returns the
+        indexes of those not sent. By default one `send` each."""
+        failed = []
+        for index, (body, trace_header) in enumerate(messages):
+            try:
+                self.send(body, trace_header=trace_header)
+            except Exception:
+                failed.append(index)
+        return failed
 
     @abstractmethod
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]: ...

@@ -5,7 +5,9 @@ tasks nobody will move on by themselves and puts them back on their way:
   have come back and been claimed (the message was deleted by hand, or lost with its queue): the
   task goes back to QUEUED and is routed again; each time counts toward its recoveries, and a task
   that has used them up (it hangs or kills every worker) ends DEAD_LETTERED instead;
-- QUEUED and never routed within a bound (the intake's event was lost, or the router gave up).
+- QUEUED, not sent by it before, and older than a bound past which the table's stream no longer
+  delivers its insert (the router kept failing on it); a task still waiting in a backlog that
+  long is sent once more, and the claim drops the copy.
 
 Everything it does is conditional on what it saw, so two runs at once, or a run racing a worker,
 do one thing; a duplicate message it may cause is dropped by the claim."""
@@ -110,6 +112,5 @@ class Reconciler:
         self._route(task, report)
 
     def _route(self, task: StoredTask, report: ReconcileReport) -> None:
-        _, outcome = self.router.route(task.message().model_dump(mode="json", exclude_none=True))
-        if outcome is RouteOutcome.QUEUED:
+        if self.router.resend(task) is RouteOutcome.QUEUED:
             report.routed += 1

@@ -1,8 +1,9 @@
-"""Routing logic: a `Worker Task` event becomes a message on the queue for its type."""
+"""Routing logic: a new task becomes a message on the queue for its type."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +27,10 @@ from mistersmith.observability import count, logger, task_context, trace_header_
 from mistersmith.ports import WorkQueue
 
 
+def _body(message: TaskMessage) -> str:
+    return canonical_json(message.model_dump(mode="json", exclude_none=True))
+
+
 class UnknownTaskType(ValueError):
     pass
 
@@ -39,7 +44,11 @@ class RouteOutcome(StrEnum):
 class Router:
     """Sends compile and execute to the worker queue; analyze goes to the analyze Lambda's queue
     when its files are inline, small and without C, and to the worker when they are big, in an
-    archive or include C sources (only the worker image has cppcheck)."""
+    archive or include C sources (only the worker image has cppcheck).
+
+    New tasks reach it one way: the task table's stream (`route_inserts`). A `Worker Task` event
+    from the bus is only recorded (`accept`), so its insert comes back on the stream like intake's;
+    the reconciler sends what the stream could not (`resend`)."""
 
     def __init__(
         self,
@@ -48,84 +57,107 @@ class Router:
         analyze_queue: WorkQueue,
         *,
         analyze_lambda_limit_bytes: int,
+        region: str | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
         self.work_queue = work_queue
         self.analyze_queue = analyze_queue
         self.analyze_lambda_limit_bytes = analyze_lambda_limit_bytes
+        self.region = region
 
     @traced
-    def route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
-        """Routes one event's detail; returns the task id and what happened to it."""
+    def accept(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
+        """Records one bus event's task as QUEUED (its stream insert routes it) or rejects it
+        visibly; returns the task id and what happened to it. A redelivered event finds the record."""
         raw_id = detail.get("id")
         with task_context(
             raw_id if is_task_key(raw_id) else "unidentified", trace_root(detail.get("trace_header"))
         ):
-            return self._route(detail)
-
-    def _route(self, detail: dict[str, Any]) -> tuple[str, RouteOutcome]:
-        try:
-            message = TaskMessage.model_validate(detail)
-            task_type = self._checked_type(message)
-        except (ValidationError, ValueError) as error:
-            return self._reject(detail, error)
-        if message.trace_header is None:  # from the orchestrator: the task starts its own trace
-            return self._route_new(
-                task_type, message.model_copy(update={"trace_header": trace_header_for(None)})
-            )
-        # Intake's and the reconciler's events: the record exists, so the note's answer is the check.
-        # Send, then note: dying between them leaves it unnoted (re-sent by the reconciler), never noted unsent.
-        queue = self.send(task_type, message)
-        self._mark_routed(message)
-        return self._routed(message.id, task_type, queue)
-
-    def _route_new(self, task_type: TaskType, message: TaskMessage) -> tuple[str, RouteOutcome]:
-        """An orchestrator's event: its record is created (or found) first, so that a redelivered
-        event of a task that has moved on sends nothing, and keeps the trace its record started."""
-        task = self._record_for(message)
-        if task.status is not TaskStatus.QUEUED:
+            try:
+                message = TaskMessage.model_validate(detail)
+                task_type = self._checked_type(message)
+            except (ValidationError, ValueError) as error:
+                return self._reject(detail, error)
+            # A task with no trace of its own (an orchestrator's) starts one.
+            message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
+            if self.store.create(StoredTask.queued(message, now_iso(), region=self.region)):
+                logger.info("task recorded; its insert routes it", extra={"task_id": message.id})
+                return message.id, RouteOutcome.QUEUED
+            task = self.store.get(message.id)
+            if task is None or task.status is TaskStatus.QUEUED:
+                return message.id, RouteOutcome.QUEUED
             logger.info(
                 "task not routed: already past QUEUED", extra={"task_id": task.id, "status": task.status}
             )
             count("TasksSkipped", task_type=task_type.value)
             return task.id, RouteOutcome.SKIPPED
-        message = message.model_copy(update={"trace_header": task.trace_header or message.trace_header})
-        queue = self.send(task_type, message)
-        self._mark_routed(message)
-        return self._routed(task.id, task_type, queue)
 
-    def _routed(self, task_id: str, task_type: TaskType, queue: str) -> tuple[str, RouteOutcome]:
+    @traced
+    def route_inserts(self, tasks: Sequence[StoredTask]) -> list[str]:
+        """Sends new QUEUED tasks (the stream's inserts) to their queues, in as few requests as the
+        queues allow; a task that cannot run is rejected visibly. Returns the ids not sent, which
+        the stream delivers again (a copy of one that was sent after all is dropped by the claim)."""
+        batches: dict[int, tuple[WorkQueue, list[tuple[StoredTask, TaskType, TaskMessage]]]] = {}
+        for task in tasks:
+            message = task.message()
+            with task_context(task.id, task.trace_id):
+                try:
+                    task_type = self._checked_type(message)
+                except (ValidationError, ValueError) as error:
+                    self._reject(message.model_dump(mode="json", exclude_none=True), error)
+                    continue
+            message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
+            queue = self._destination(task_type, message)
+            batches.setdefault(id(queue), (queue, []))[1].append((task, task_type, message))
+        not_sent: list[str] = []
+        for queue, items in batches.values():
+            refused = set(
+                queue.send_batch([(_body(message), message.trace_header) for _, _, message in items])
+            )
+            for index, (task, task_type, _) in enumerate(items):
+                with task_context(task.id, task.trace_id):
+                    if index in refused:
+                        logger.warning(
+                            "task not sent; the stream delivers it again", extra={"task_id": task.id}
+                        )
+                        not_sent.append(task.id)
+                    else:
+                        self._routed(task.id, task_type, self._queue_name(queue))
+        return not_sent
+
+    def resend(self, task: StoredTask) -> RouteOutcome:
+        """Sends a task nothing else will (the reconciler's), then notes it: dying between the two
+        leaves it unnoted (sent again next time, the claim drops the copy), never noted unsent."""
+        message = task.message()
+        try:
+            task_type = self._checked_type(message)
+        except (ValidationError, ValueError) as error:
+            return self._reject(message.model_dump(mode="json", exclude_none=True), error)[1]
+        message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
+        queue = self._destination(task_type, message)
+        queue.send(_body(message), trace_header=message.trace_header)
+        self._mark_routed(task.id)
+        self._routed(task.id, task_type, self._queue_name(queue))
+        return RouteOutcome.QUEUED
+
+    def _routed(self, task_id: str, task_type: TaskType, queue: str) -> None:
         logger.info("task routed", extra={"task_id": task_id, "task_type": task_type.value, "queue": queue})
         count("TasksRouted", task_type=task_type.value, queue=queue)
-        return task_id, RouteOutcome.QUEUED
 
-    def send(self, task_type: TaskType, message: TaskMessage) -> str:
-        """Sends the task's message to the queue for its type; returns which ("work" or "analyze")."""
-        body = canonical_json(message.model_dump(mode="json", exclude_none=True))
-        destination = self._destination(task_type, message)
-        destination.send(body, trace_header=message.trace_header)
-        return "analyze" if destination is self.analyze_queue else "work"
+    def _queue_name(self, queue: WorkQueue) -> str:
+        return "analyze" if queue is self.analyze_queue else "work"
 
-    def _mark_routed(self, message: TaskMessage) -> None:
-        """Notes that the task is on a queue: without the note the reconciler routes it again. One
-        conditional write, whose refusal tells a task that moved on from one with no record."""
-        routed_at = now_iso()
+    def _mark_routed(self, task_id: str) -> None:
+        """Notes that the task is on a queue, so the reconciler does not send it again."""
         try:
             self.store.transition(
-                message.id,
-                TaskStatus.QUEUED,
-                allowed_from={TaskStatus.QUEUED},
-                changes={"routed_at": routed_at},
+                task_id, TaskStatus.QUEUED, allowed_from={TaskStatus.QUEUED}, changes={"routed_at": now_iso()}
             )
-        except TransitionRejected as rejected:
-            if rejected.current is None:  # a traced event with no record: recorded now, as sent
-                self.store.create(
-                    StoredTask.queued(message, routed_at).model_copy(update={"routed_at": routed_at})
-                )
-            # else a worker has it already, or it ended (a redelivered event's copy, which the claim drops)
-        except Exception:  # the message is sent; at worst the reconciler sends a duplicate, which claims drop
-            logger.exception("routing not recorded", extra={"task_id": message.id})
+        except TransitionRejected:
+            pass  # a worker has it already, or it ended
+        except Exception:  # the message is sent; at worst it is sent again, and the claim drops the copy
+            logger.exception("routing not recorded", extra={"task_id": task_id})
 
     def _destination(self, task_type: TaskType, message: TaskMessage) -> WorkQueue:
         if task_type is not TaskType.ANALYZE or message.payload is None or "source_uri" in message.payload:
@@ -147,13 +179,6 @@ class Router:
         if message.payload_ref is None:
             PAYLOAD_MODELS[task_type].model_validate(message.payload or {})
         return task_type
-
-    def _record_for(self, message: TaskMessage) -> StoredTask:
-        """The task's record; events from the orchestrator arrive with none, so one is created."""
-        task = StoredTask.queued(message, now_iso())
-        if self.store.create(task):
-            return task
-        return self.store.get(message.id) or task
 
     def _reject(self, detail: dict[str, Any], error: Exception) -> tuple[str, RouteOutcome]:
         """Records the task as FAILED with a readable error, so that nothing vanishes silently."""

@@ -45,6 +45,8 @@ class LifecycleSettings(TableSettings, BusSettings):
 
     # Days a finished task's record is kept (TaskRetentionDays); at least one, so a result can be read.
     task_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Lambda's own AWS_REGION: written into new records, whose stream inserts only this region routes.
+    aws_region: str | None = None
 
 
 class SourceSettings(BucketSettings):
@@ -100,8 +102,9 @@ class RouterSettings(LifecycleSettings, WorkQueueSettings):
 class ReconcilerSettings(RouterSettings):
     # The work queue's visibility timeout: a lease that ended this long ago had its message back.
     lease_seconds: Annotated[int, Field(ge=5, le=43_200)] = 300
-    # A QUEUED task the router has not sent anywhere after this long is routed again.
-    unrouted_after_seconds: Annotated[int, Field(ge=10)] = 300
+    # The router's stream mapping gives up on an insert this old (RoutingMaximumRecordAgeSeconds):
+    # a QUEUED task older than that, which the reconciler has not sent yet, is sent again.
+    unrouted_after_seconds: Annotated[int, Field(ge=10)] = 3600
     # Re-sends after a lapsed lease before the task ends DEAD_LETTERED (as SQS's maxReceiveCount).
     max_recoveries: Annotated[int, Field(ge=1, le=1000)] = 3
 

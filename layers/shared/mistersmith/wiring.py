@@ -60,6 +60,7 @@ def router(settings: RouterSettings) -> Router:
         SqsWorkQueue(settings.work_queue_url),
         SqsWorkQueue(settings.analyze_queue_url),
         analyze_lambda_limit_bytes=settings.analyze_lambda_limit_bytes,
+        region=settings.aws_region,
     )
 
 

@@ -35,7 +35,8 @@ def _encode(name: str, value: Any) -> dict[str, Any]:
     return serialized
 
 
-def _decode(item: dict[str, Any]) -> StoredTask:
+def task_from_image(item: dict[str, Any]) -> StoredTask:
+    """A task from its item in DynamoDB's JSON (as GetItem answers and a stream record's image holds)."""
     data = {name: _deserializer.deserialize(value) for name, value in item.items()}
     for name in _JSON_FIELDS & data.keys():
         data[name] = json.loads(data[name])
@@ -82,25 +83,7 @@ class DynamoTaskStore(TaskStore):
 
     def get(self, task_id: str) -> StoredTask | None:
         response = self._ddb.get_item(TableName=self._table, Key={"id": {"S": task_id}}, ConsistentRead=True)
-        return _decode(response["Item"]) if "Item" in response else None
-
-    def discard(self, task_id: str, *, fingerprint: str) -> bool:
-        try:
-            self._ddb.delete_item(
-                TableName=self._table,
-                Key={"id": {"S": task_id}},
-                ConditionExpression="#status = :queued AND fingerprint = :fingerprint",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":queued": {"S": TaskStatus.QUEUED.value},
-                    ":fingerprint": {"S": fingerprint},
-                },
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return task_from_image(response["Item"]) if "Item" in response else None
 
     def list(
         self,
@@ -144,7 +127,7 @@ class DynamoTaskStore(TaskStore):
         if values:
             request["ExpressionAttributeValues"] = values
         response = self._ddb.query(**request) if index else self._ddb.scan(**request)
-        items = [_decode(item) for item in response.get("Items", [])]
+        items = [task_from_image(item) for item in response.get("Items", [])]
         return items, _encode_token(response.get("LastEvaluatedKey"))
 
     def count_tasks(self, status: TaskStatus, task_type: str | None = None, owner: str | None = None) -> int:
@@ -264,7 +247,7 @@ class DynamoTaskStore(TaskStore):
         tasks: MutableSequence[StoredTask] = []
         while len(tasks) < limit:
             response = self._ddb.query(**request)
-            tasks += [_decode(item) for item in response.get("Items", [])]
+            tasks += [task_from_image(item) for item in response.get("Items", [])]
             if "LastEvaluatedKey" not in response:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -283,7 +266,9 @@ class DynamoTaskStore(TaskStore):
             }
             while keys:
                 response = self._ddb.batch_get_item(RequestItems=keys)
-                tasks += [_decode(item) for item in response.get("Responses", {}).get(self._table, [])]
+                tasks += [
+                    task_from_image(item) for item in response.get("Responses", {}).get(self._table, [])
+                ]
                 keys = response.get("UnprocessedKeys") or {}
         return tasks
 
@@ -314,8 +299,8 @@ class DynamoTaskStore(TaskStore):
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            current = _decode(error.response["Item"]) if "Item" in error.response else None
+            current = task_from_image(error.response["Item"]) if "Item" in error.response else None
             if refused is not None:
                 return refused(current)
             raise TransitionRejected(task_id, current.status if current else None, target) from error
-        return _decode(response["Attributes"])
+        return task_from_image(response["Attributes"])

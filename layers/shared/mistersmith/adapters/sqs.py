@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from mistersmith.adapters.aws import client
 from mistersmith.ports import QueueDepth, QueueMessage, WorkQueue
 
+# SendMessageBatch's limits: ten entries, and (for every region's queues alike) 256 KiB in all.
+BATCH_ENTRIES = 10
+BATCH_BYTES = 256 * 1024
 DEPTH_ATTRIBUTES = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -22,6 +26,26 @@ def _depth(answer: dict[str, Any]) -> QueueDepth:
         in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
         delayed=int(attributes["ApproximateNumberOfMessagesDelayed"]),
     )
+
+
+def _trace(trace_header: str | None) -> dict[str, Any]:
+    return {"AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}} if trace_header else {}
+
+
+def _batches(
+    messages: Sequence[tuple[str, str | None]],
+) -> list[list[tuple[int, tuple[str, str | None]]]]:
+    """The messages, with their indexes, in runs that each fit one SendMessageBatch request."""
+    batches: list[list[tuple[int, tuple[str, str | None]]]] = []
+    size = BATCH_BYTES
+    for index, message in enumerate(messages):
+        length = len(message[0].encode())
+        if not batches or len(batches[-1]) == BATCH_ENTRIES or size + length > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append((index, message))
+        size += length
+    return batches
 
 
 class SqsQueueGauge:
@@ -43,13 +67,28 @@ class SqsWorkQueue(WorkQueue):
         self._sqs = client("sqs")
 
     def send(self, body: str, *, trace_header: str | None = None, delay_seconds: int = 0) -> str:
-        trace = (
-            {"AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}} if trace_header else {}
-        )
         sent = self._sqs.send_message(
-            QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds, MessageSystemAttributes=trace
+            QueueUrl=self.url,
+            MessageBody=body,
+            DelaySeconds=delay_seconds,
+            MessageSystemAttributes=_trace(trace_header),
         )
         return str(sent["MessageId"])
+
+    def send_batch(self, messages: Sequence[tuple[str, str | None]]) -> list[int]:
+        failed: list[int] = []
+        for batch in _batches(messages):
+            entries = [
+                {"Id": str(index), "MessageBody": body, "MessageSystemAttributes": _trace(trace_header)}
+                for index, (body, trace_header) in batch
+            ]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+            except Exception:  # none of this request's entries is known to be sent: the caller retries them
+                failed += [index for index, _ in batch]
+                continue
+            failed += [int(entry["Id"]) for entry in response.get("Failed", [])]
+        return sorted(failed)
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
         # Before the call: a message's visibility starts after this, so leases dated from it end early.
