@@ -323,6 +323,15 @@ def test_decide_drain_adds_what_stops_a_growing_queue_within_the_growth_bound():
     assert decision.desired == math.ceil(30 + 120 * 60 / (540 + 60) + 0.5 * math.sqrt(30))
 
 
+def test_decide_drain_a_one_minute_dip_of_a_small_load_after_a_scale_out_is_noise():
+    # Given a load of 3 busy slots that drain has scaled out for a minute ago (4 running)
+    last = replace(scaled(+2, ago=60, desired=4, base=2), seen=Observation(NOW - 60, 0, 3, load=3))
+    # When one minute sees 1 busy, a dip of one standard deviation (Poisson: a fifth of all minutes)
+    decision = decide(depth(0, in_flight=1), counts(4), DRAIN, now=NOW, last=last)
+    # Then it is not a burst's end: no scale-in for the next minute's 3 busy to reverse
+    assert decision.desired == 4
+
+
 def test_decide_drain_counts_busy_in_workers_at_concurrency_two():
     # Given 2 tasks a worker, 30 running workers with 40 tasks in flight (20 workers' worth), nothing waits
     policy = replace(DRAIN, concurrency=2)

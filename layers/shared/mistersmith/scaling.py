@@ -280,11 +280,16 @@ def _offered_load(
     most = max(seen.busy, busy)
     measured = min(measured, max(2 * most, most + policy.growth_tasks * policy.concurrency))
     # A doubling while the queue grows, or a halving that the busy slots confirm (below half the load,
-    # or down to a third since the last look), is a change of load (a start, a burst over), taken at
-    # once; anything less is smoothed as noise.
+    # or down to a third since the last look, and either beyond two standard deviations of the load's
+    # Poisson noise: a one-minute dip of a small load is not a burst's end), is a change of load (a
+    # start, a burst over), taken at once; anything less is smoothed as noise.
     if measured > 2 * seen.load and waiting > seen.waiting:
         return measured
-    if measured < seen.load / 2 and (busy < seen.load / 2 or 3 * busy < seen.busy):
+    if (
+        measured < seen.load / 2
+        and (busy < seen.load / 2 or 3 * busy < seen.busy)
+        and busy < seen.load - 2 * math.sqrt(seen.load)
+    ):
         return measured
     return (1 - LOAD_SMOOTHING) * seen.load + LOAD_SMOOTHING * measured
 
