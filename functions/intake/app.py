@@ -140,7 +140,7 @@ def submit_task(
     "/tasks/{task_id}",
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(403, 404, 422),
+    responses=problem_responses(403, 404, 422, 503),
     summary="Read a task's status and result (one's own; an admin's: anyone's, naming the owner)",
 )
 def get_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: OwnerQuery = None) -> Any:
@@ -149,7 +149,7 @@ def get_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: Owne
 
 @app.get(
     "/tasks/{task_id}/payload",
-    responses=problem_responses(403, 404, 422),
+    responses=problem_responses(403, 404, 422, 503),
     summary="Read a task's payload as submitted (for a retry, or to see what ran)",
 )
 def get_task_payload(
@@ -162,7 +162,7 @@ def get_task_payload(
     "/tasks/{task_id}/artifacts/{name}",
     status_code=307,
     response_class=RedirectResponse,
-    responses=problem_responses(403, 404, 422),
+    responses=problem_responses(403, 404, 422, 503),
     summary="Download an artifact of a task's result (`name`: its *_uri field) through a presigned URL",
 )
 def get_task_artifact(
@@ -180,7 +180,7 @@ def get_task_artifact(
     status_code=202,
     response_model=TaskRecord,
     response_model_exclude_none=True,
-    responses=problem_responses(403, 404, 409, 422),
+    responses=problem_responses(403, 404, 409, 422, 503),
     summary="Cancel a task (at once when QUEUED; its worker stops it when RUNNING)",
 )
 def cancel_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: OwnerQuery = None) -> Any:
@@ -191,7 +191,7 @@ def cancel_task(task_id: TaskRef, intake: IntakeDep, caller: CallerDep, owner: O
     "/tasks",
     response_model=TaskPage,
     response_model_exclude_none=True,
-    responses=problem_responses(400, 403, 422),
+    responses=problem_responses(400, 403, 422, 503),
     summary="List one's own tasks, newest first (an admin's: everyone's, newest first within a status); "
     "follow next_token for more",
 )
@@ -213,7 +213,7 @@ def list_tasks(
     "/uploads",
     status_code=201,
     response_model=UploadTicket,
-    responses=problem_responses(400, 413, 415, 422),
+    responses=problem_responses(400, 413, 415, 422, 503),
     summary="A presigned S3 PUT for a payload too big to send inline; submit it with payload_uri",
 )
 def new_upload(intake: IntakeDep, upload: Annotated[UploadRequest | None, Body()] = None) -> Any:
@@ -235,7 +235,7 @@ StatsDep = Annotated["Stats", Depends(get_stats)]
     "/stats",
     response_model=StatsReport,
     response_model_exclude_none=True,
-    responses=problem_responses(403),
+    responses=problem_responses(403, 503),
     summary="Queue depths and dead letters, workers, the last hour's scaling decisions, the caller's "
     "task counts (cached a few seconds)",
 )

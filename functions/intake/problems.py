@@ -4,6 +4,7 @@ The one place where domain errors become HTTP."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -146,9 +147,24 @@ def _allowed_methods(request: Request) -> str:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    if _aws_unavailable(error):
+        logger.warning("an AWS service did not answer", extra={"path": request.url.path, "error": str(error)})
+        detail = f"a service this call needs did not answer ({type(error).__name__}); retry with the same id"
+        return problem(
+            request.url.path, 503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"}
+        )
     logger.exception("unhandled error", extra={"path": request.url.path})
     detail = "an unexpected error occurred; it has been logged"
     return problem(request.url.path, 500, "internal-error", "Internal server error", detail)
+
+
+def _aws_unavailable(error: Exception) -> bool:
+    """A table or bucket that did not answer is the caller's to retry (503), not our fault (500)."""
+    if "botocore" not in sys.modules:  # no AWS call was made yet; /health's cold start stays without boto3
+        return False
+    from mistersmith.adapters.aws import is_unavailable  # with boto3, as wiring is on first use
+
+    return is_unavailable(error)
 
 
 def _field_error(item: dict[str, Any]) -> FieldError:
