@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mistersmith.adapters.aws import client
+from mistersmith.observability import logger
 from mistersmith.ports import QueueDepth, QueueMessage, WorkQueue
 
 # SendMessageBatch's limits: ten entries, and (for every region's queues alike) 256 KiB in all.
@@ -85,9 +86,14 @@ class SqsWorkQueue(WorkQueue):
             try:
                 response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
             except Exception:  # none of this request's entries is known to be sent: the caller retries them
+                logger.exception("batch send failed", extra={"queue_url": self.url, "entries": len(entries)})
                 failed += [index for index, _ in batch]
                 continue
-            failed += [int(entry["Id"]) for entry in response.get("Failed", [])]
+            refused = response.get("Failed", [])
+            if refused:  # the caller retries them; why is said here, once per request
+                reasons = sorted({f"{entry.get('Code')}: {entry.get('Message', '')}" for entry in refused})
+                logger.warning("batch entries refused", extra={"queue_url": self.url, "reasons": reasons})
+            failed += [int(entry["Id"]) for entry in refused]
         return sorted(failed)
 
     def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
