@@ -205,7 +205,7 @@ def local_aws(daemon: socket.socket) -> tuple[MotoServer, dict[str, str]]:
     }
     os.environ.update(aws)
     template = Template.load()
-    Provisioner(template, boto3.session.Session(region_name=template.region)).create_all()
+    Provisioner(template, boto3.session.Session(region_name=template.region).client).create_all()
     return moto, aws | template.function_environment("IntakeFunction")
 
 

@@ -4,10 +4,9 @@ with the settings written in template.yaml, so that nothing is configured twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import boto3
 
 from local_stack.streams import StreamMapping
 from local_stack.template import Template
@@ -29,9 +28,9 @@ class Trigger:
 
 
 class Provisioner:
-    def __init__(self, template: Template, session: boto3.session.Session) -> None:
+    def __init__(self, template: Template, client: Callable[[str], Any]) -> None:
         self.template = template
-        self.session = session
+        self._client = client
 
     def create_all(self) -> list[Trigger | StreamMapping]:
         self._queues()
@@ -40,9 +39,6 @@ class Provisioner:
         self._buckets()
         self._ecs()
         return self._triggers()
-
-    def _client(self, service: str) -> Any:
-        return self.session.client(service)
 
     def _name(self, properties: dict[str, Any], key: str, fallback: str) -> str:
         value = properties.get(key)

@@ -132,7 +132,7 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         os.environ.update(aws)
-        triggers = Provisioner(self.template, self._boto_session()).create_all()
+        triggers = Provisioner(self.template, self.client).create_all()
         functions = [name for name, _ in self.template.of_type("AWS::Serverless::Function")]
         self.env = (
             aws
@@ -220,15 +220,11 @@ class LocalStack:
         service data, about 100 ms of CPU and tens of thousands of objects for the cyclic GC, which
         pause every thread of the process (the in-process workers' heartbeats on a 3 s test lease)."""
         with self._clients_lock:  # a session must not make clients in two threads at once
+            if self._session is None:  # made once the AWS_* environment points at this stack
+                self._session = boto3.session.Session(region_name=self.template.region)
             if service not in self._clients:
-                self._clients[service] = self._boto_session().client(service)
+                self._clients[service] = self._session.client(service)
             return self._clients[service]
-
-    def _boto_session(self) -> boto3.session.Session:
-        """Made once the AWS_* environment points at this stack."""
-        if self._session is None:
-            self._session = boto3.session.Session(region_name=self.template.region)
-        return self._session
 
     def _container_environment(self) -> dict[str, str]:
         variables: dict[str, str] = {}
