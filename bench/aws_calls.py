@@ -7,7 +7,8 @@ status reads are not counted (they are the client's). The router's stream mappin
 its deliveries (one per invocation, each one GetRecords that returned the batch; the poller's empty
 reads are not counted: Lambda's reads of a stream are free, and their number is the poll rate's,
 not the tasks'). The per-task total is set against the goal
-(GOAL requests). Then the periodic requests: one worker (with the deployed long-poll wait) idle for
+(GOAL requests); beside it, ALONE tasks sent one at a time, each once the last has ended, which
+share no delivery, send, event or delete with another. Then the periodic requests: one worker (with the deployed long-poll wait) idle for
 IDLE_SECONDS, and busy for BUSY_SECONDS with one long task (counted from once it runs, so none of
 the task's own calls), and the scheduled functions (run every minute, as in AWS), each scaled to an
 hour and priced with simulator/pricing.py's request prices.
@@ -35,6 +36,8 @@ from simulator.pricing import PER_MILLION
 from tests.boto_record import record_boto_calls
 
 TASKS = 100
+# Tasks sent one at a time, each after the last has ended and its held-back requests have gone.
+ALONE = 10
 GOAL = 6.0  # AWS requests per task, whole path, at most (issue 16)
 IDLE_SECONDS = 60.0
 BUSY_SECONDS = 110.0  # past one heartbeat (a third of the default 300 s lease)
@@ -112,6 +115,31 @@ def line(name: str, counts: Counter[tuple[str, str, str]], hourly: float) -> str
     )
 
 
+def one_at_a_time(
+    stack: LocalStack, api: httpx.Client, store: DynamoTaskStore, calls: Path, mark: int
+) -> tuple[Counter[tuple[str, str, str]], int]:
+    """The requests of ALONE tasks sent one at a time, each once the last has ended and its
+    held-back requests have gone."""
+    deliveries = stack.stream_deliveries()
+    for n in range(ALONE):
+        submit_and_wait(api, store, [f"alone-{n}"], ["python3", "-c", "pass"])
+        time.sleep(SETTLE_SECONDS)
+    alone, mark = counted(calls, mark)
+    alone[STREAM_DELIVERIES] = stack.stream_deliveries() - deliveries
+    return alone, mark
+
+
+def alone_line(alone: Counter[tuple[str, str, str]]) -> str:
+    per_task = Counter({key: n for key, n in alone.items() if key[0] not in SCHEDULED})
+    by_operation = ", ".join(
+        f"{operation} {n / ALONE:.2f}" for (_, _, operation), n in sorted(per_task.items())
+    )
+    return (
+        f"  one task at a time, {ALONE} tasks, nothing to share a request with:"
+        f" {sum(per_task.values()) / ALONE:.2f} a task: {by_operation}"
+    )
+
+
 def main() -> int:
     report = quiet_stdout()
     calls = record_boto_calls(every=True)
@@ -131,6 +159,7 @@ def main() -> int:
             time.sleep(SETTLE_SECONDS)
             every, mark = counted(calls, mark)
             every[STREAM_DELIVERIES] = stack.stream_deliveries() - deliveries
+            alone, mark = one_at_a_time(stack, api, store, calls, mark)
             time.sleep(IDLE_SECONDS)
             idle, mark = counted(calls, mark)
             # Counted from a second after it runs (its RUNNING event out) until before it ends.
@@ -162,6 +191,7 @@ def main() -> int:
         f"  {'total':<50} {total:>6.2f}  goal <= {GOAL:g}: {verdict}"
         f"   ${price(per_task) / TASKS * 1e6:.2f} per million tasks"
     )
+    report(alone_line(alone))
     # Locally the schedules fire every config.schedule_seconds; in AWS every AWS_SCHEDULE_SECONDS.
     scale = 3600 / scheduled_span * config.schedule_seconds / AWS_SCHEDULE_SECONDS
     for entry in sorted({key[0] for key in whole if key[0] in SCHEDULED}):

@@ -19,7 +19,8 @@
     task, but counted here all the same); and the same worker with the work stubbed out (an
     instant `perform` returning the real result), whose overhead is the same per-task code run
     back to back with warm caches. The gap between the two is that code running cold after each
-    child: measured per thread, no periodic thread accounts for it.
+    child: measured per thread, no periodic thread accounts for it. A third run puts a sleep as
+    long as the work before the stub's answer: no child at all, only the idle gap.
 (b) on the local stack (moto on loopback): one worker process beside a bare boto3 loop on the
     same queue. moto slows as a queue deepens, so both runs keep the depth at TASKS_MOTO.
 
@@ -110,17 +111,19 @@ def thread_cpu() -> dict[int, float]:
 class TimedWork:
     """The processor's `perform`, timed: wall and CPU seconds spent inside it (concurrency 1, so
     this process's CPU meanwhile is the work's), and the calling thread's own CPU inside it.
-    With `result`, the work is a stub that returns it at once."""
+    With `result`, the work is a stub that returns it after sleeping `pause` seconds (no child)."""
 
-    def __init__(self, result: dict[str, Any] | None = None) -> None:
+    def __init__(self, result: dict[str, Any] | None = None, pause: float = 0.0) -> None:
         self.wall = self.cpu = self.thread_cpu = 0.0
         self.result = result
+        self.pause = pause
 
     def __enter__(self) -> TimedWork:
         def timed(*args: object, **options: object) -> dict[str, object]:
             cpu, thread, started = own_cpu(), time.thread_time(), time.perf_counter()
             try:
                 if self.result is not None:
+                    time.sleep(self.pause)
                     return dict(self.result)
                 return perform(*args, **options)  # type: ignore[arg-type]
             finally:
@@ -312,11 +315,15 @@ def main() -> int:
                 account.setdefault("poll thread", []).append(run.threads["poll"])
                 account.setdefault("event batching", []).append(run.threads["event-batches"])
                 account.setdefault("periodic (run loop, heartbeats)", []).append(run.threads["periodic"])
-        with TimedWork(stub_result) as timed:
-            run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 1, limits)
-        runs.setdefault("execute overhead, work stubbed", []).append(
-            (run.wall - timed.wall, run.cpu - timed.cpu)
-        )
+        # The stub answers at once, then after a sleep as long as this round's work: an idle gap, no child.
+        pause = runs["execute work in it"][-1][0] / TASKS_MEMORY
+        for name, seconds in (
+            ("execute overhead, work stubbed", 0.0),
+            ("execute overhead, work a sleep", pause),
+        ):
+            with TimedWork(stub_result, seconds) as timed:
+                run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 1, limits)
+            runs.setdefault(name, []).append((run.wall - timed.wall, run.cpu - timed.cpu))
         run = worker_in_memory(kinds["execute"], TASKS_MEMORY, 2, limits)
         runs.setdefault("execute worker, concurrency 2", []).append((run.wall, 0.0))
     us = {
@@ -324,7 +331,7 @@ def main() -> int:
         for name, results in runs.items()
     }
     for name, (wall, cpu) in us.items():
-        if name.endswith("stubbed"):
+        if name.endswith(("stubbed", "a sleep")):
             continue
         if name.endswith("concurrency 2"):
             print(f"  {name:<30} {wall:>9,.0f} us/task wall ({1e6 / wall:,.1f} tasks/s)")
@@ -345,6 +352,11 @@ def main() -> int:
     print(
         f"  the same worker, work stubbed (instant, warm caches): {us['execute overhead, work stubbed'][1]:,.0f}"
         " us/task CPU; the rest is its per-task code running cold after each child"
+    )
+    print(
+        f"  the same stub after a sleep as long as the work ({us['execute work in it'][0] / 1000:,.1f} ms, no child):"
+        f" {us['execute overhead, work a sleep'][1]:,.0f} us/task CPU: code that runs after an idle gap"
+        " costs more on this host, child or not"
     )
     peak = peak_memory(worker_in_memory, kinds["execute"], TASKS_TRACED, 2, limits)
     print(f"  worker peak traced memory for {TASKS_TRACED} tasks: {peak / 2**20:.1f} MiB")

@@ -19,9 +19,11 @@ MAX_WAIT_SECONDS = 1.0
 
 
 class DeferredDeletes:
-    """Collects receipt handles and deletes them ten at a time. A call that fails keeps its
-    handles for the next flush, after a back-off, and never raises into the caller's thread: a
-    message left undeleted comes back and is skipped, since its task is already terminal."""
+    """Collects receipt handles and deletes them ten at a time, on a thread of its own: a handle
+    waits up to `max_wait_seconds` for others to share its call, and the poll thread's long poll is
+    never cut short for it (an empty receive that a lone task would pay for). A call that fails
+    keeps its handles for the next flush, after a back-off, and never raises into the caller's
+    thread: a message left undeleted comes back and is skipped, since its task is already terminal."""
 
     def __init__(self, queue: WorkQueue, max_wait_seconds: float = MAX_WAIT_SECONDS) -> None:
         self.queue = queue
@@ -30,36 +32,42 @@ class DeferredDeletes:
         # When the oldest pending handle was added (monotonic).
         self._since = 0.0
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._flushing = threading.Lock()
         self._failures = 0
         self._not_before = 0.0
+        self._thread: threading.Thread | None = None
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)
 
     def add(self, receipt_handle: str) -> None:
-        with self._lock:
+        with self._arrived:
             if not self._pending:
                 self._since = time.monotonic()
             self._pending.append(receipt_handle)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deletes", daemon=True)
+                self._thread.start()
+            # The thread waits for a first handle, then for its time or a full batch: no other wake-up.
+            if len(self._pending) in (1, DELETE_BATCH):
+                self._arrived.notify()
 
-    def full(self) -> bool:
-        return len(self) >= DELETE_BATCH
-
-    def due_in(self) -> float | None:
+    def _due_in(self) -> float | None:
         """Seconds until the pending handles are due (0: now, a full batch or one that has waited
-        long enough, once any back-off has run out); None when nothing is pending."""
-        with self._lock:
-            if not self._pending:
-                return None
-            due = self._since + (0 if len(self._pending) >= DELETE_BATCH else self.max_wait_seconds)
+        long enough, once any back-off has run out); None when nothing is pending. Lock held."""
+        if not self._pending:
+            return None
+        due = self._since + (0 if len(self._pending) >= DELETE_BATCH else self.max_wait_seconds)
         # A back-off after a failed call holds them back too.
         return max(0.0, due - time.monotonic(), self._not_before - time.monotonic())
 
-    def flush_due(self) -> None:
-        """Deletes what is pending if a batch is full or its oldest handle has waited long enough."""
-        if self.due_in() == 0.0:
+    def _run(self) -> None:
+        while True:
+            with self._arrived:
+                while (due := self._due_in()) != 0.0:
+                    self._arrived.wait(due)
             self.flush()
 
     def flush(self, *, wait: bool = False) -> None:

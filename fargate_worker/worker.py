@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
-import math
 import signal
 import sys
 import threading
@@ -125,15 +124,13 @@ class Worker:
             failures = 0
             while not self.stopping.is_set():
                 self._poll_tick = time.monotonic()
-                # Deletes kept back by a failed call are made again here, even while nothing finishes.
-                self.deletes.flush_due()
                 free = self._acquire_slots()
                 if not free:  # stopping: no slot was taken, so none is given back
                     break
                 try:
                     messages = self.queue.receive(
                         max_messages=min(free, self.settings.receive_batch_size),
-                        wait_seconds=self._receive_wait(),
+                        wait_seconds=self.settings.receive_wait_seconds,
                     )
                     failures = 0
                     if not messages:  # nothing to do: what waits to be deleted goes now
@@ -150,12 +147,6 @@ class Worker:
         except BaseException:
             logger.exception("poll thread died")
             raise
-
-    def _receive_wait(self) -> int:
-        """The long poll's wait, cut short while deletes wait: they are made when it returns empty."""
-        due = self.deletes.due_in()
-        wait = self.settings.receive_wait_seconds
-        return wait if due is None else min(wait, math.ceil(due))
 
     def _start(self, messages: list[QueueMessage], free: int) -> int:
         """Starts each message (or hands it back when stopping); returns the slots left unused."""
@@ -187,7 +178,6 @@ class Worker:
             if self._gathering.is_set():
                 self.stopping.wait(0.5)
             self._poll_tick = time.monotonic()
-            self.deletes.flush_due()
             if self.stopping.is_set():
                 return 0
         taken = 1
@@ -308,10 +298,8 @@ class Worker:
 
     def _delete(self, receipt_handle: str) -> None:
         """Deletes in batches: a finished task's handle waits (a second at most) for the others
-        finishing after it; the poll thread makes the call when it is due or the queue is empty."""
+        finishing after it; the deletes' thread makes the call, or the poll thread when the queue is empty."""
         self.deletes.add(receipt_handle)
-        if self.deletes.full():
-            self.deletes.flush()
 
     def _track(self, task_id: str, stop: StopSignal) -> None:
         with self._lock:

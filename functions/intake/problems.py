@@ -20,7 +20,6 @@ from mistersmith.errors import (
     CallerUnknown,
     InvalidRequest,
     PayloadTooLarge,
-    PublishFailed,
     TaskConflict,
     TaskNotFound,
     UploadRejected,
@@ -60,7 +59,6 @@ _DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     PayloadTooLarge: (413, "payload-too-large", "Payload too large"),
     UploadRejected: (422, "invalid-upload", "Uploaded payload rejected"),
     InvalidRequest: (400, "invalid-request", "Invalid request"),
-    PublishFailed: (503, "unavailable", "Service unavailable"),
 }
 _HTTP_PROBLEMS = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}
 

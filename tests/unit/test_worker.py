@@ -16,7 +16,7 @@ from mistersmith.clock import now_iso
 from mistersmith.event_batching import BatchingPublisher
 from mistersmith.lifecycle import Lifecycle
 from mistersmith.models import StoredTask, TaskMessage, TaskStatus, canonical_json
-from mistersmith.ports import TaskProtection
+from mistersmith.ports import QueueMessage, TaskProtection
 from mistersmith.processing import Disposition, Outcome, StopSignal, TaskProcessor
 from mistersmith.settings import WorkerSettings
 from mistersmith.work import WorkLimits
@@ -245,6 +245,38 @@ def test_a_finished_task_is_deleted_within_the_wait_while_the_next_one_still_run
     wait_until(lambda: queue.delete_calls != [])
     assert processor.seen == ["t-0"] and queue.depth().in_flight == 1
     processor.release.set()
+
+
+class LongPollQueue(CountingQueue):
+    """Records the wait each receive asks for; an empty receive waits a little, as a long poll
+    that nothing answers would (bounded, so that a stopping worker is not held up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[int] = []
+
+    def receive(self, *, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+        self.waits.append(wait_seconds)
+        received = super().receive(max_messages=max_messages, wait_seconds=wait_seconds)
+        if not received:
+            time.sleep(0.05)
+        return received
+
+
+def test_a_delete_waiting_for_others_never_cuts_the_long_poll_short(running):
+    # Given an idle worker with a 20 s long poll, whose deletes wait a quarter second to share a call
+    queue = LongPollQueue()
+    worker = Worker(queue, Answering(Disposition.DELETE), one_at_a_time().model_copy(update={"receive_wait_seconds": 20}))
+    worker.deletes = DeferredDeletes(queue, max_wait_seconds=0.25)
+    running(worker)
+    # When one task arrives alone and finishes
+    send(queue, message(0))
+    wait_until(lambda: queue.delete_calls != [])
+    time.sleep(0.3)
+    # Then its delete was made within its wait, and no receive asked for less than the full wait:
+    # a shorter one returns empty when nothing comes, a request that a lone task would pay for
+    assert queue.delete_calls == [["0:1"]]
+    assert set(queue.waits) == {20}
 
 
 @pytest.mark.parametrize("vcpus", [1, 2, 16])
