@@ -266,7 +266,9 @@ class LongPollQueue(CountingQueue):
 def test_a_delete_waiting_for_others_never_cuts_the_long_poll_short(running):
     # Given an idle worker with a 20 s long poll, whose deletes wait a quarter second to share a call
     queue = LongPollQueue()
-    worker = Worker(queue, Answering(Disposition.DELETE), one_at_a_time().model_copy(update={"receive_wait_seconds": 20}))
+    worker = Worker(
+        queue, Answering(Disposition.DELETE), one_at_a_time().model_copy(update={"receive_wait_seconds": 20})
+    )
     worker.deletes = DeferredDeletes(queue, max_wait_seconds=0.25)
     running(worker)
     # When one task arrives alone and finishes
