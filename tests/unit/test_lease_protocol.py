@@ -184,3 +184,60 @@ def test_a_failed_delete_batch_is_kept_and_retried_and_never_raises():
     deletes.flush(wait=True)
     assert len(deletes) == 0
     assert queue.depth().in_flight == 0
+
+
+class CountingDeletes(MemoryQueue):
+    """Says when each delete call has been made, and with how many handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+        self.called = threading.Semaphore(0)
+
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        failed = super().delete_batch(receipt_handles)
+        self.calls.append(len(receipt_handles))
+        self.called.release()
+        return failed
+
+
+def received(queue: MemoryQueue, count: int) -> list[str]:
+    for n in range(count):
+        queue.send(f"m{n}")
+    return [message.receipt_handle for message in queue.receive(max_messages=count, wait_seconds=0)]
+
+
+def test_a_handle_left_alone_is_deleted_once_it_has_waited_with_no_flush_asked_for():
+    # Given deletes that wait a tenth of a second for others to share a call
+    queue = CountingDeletes()
+    deletes = DeferredDeletes(queue, max_wait_seconds=0.1)
+    # When one handle is added and nobody calls flush
+    deletes.add(*received(queue, 1))
+    # Then its own thread deletes it
+    assert queue.called.acquire(timeout=30)
+    assert queue.calls == [1] and queue.depth().in_flight == 0
+
+
+def test_a_full_batch_is_deleted_at_once_without_waiting_out_the_others_wait():
+    # Given deletes that would wait a minute for company
+    queue = CountingDeletes()
+    deletes = DeferredDeletes(queue, max_wait_seconds=60)
+    # When ten handles arrive / Then they go in one call, long before the minute
+    for handle in received(queue, 10):
+        deletes.add(handle)
+    assert queue.called.acquire(timeout=30)
+    assert queue.calls == [10]
+
+
+def test_a_delete_call_that_fails_on_the_thread_is_made_again_after_its_back_off():
+    # Given a queue whose first delete call fails, and deletes that wait a tenth of a second
+    queue = FlakyQueue()
+    deletes = DeferredDeletes(queue, max_wait_seconds=0.1)
+    # When a handle waits alone and nobody calls flush
+    deletes.add(*received(queue, 1))
+    # Then the thread tries again after the back-off and the message is gone
+    for _ in range(3000):
+        if queue.depth().in_flight == 0:
+            break
+        threading.Event().wait(0.01)
+    assert queue.failures == 0 and queue.depth().in_flight == 0 and len(deletes) == 0
