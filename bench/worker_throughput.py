@@ -15,8 +15,8 @@
     metrics and span kept.
     Where that time goes is printed beside it: each thread's CPU (Linux: /proc/self/task/*/schedstat)
     split into the task threads outside their work, the poll thread, the status events' batching
-    thread and the periodic ones (the run loop and heartbeats: on Fargate a cost per hour, not per
-    task, but counted here all the same); and the same worker with the work stubbed out (an
+    thread, the deletes' thread and the periodic ones (the run loop and heartbeats: on Fargate a
+    cost per hour, not per task, but counted here all the same); and the same worker with the work stubbed out (an
     instant `perform` returning the real result), whose overhead is the same per-task code run
     back to back with warm caches. The gap between the two is that code running cold after each
     child: measured per thread, no periodic thread accounts for it. A third run puts a sleep as
@@ -156,8 +156,8 @@ class CountingQueue(MemoryQueue):
 class WorkerRun(NamedTuple):
     wall: float
     cpu: float
-    # CPU seconds by kind of thread: "task", "poll", "event-batches", "periodic" (the rest: the
-    # run loop and the heartbeats, which wake on a timer whether tasks run or not).
+    # CPU seconds by kind of thread: "task", "poll", "event-batches", "deletes", "periodic" (the
+    # rest: the run loop and the heartbeats, which wake on a timer whether tasks run or not).
     threads: dict[str, float]
 
 
@@ -187,7 +187,7 @@ def worker_in_memory(make: Make, count: int, concurrency: int, limits: WorkLimit
         raise RuntimeError(f"the worker deleted {queue.deleted} of {count} bench tasks")
     elapsed, spent = time.perf_counter() - started, own_cpu() - cpu
     after, names = thread_cpu(), {thread.native_id: thread.name for thread in threading.enumerate()}
-    threads = dict.fromkeys(("task", "poll", "event-batches", "periodic"), 0.0)
+    threads = dict.fromkeys(("task", "poll", "event-batches", "deletes", "periodic"), 0.0)
     for tid, seconds in after.items():
         name = names.get(tid, "")
         if tid != threading.main_thread().native_id:
@@ -314,6 +314,7 @@ def main() -> int:
                 )
                 account.setdefault("poll thread", []).append(run.threads["poll"])
                 account.setdefault("event batching", []).append(run.threads["event-batches"])
+                account.setdefault("deletes", []).append(run.threads["deletes"])
                 account.setdefault("periodic (run loop, heartbeats)", []).append(run.threads["periodic"])
         # The stub answers at once, then after a sleep as long as this round's work: an idle gap, no child.
         pause = runs["execute work in it"][-1][0] / TASKS_MEMORY
