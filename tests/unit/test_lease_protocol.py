@@ -158,7 +158,22 @@ def test_a_heartbeat_that_raises_keeps_beating_and_its_thread_stays_healthy():
     assert heartbeat.healthy(stalled_after=30)
 
 
-class FlakyQueue(MemoryQueue):
+class CountingDeletes(MemoryQueue):
+    """Says when each delete call has been made, and with how many handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+        self.called = threading.Semaphore(0)
+
+    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
+        failed = super().delete_batch(receipt_handles)
+        self.calls.append(len(receipt_handles))
+        self.called.release()
+        return failed
+
+
+class FlakyQueue(CountingDeletes):
     def __init__(self) -> None:
         super().__init__()
         self.failures = 1
@@ -184,21 +199,6 @@ def test_a_failed_delete_batch_is_kept_and_retried_and_never_raises():
     deletes.flush(wait=True)
     assert len(deletes) == 0
     assert queue.depth().in_flight == 0
-
-
-class CountingDeletes(MemoryQueue):
-    """Says when each delete call has been made, and with how many handles."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[int] = []
-        self.called = threading.Semaphore(0)
-
-    def delete_batch(self, receipt_handles: list[str]) -> list[str]:
-        failed = super().delete_batch(receipt_handles)
-        self.calls.append(len(receipt_handles))
-        self.called.release()
-        return failed
 
 
 def received(queue: MemoryQueue, count: int) -> list[str]:
@@ -236,8 +236,5 @@ def test_a_delete_call_that_fails_on_the_thread_is_made_again_after_its_back_off
     # When a handle waits alone and nobody calls flush
     deletes.add(*received(queue, 1))
     # Then the thread tries again after the back-off and the message is gone
-    for _ in range(3000):
-        if queue.depth().in_flight == 0:
-            break
-        threading.Event().wait(0.01)
+    assert queue.called.acquire(timeout=30)
     assert queue.failures == 0 and queue.depth().in_flight == 0 and len(deletes) == 0

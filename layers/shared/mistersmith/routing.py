@@ -100,14 +100,11 @@ class Router:
         the stream delivers again (a copy of one that was sent after all is dropped by the claim)."""
         batches: dict[int, tuple[WorkQueue, list[tuple[StoredTask, TaskType, TaskMessage]]]] = {}
         for task in tasks:
-            message = task.message()
             with task_context(task.id, task.trace_id):
-                try:
-                    task_type = self._checked_type(message)
-                except (ValidationError, ValueError) as error:
-                    self._reject(message.model_dump(mode="json", exclude_none=True), error)
-                    continue
-            message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
+                prepared = self._prepared(task)
+            if prepared is None:
+                continue
+            task_type, message = prepared
             queue = self._destination(task_type, message)
             batches.setdefault(id(queue), (queue, []))[1].append((task, task_type, message))
         not_sent: list[str] = []
@@ -129,17 +126,26 @@ class Router:
     def resend(self, task: StoredTask) -> RouteOutcome:
         """Sends a task nothing else will (the reconciler's), then notes it: dying between the two
         leaves it unnoted (sent again next time, the claim drops the copy), never noted unsent."""
-        message = task.message()
-        try:
-            task_type = self._checked_type(message)
-        except (ValidationError, ValueError) as error:
-            return self._reject(message.model_dump(mode="json", exclude_none=True), error)[1]
-        message = message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
+        prepared = self._prepared(task)
+        if prepared is None:
+            return RouteOutcome.REJECTED
+        task_type, message = prepared
         queue = self._destination(task_type, message)
         queue.send(_body(message), trace_header=message.trace_header)
         self._mark_routed(task.id)
         self._routed(task.id, task_type, self._queue_name(queue))
         return RouteOutcome.QUEUED
+
+    def _prepared(self, task: StoredTask) -> tuple[TaskType, TaskMessage] | None:
+        """The task's checked type and its message, in a trace of its own if it had none; None
+        once a task that cannot run has been rejected visibly."""
+        message = task.message()
+        try:
+            task_type = self._checked_type(message)
+        except (ValidationError, ValueError) as error:
+            self._reject(message.model_dump(mode="json", exclude_none=True), error)
+            return None
+        return task_type, message.model_copy(update={"trace_header": trace_header_for(message.trace_header)})
 
     def _routed(self, task_id: str, task_type: TaskType, queue: str) -> None:
         logger.info("task routed", extra={"task_id": task_id, "task_type": task_type.value, "queue": queue})
